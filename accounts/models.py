@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from accounts.encrypted_fields import EncryptedSecretField
+
+HARD_MAX_LEVERAGE = 25
+
+
+class TradingState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    REDUCING = "reducing", "Reducing only"
+    HALTED = "halted", "Halted"
+
+
+class ApiVersion(models.TextChoices):
+    V1 = "v1", "V1 (HMAC API key)"
+    V3 = "v3", "V3 (EIP-712 API wallet)"
+
+
+class MarginType(models.TextChoices):
+    ISOLATED = "ISOLATED", "Isolated"
+    CROSSED = "CROSSED", "Cross"
+
+
+class Account(models.Model):
+    """A trading account: paper (simulated) or live (real AsterDEX orders).
+
+    Credentials are write-only secrets (see accounts.encrypted_fields). Every write goes
+    through accounts.services, which validates the whole account, credentials included.
+    """
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "api_secret", "signer_private_key")
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trading_accounts")
+    name = models.CharField(max_length=100)
+    is_paper_trading = models.BooleanField(default=True)
+    trading_state = models.CharField(max_length=16, choices=TradingState.choices, default=TradingState.ACTIVE)
+    max_leverage = models.PositiveSmallIntegerField(
+        default=HARD_MAX_LEVERAGE, validators=[MinValueValidator(1), MaxValueValidator(HARD_MAX_LEVERAGE)]
+    )
+    cooldown_seconds = models.PositiveIntegerField(default=0, validators=[MinValueValidator(0)])
+    paper_balance = models.DecimalField(
+        max_digits=24, decimal_places=8, default=Decimal("10000"), validators=[MinValueValidator(Decimal("0"))]
+    )
+    margin_type = models.CharField(max_length=8, choices=MarginType.choices, default=MarginType.ISOLATED)
+    keep_unprotected_positions = models.BooleanField(
+        default=False,
+        help_text="If protective orders cannot be placed, keep the position open instead of closing it at market.",
+    )
+
+    api_version = models.CharField(max_length=2, choices=ApiVersion.choices, blank=True, default="")
+    api_key = EncryptedSecretField()
+    api_secret = EncryptedSecretField()
+    wallet_address = models.CharField(max_length=42, blank=True, default="", help_text="V3: the main wallet (user).")
+    signer_address = models.CharField(max_length=42, blank=True, default="", help_text="V3: the API wallet (signer).")
+    signer_private_key = EncryptedSecretField()
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_leverage__gte=1) & Q(max_leverage__lte=HARD_MAX_LEVERAGE),
+                name="account_max_leverage_1_to_25",
+            ),
+            models.CheckConstraint(condition=Q(cooldown_seconds__gte=0), name="account_cooldown_non_negative"),
+            models.CheckConstraint(condition=Q(paper_balance__gte=0), name="account_paper_balance_non_negative"),
+            models.CheckConstraint(
+                condition=Q(trading_state__in=TradingState.values), name="account_trading_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(api_version__in=["", *ApiVersion.values]), name="account_api_version_valid"
+            ),
+            models.CheckConstraint(condition=Q(margin_type__in=MarginType.values), name="account_margin_type_valid"),
+        ]
+
+    def __str__(self) -> str:
+        mode = "paper" if self.is_paper_trading else "live"
+        return f"{self.name} ({mode})"
+
+    def __repr__(self) -> str:
+        return f"<Account id={self.pk} name={self.name!r} paper={self.is_paper_trading} state={self.trading_state}>"
+
+    @property
+    def mode(self) -> str:
+        return "paper" if self.is_paper_trading else "live"
+
+    def clean(self) -> None:
+        from accounts.credentials import validate_credentials
+
+        validate_credentials(self)

@@ -1,0 +1,119 @@
+"""Writes to accounts. Every entry point (admin, API, commands, code) goes through here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from accounts import encrypted_fields
+from accounts.models import Account, TradingState
+from execution.services.audit import record_event
+
+EDITABLE_FIELDS = frozenset(
+    {
+        "name",
+        "is_paper_trading",
+        "trading_state",
+        "max_leverage",
+        "cooldown_seconds",
+        "paper_balance",
+        "margin_type",
+        "keep_unprotected_positions",
+        "api_version",
+        "api_key",
+        "api_secret",
+        "wallet_address",
+        "signer_address",
+        "signer_private_key",
+    }
+)
+
+
+def _audit_data(changes: dict[str, Any]) -> dict[str, Any]:
+    """What changed, with secret values replaced by 'set' / 'cleared'."""
+    data: dict[str, Any] = {}
+    for field, value in changes.items():
+        if field in Account.SECRET_FIELDS:
+            data[field] = "set" if value else "cleared"
+        else:
+            data[field] = value
+    return data
+
+
+def _apply(account: Account, changes: dict[str, Any]) -> None:
+    unknown = set(changes) - EDITABLE_FIELDS
+    if unknown:
+        raise ValidationError({field: "Not an editable account field." for field in sorted(unknown)})
+    for field, value in changes.items():
+        setattr(account, field, value)
+
+
+def create_account(*, owner: AbstractBaseUser, name: str, **fields: Any) -> Account:
+    """Create a validated account. Raises ValidationError (per field); writes nothing then."""
+    account = Account(owner=owner, name=name)
+    _apply(account, fields)
+    account.full_clean()
+    with transaction.atomic():
+        account.save()
+        record_event(account=account, kind="account.created", subject=account, data=_audit_data(fields))
+    return account
+
+
+def update_account(*, account: Account, **changes: Any) -> Account:
+    """Change fields of an account, validating the whole result first."""
+    if not changes:
+        return account
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().get(pk=account.pk)
+        _apply(locked, changes)
+        locked.full_clean()
+        locked.save(update_fields=[*sorted(changes), "updated_at"])
+        record_event(account=locked, kind="account.updated", subject=locked, data=_audit_data(changes))
+    return locked
+
+
+def set_trading_state(*, account: Account, state: str, reason: str = "") -> Account:
+    """Move an account between active, reducing and halted (audited)."""
+    if state not in TradingState.values:
+        raise ValidationError({"trading_state": f"Must be one of {', '.join(TradingState.values)}."})
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().get(pk=account.pk)
+        previous = locked.trading_state
+        if previous == state:
+            return locked
+        locked.trading_state = state
+        locked.save(update_fields=["trading_state", "updated_at"])
+        record_event(
+            account=locked,
+            kind="account.trading_state",
+            subject=locked,
+            from_status=previous,
+            to_status=state,
+            message=reason,
+        )
+    return locked
+
+
+def rotate_field_encryption() -> int:
+    """Re-encrypt every stored secret under the first FIELD_ENCRYPTION_KEY. Returns rows rewritten.
+
+    Works on the raw tokens in SQL, so no plain secret is held in a model instance.
+    """
+    fields = Account.SECRET_FIELDS
+    table = connection.ops.quote_name(Account._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(name) for name in fields)
+    assignments = ", ".join(f"{connection.ops.quote_name(name)} = %s" for name in fields)
+    rewritten = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, {columns} FROM {table} ORDER BY id")
+        for pk, *tokens in cursor.fetchall():
+            if not any(tokens):
+                continue
+            rotated = [encrypted_fields.rotate(token) if token else "" for token in tokens]
+            cursor.execute(f"UPDATE {table} SET {assignments} WHERE id = %s", [*rotated, pk])
+            rewritten += 1
+        record_event(account=None, kind="account.secrets_rotated", data={"accounts": rewritten})
+    return rewritten

@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from decisions.models import Decision
+from execution.admin import ModeFilter, ReadOnlyAdmin, account_mode
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "account",
+        account_mode,
+        "symbol",
+        "action",
+        "quantity",
+        "leverage",
+        "take_profit",
+        "stop_loss",
+        "status",
+        "reason",
+        "trade",
+    ]
+    list_filter = [ModeFilter, "status", "action", "symbol", "account"]
+    search_fields = ["symbol", "idempotency_key", "account__name", "reason"]
+    list_select_related = ["account", "trade"]

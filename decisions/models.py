@@ -1,0 +1,74 @@
+"""A trading decision handed to the execution service, and what became of it."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import Account
+from execution.models import Trade, money_field
+
+
+class DecisionAction(models.TextChoices):
+    OPEN_LONG = "open_long", "Open long"
+    OPEN_SHORT = "open_short", "Open short"
+    CLOSE = "close", "Close"
+    HOLD = "hold", "Hold"
+
+
+class DecisionStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    EXECUTED = "executed", "Executed"
+    REJECTED = "rejected", "Rejected by risk checks"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped (hold)"
+
+
+class Decision(models.Model):
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        DecisionStatus.RECEIVED: frozenset(
+            {DecisionStatus.EXECUTED, DecisionStatus.REJECTED, DecisionStatus.FAILED, DecisionStatus.SKIPPED}
+        ),
+        DecisionStatus.EXECUTED: frozenset(),
+        DecisionStatus.REJECTED: frozenset(),
+        DecisionStatus.FAILED: frozenset(),
+        DecisionStatus.SKIPPED: frozenset(),
+    }
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="decisions")
+    symbol = models.CharField(max_length=32)
+    action = models.CharField(max_length=16, choices=DecisionAction.choices)
+    quantity = money_field(null=True, blank=True)
+    leverage = models.PositiveSmallIntegerField(null=True, blank=True)
+    take_profit = money_field(null=True, blank=True)
+    stop_loss = money_field(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=DecisionStatus.choices, default=DecisionStatus.RECEIVED)
+    reason = models.TextField(blank=True, default="", help_text="Denial code and message, or failure.")
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, null=True, blank=True, related_name="decisions")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="decision_idempotency_key_unique_per_account",
+            ),
+            models.CheckConstraint(condition=Q(action__in=DecisionAction.values), name="decision_action_valid"),
+            models.CheckConstraint(condition=Q(status__in=DecisionStatus.values), name="decision_status_valid"),
+            models.CheckConstraint(
+                condition=Q(quantity__isnull=True) | Q(quantity__gt=0), name="decision_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(leverage__isnull=True) | (Q(leverage__gte=1) & Q(leverage__lte=25)),
+                name="decision_leverage_1_to_25",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.symbol} [{self.status}]"

@@ -1,0 +1,130 @@
+"""Inspection of execution state. Rows change only through services, so these pages are read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from execution.models import ExecutionEvent, PendingOrder, Position, Trade
+
+
+class ModeFilter(admin.SimpleListFilter):
+    title = "mode"
+    parameter_name = "mode"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("paper", "Paper"), ("live", "Live")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("paper", "live"):
+            return queryset.filter(account__is_paper_trading=self.value() == "paper")
+        return queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def account_mode(obj: Any) -> str:
+    return obj.account.mode if obj.account_id else ""
+
+
+account_mode.short_description = "Mode"  # type: ignore[attr-defined]
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "account",
+        account_mode,
+        "symbol",
+        "side",
+        "quantity",
+        "entry_price",
+        "leverage",
+        "mark_price",
+        "unrealized_pnl",
+        "realized_pnl",
+        "liquidation_price",
+        "status",
+        "opened_at",
+    ]
+    list_filter = [ModeFilter, "status", "side", "symbol", "source", "account"]
+    search_fields = ["symbol", "account__name"]
+    list_select_related = ["account"]
+    date_hierarchy = "opened_at"
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "account",
+        account_mode,
+        "symbol",
+        "side",
+        "quantity",
+        "price",
+        "fee",
+        "realized_pnl",
+        "reason",
+        "status",
+        "client_order_id",
+        "exchange_order_id",
+    ]
+    list_filter = [ModeFilter, "status", "reason", "side", "symbol", "account"]
+    search_fields = ["symbol", "client_order_id", "exchange_order_id", "account__name"]
+    list_select_related = ["account"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(PendingOrder)
+class PendingOrderAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "account",
+        account_mode,
+        "symbol",
+        "kind",
+        "side",
+        "trigger_price",
+        "working_type",
+        "status",
+        "sibling",
+        "client_order_id",
+        "exchange_order_id",
+        "created_at",
+    ]
+    list_filter = [ModeFilter, "status", "kind", "working_type", "symbol", "account"]
+    search_fields = ["symbol", "client_order_id", "exchange_order_id", "account__name"]
+    list_select_related = ["account", "sibling"]
+
+
+@admin.register(ExecutionEvent)
+class ExecutionEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "account",
+        "kind",
+        "subject_type",
+        "subject_id",
+        "from_status",
+        "to_status",
+        "message",
+    ]
+    list_filter = [ModeFilter, "kind", "subject_type", "account"]
+    search_fields = ["kind", "message", "account__name"]
+    list_select_related = ["account"]
+    date_hierarchy = "created_at"

@@ -1,0 +1,1 @@
+"""AsterDEX: HTTP client, signing, symbol rules, errors, and the local simulator."""

@@ -1,0 +1,77 @@
+"""The errors the execution service raises. Callers catch ExecutionError for all of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ExecutionError(Exception):
+    """Base of every failure the execution service reports."""
+
+    code = "EXECUTION_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class RiskCheckFailed(ExecutionError):
+    """A pre-trade check denied the order. `.code` is one of RISK_CODES."""
+
+    RISK_CODES = frozenset(
+        {
+            "TRADING_HALTED",
+            "REDUCE_ONLY",
+            "LEVERAGE_TOO_HIGH",
+            "COOLDOWN_ACTIVE",
+            "INSUFFICIENT_MARGIN",
+            "MIN_NOTIONAL",
+            "INVALID_QUANTITY",
+            "UNKNOWN_SYMBOL",
+            "INVALID_PROTECTION",
+            "STALE_PRICE",
+        }
+    )
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
+        if code not in self.RISK_CODES:
+            raise ValueError(f"unknown risk code {code!r}")
+        super().__init__(message, code=code, details=details)
+
+
+class InvalidOrderInput(ExecutionError):
+    """An argument is malformed (bad side, not a number...). Nothing was written."""
+
+    code = "INVALID_INPUT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", details={"field": field})
+        self.field = field
+
+
+class InvalidTransition(ExecutionError):
+    code = "INVALID_TRANSITION"
+
+
+class InsufficientLiquidity(ExecutionError):
+    code = "INSUFFICIENT_LIQUIDITY"
+
+
+class OrderOutcomeUnknown(ExecutionError):
+    """The order may or may not exist on the exchange; it is resolved by client order id."""
+
+    code = "OUTCOME_UNKNOWN"
+
+
+class ExchangeRejected(ExecutionError):
+    code = "EXCHANGE_REJECTED"
+
+
+class ProtectionFailed(ExecutionError):
+    code = "PROTECTION_FAILED"

@@ -1,0 +1,294 @@
+"""Trades (order intents and fills), positions, protective orders and the audit trail.
+
+Each stateful model lists its allowed status transitions in one table (`TRANSITIONS`);
+`execution.services.audit.transition` is the only code that changes a status, and it
+writes an ExecutionEvent in the same transaction.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import F, Q
+
+from accounts.models import Account
+
+
+def money_field(**kwargs: Any) -> models.DecimalField:
+    """Prices, quantities and amounts: Decimal with 18 integer and 10 fractional digits."""
+    return models.DecimalField(max_digits=28, decimal_places=10, **kwargs)
+
+
+class Side(models.TextChoices):
+    BUY = "BUY", "Buy"
+    SELL = "SELL", "Sell"
+
+
+class PositionSide(models.TextChoices):
+    LONG = "LONG", "Long"
+    SHORT = "SHORT", "Short"
+
+
+class WorkingType(models.TextChoices):
+    MARK_PRICE = "MARK_PRICE", "Mark price"
+    CONTRACT_PRICE = "CONTRACT_PRICE", "Last price"
+
+
+class TradeStatus(models.TextChoices):
+    SUBMITTING = "submitting", "Submitting"
+    UNKNOWN = "unknown", "Unknown (ambiguous submission)"
+    FILLED = "filled", "Filled"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled / expired unfilled"
+
+
+class TradeReason(models.TextChoices):
+    ENTRY = "entry", "Entry"
+    EXIT = "exit", "Exit"
+    TAKE_PROFIT = "take_profit", "Take profit"
+    STOP_LOSS = "stop_loss", "Stop loss"
+    LIQUIDATION = "liquidation", "Liquidation"
+    FUNDING = "funding", "Funding"
+    RECONCILIATION = "reconciliation", "Reconciliation"
+    PROTECTION_FAILURE = "protection_failure", "Closed: protection could not be placed"
+
+
+class PositionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class PositionSource(models.TextChoices):
+    EXECUTION = "execution", "Execution service"
+    RECONCILIATION = "reconciliation", "Adopted by reconciliation"
+
+
+class PendingOrderKind(models.TextChoices):
+    TAKE_PROFIT = "take_profit", "Take profit"
+    STOP_LOSS = "stop_loss", "Stop loss"
+
+
+class PendingOrderStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    TRIGGERED = "triggered", "Triggered"
+    FILLED = "filled", "Filled"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class Trade(models.Model):
+    """An order intent and, once filled, its fill. `client_order_id` is the idempotency key."""
+
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        TradeStatus.SUBMITTING: frozenset(
+            {TradeStatus.FILLED, TradeStatus.REJECTED, TradeStatus.UNKNOWN, TradeStatus.CANCELLED}
+        ),
+        TradeStatus.UNKNOWN: frozenset({TradeStatus.FILLED, TradeStatus.REJECTED, TradeStatus.CANCELLED}),
+        TradeStatus.FILLED: frozenset(),
+        TradeStatus.REJECTED: frozenset(),
+        TradeStatus.CANCELLED: frozenset(),
+    }
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="trades")
+    position = models.ForeignKey(
+        "execution.Position", on_delete=models.PROTECT, null=True, blank=True, related_name="trades"
+    )
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    requested_quantity = money_field()
+    quantity = money_field(help_text="Executed quantity once filled; requested before.")
+    price = money_field(null=True, blank=True, help_text="Average fill price.")
+    fee = money_field(default=Decimal("0"))
+    fee_asset = models.CharField(max_length=16, default="USDT")
+    realized_pnl = money_field(default=Decimal("0"), help_text="Net of this trade's fee.")
+    leverage = models.PositiveSmallIntegerField(null=True, blank=True)
+    reduce_only = models.BooleanField(default=False)
+    client_order_id = models.CharField(max_length=36, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=TradeStatus.choices, default=TradeStatus.SUBMITTING)
+    reason = models.CharField(max_length=24, choices=TradeReason.choices, default=TradeReason.ENTRY)
+    error_code = models.CharField(max_length=32, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    filled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "status"], name="trade_account_status"),
+            models.Index(fields=["account", "reason", "-created_at"], name="trade_account_reason_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
+            models.CheckConstraint(condition=Q(requested_quantity__gt=0), name="trade_requested_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gt=0), name="trade_price_positive"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="trade_fee_non_negative"),
+            models.CheckConstraint(condition=Q(side__in=Side.values), name="trade_side_valid"),
+            models.CheckConstraint(condition=Q(status__in=TradeStatus.values), name="trade_status_valid"),
+            models.CheckConstraint(condition=Q(reason__in=TradeReason.values), name="trade_reason_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} [{self.status}] {self.client_order_id}"
+
+
+class Position(models.Model):
+    """A one-way position: at most one open row per (account, symbol)."""
+
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        PositionStatus.OPEN: frozenset({PositionStatus.CLOSED}),
+        PositionStatus.CLOSED: frozenset(),
+    }
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=5, choices=PositionSide.choices)
+    quantity = money_field(help_text="Absolute size; > 0 while open, 0 once closed.")
+    entry_price = money_field()
+    leverage = models.PositiveSmallIntegerField()
+    margin = money_field(default=Decimal("0"), help_text="Isolated margin (entry notional / leverage).")
+    mark_price = money_field(null=True, blank=True)
+    unrealized_pnl = money_field(default=Decimal("0"))
+    realized_pnl = money_field(default=Decimal("0"), help_text="Net of fees and funding.")
+    fees_paid = money_field(default=Decimal("0"))
+    funding_paid = money_field(default=Decimal("0"), help_text="Positive: paid; negative: received.")
+    liquidation_price = money_field(null=True, blank=True)
+    take_profit = money_field(null=True, blank=True, help_text="Requested take-profit trigger.")
+    stop_loss = money_field(null=True, blank=True, help_text="Requested stop-loss trigger.")
+    needs_protection = models.BooleanField(default=False)
+    source = models.CharField(max_length=16, choices=PositionSource.choices, default=PositionSource.EXECUTION)
+    status = models.CharField(max_length=8, choices=PositionStatus.choices, default=PositionStatus.OPEN)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    marked_at = models.DateTimeField(null=True, blank=True)
+    last_funding_time = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        indexes = [models.Index(fields=["status", "symbol"], name="position_status_symbol")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "symbol"], condition=Q(status="open"), name="one_open_position_per_symbol"
+            ),
+            models.CheckConstraint(
+                condition=(Q(status="open") & Q(quantity__gt=0)) | (Q(status="closed") & Q(quantity__gte=0)),
+                name="position_quantity_positive_while_open",
+            ),
+            models.CheckConstraint(condition=Q(entry_price__gt=0), name="position_entry_price_positive"),
+            models.CheckConstraint(
+                condition=Q(leverage__gte=1) & Q(leverage__lte=125), name="position_leverage_in_range"
+            ),
+            models.CheckConstraint(condition=Q(side__in=PositionSide.values), name="position_side_valid"),
+            models.CheckConstraint(condition=Q(status__in=PositionStatus.values), name="position_status_valid"),
+            models.CheckConstraint(
+                condition=Q(closed_at__isnull=True) | Q(closed_at__gte=F("opened_at")),
+                name="position_closed_after_opened",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} @ {self.entry_price} [{self.status}]"
+
+    @property
+    def direction(self) -> int:
+        return 1 if self.side == PositionSide.LONG else -1
+
+
+class PendingOrder(models.Model):
+    """A protective order: a paper trigger held in the database, or a resting exchange order."""
+
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        PendingOrderStatus.PENDING: frozenset(
+            {
+                PendingOrderStatus.TRIGGERED,
+                PendingOrderStatus.FILLED,
+                PendingOrderStatus.CANCELLED,
+                PendingOrderStatus.FAILED,
+            }
+        ),
+        PendingOrderStatus.TRIGGERED: frozenset(
+            {PendingOrderStatus.FILLED, PendingOrderStatus.FAILED, PendingOrderStatus.CANCELLED}
+        ),
+        PendingOrderStatus.FAILED: frozenset({PendingOrderStatus.CANCELLED}),
+        PendingOrderStatus.FILLED: frozenset(),
+        PendingOrderStatus.CANCELLED: frozenset(),
+    }
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="pending_orders")
+    position = models.ForeignKey(
+        Position, on_delete=models.PROTECT, null=True, blank=True, related_name="pending_orders"
+    )
+    symbol = models.CharField(max_length=32)
+    kind = models.CharField(max_length=16, choices=PendingOrderKind.choices)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    trigger_price = money_field()
+    working_type = models.CharField(max_length=16, choices=WorkingType.choices, default=WorkingType.MARK_PRICE)
+    quantity = money_field(null=True, blank=True, help_text="Empty: closes the whole position.")
+    status = models.CharField(max_length=16, choices=PendingOrderStatus.choices, default=PendingOrderStatus.PENDING)
+    client_order_id = models.CharField(max_length=36, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True, default="")
+    sibling = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="The other leg."
+    )
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    triggered_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "symbol"], name="pendingorder_status_symbol"),
+            models.Index(fields=["account", "status"], name="pendingorder_account_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(trigger_price__gt=0), name="pendingorder_trigger_positive"),
+            models.CheckConstraint(
+                condition=Q(quantity__isnull=True) | Q(quantity__gt=0), name="pendingorder_quantity_positive"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=PendingOrderKind.values), name="pendingorder_kind_valid"),
+            models.CheckConstraint(condition=Q(side__in=Side.values), name="pendingorder_side_valid"),
+            models.CheckConstraint(
+                condition=Q(working_type__in=WorkingType.values), name="pendingorder_working_type_valid"
+            ),
+            models.CheckConstraint(condition=Q(status__in=PendingOrderStatus.values), name="pendingorder_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.side} {self.symbol} @ {self.trigger_price} [{self.status}]"
+
+
+class ExecutionEvent(models.Model):
+    """Append-only audit row: one per state change, written in the same transaction."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="events", null=True, blank=True)
+    kind = models.CharField(max_length=64, db_index=True)
+    subject_type = models.CharField(max_length=32, blank=True, default="")
+    subject_id = models.BigIntegerField(null=True, blank=True)
+    from_status = models.CharField(max_length=16, blank=True, default="")
+    to_status = models.CharField(max_length=16, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["subject_type", "subject_id"], name="event_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.subject_type}#{self.subject_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("ExecutionEvent rows are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("ExecutionEvent rows are append-only.")

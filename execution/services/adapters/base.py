@@ -1,0 +1,91 @@
+"""The adapter interface: a transport between the execution service and a venue.
+
+Adapters move orders and read state; they do not touch the database's order state.
+ExecutionService owns validation, reservation and applying results.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from accounts.models import Account
+
+
+@dataclass(frozen=True)
+class MarketOrder:
+    symbol: str
+    side: str  # BUY or SELL
+    quantity: Decimal
+    client_order_id: str
+    leverage: int
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What a market order did: executed quantity, average price, fee."""
+
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str = "USDT"
+    exchange_order_id: str = ""
+    realized_pnl: Decimal | None = None  # as the venue reports it, when it does
+
+
+@dataclass(frozen=True)
+class ProtectiveOrderRequest:
+    symbol: str
+    kind: str  # take_profit or stop_loss
+    side: str  # the side that closes the position
+    trigger_price: Decimal
+    working_type: str
+    client_order_id: str
+    quantity: Decimal | None = None  # None: close the whole position
+
+
+@dataclass(frozen=True)
+class ProtectiveOrderAck:
+    client_order_id: str
+    exchange_order_id: str = ""
+
+
+@dataclass(frozen=True)
+class RemotePosition:
+    symbol: str
+    side: str  # LONG or SHORT
+    quantity: Decimal  # absolute
+    entry_price: Decimal
+    leverage: int
+    mark_price: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    liquidation_price: Decimal | None = None
+
+
+class ExecutionAdapter(ABC):
+    mode: str = ""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+
+    @abstractmethod
+    def execute_market_order(self, order: MarketOrder) -> Fill:
+        """Execute a market order and report its fill."""
+
+    @abstractmethod
+    def place_protective_orders(self, requests: Sequence[ProtectiveOrderRequest]) -> list[ProtectiveOrderAck]:
+        """Place TP/SL orders; acks come back in request order."""
+
+    @abstractmethod
+    def cancel_order(self, *, symbol: str, client_order_id: str) -> None:
+        """Cancel one order by client id. Cancelling an order that is already gone is not an error."""
+
+    @abstractmethod
+    def fetch_positions(self) -> list[RemotePosition]:
+        """The venue's open positions for this account."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} account={self.account.pk}>"

@@ -1,0 +1,52 @@
+"""Shared fixtures, and the rule for tests that need real services.
+
+A test marked `postgres` or `redis` skips with a visible reason when the service is not
+configured, except when REQUIRE_SERVICES is set (CI), where that skip is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+from hypothesis import settings as hypothesis_settings
+
+hypothesis_settings.register_profile("default", deadline=None, max_examples=100)
+hypothesis_settings.load_profile("default")
+
+
+def _postgres_configured() -> bool:
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def _redis_configured() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+SERVICE_CHECKS = {
+    "postgres": (_postgres_configured, "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"),
+    "redis": (_redis_configured, "needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0"),
+}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker, (available, reason) in SERVICE_CHECKS.items():
+        if item.get_closest_marker(marker) and not available():
+            if os.environ.get("REQUIRE_SERVICES"):
+                pytest.fail(f"REQUIRE_SERVICES is set but this test {reason}", pytrace=False)
+            pytest.skip(reason)
+
+
+@pytest.fixture
+def user(db):
+    from tests.factories import UserFactory
+
+    return UserFactory()
+
+
+@pytest.fixture
+def paper_account(db):
+    from tests.factories import PaperAccountFactory
+
+    return PaperAccountFactory()

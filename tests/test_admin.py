@@ -1,0 +1,91 @@
+import pytest
+from django.contrib.auth import get_user_model
+
+from accounts.models import Account
+from tests.factories import (
+    DEMO_V1_API_KEY,
+    DEMO_V1_API_SECRET,
+    DEMO_V3_PRIVATE_KEY,
+    LiveV1AccountFactory,
+    LiveV3AccountFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    admin = get_user_model().objects.create_superuser("admin", "admin@example.test", "pw-admin-123")
+    client.force_login(admin)
+    client.admin_user = admin
+    return client
+
+
+def test_account_change_page_shows_secret_state_not_value(admin_client):
+    v1 = LiveV1AccountFactory()
+    v3 = LiveV3AccountFactory()
+    for account in (v1, v3):
+        html = admin_client.get(f"/admin/accounts/account/{account.pk}/change/").content.decode()
+        assert "Currently set" in html
+        for secret in (DEMO_V1_API_SECRET, DEMO_V1_API_KEY, DEMO_V3_PRIVATE_KEY, DEMO_V3_PRIVATE_KEY[2:]):
+            assert secret not in html
+    listing = admin_client.get("/admin/accounts/account/").content.decode()
+    assert "api_secret: set" in listing
+    assert DEMO_V1_API_SECRET not in listing
+
+
+def form_data(admin_client, **overrides):
+    data = {
+        "owner": admin_client.admin_user.pk,
+        "name": "from-admin",
+        "is_paper_trading": "",
+        "trading_state": "active",
+        "max_leverage": "10",
+        "cooldown_seconds": "0",
+        "paper_balance": "0",
+        "margin_type": "ISOLATED",
+        "api_version": "v1",
+        "api_key": DEMO_V1_API_KEY,
+        "api_secret": DEMO_V1_API_SECRET,
+        "wallet_address": "",
+        "signer_address": "",
+        "signer_private_key": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_add_goes_through_the_service_and_is_audited(admin_client):
+    response = admin_client.post("/admin/accounts/account/add/", form_data(admin_client))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account = Account.objects.get(name="from-admin")
+    assert account.api_secret.reveal() == DEMO_V1_API_SECRET
+    assert account.events.filter(kind="account.created").exists()
+
+
+def test_admin_add_with_half_a_key_pair_shows_the_field_error_and_saves_nothing(admin_client):
+    response = admin_client.post("/admin/accounts/account/add/", form_data(admin_client, api_secret=""))
+    assert response.status_code == 200
+    assert "API key and secret come as a pair" in response.content.decode()
+    assert not Account.objects.exists()
+
+
+def test_admin_edit_with_blank_secret_keeps_the_stored_one(admin_client):
+    account = LiveV1AccountFactory(owner=admin_client.admin_user)
+    data = form_data(admin_client, name=account.name, api_key="", api_secret="", max_leverage="5")
+    response = admin_client.post(f"/admin/accounts/account/{account.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account.refresh_from_db()
+    assert account.max_leverage == 5
+    assert account.api_secret.reveal() == DEMO_V1_API_SECRET
+
+
+@pytest.mark.parametrize("path", ["position", "trade", "pendingorder", "executionevent"])
+def test_execution_pages_are_read_only_and_render(admin_client, path):
+    response = admin_client.get(f"/admin/execution/{path}/?mode=paper")
+    assert response.status_code == 200
+    assert admin_client.get(f"/admin/execution/{path}/add/").status_code == 403
+
+
+def test_decision_admin_renders(admin_client):
+    assert admin_client.get("/admin/decisions/decision/").status_code == 200

@@ -1,0 +1,71 @@
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEY", "DEBUG"}}
+    clean.update(env, DJANGO_SETTINGS_MODULE="config.settings")
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_deploy_with_debug_off_and_dev_defaults_is_refused_clearly():
+    result = run_manage("check", "--deploy", DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY and FIELD_ENCRYPTION_KEY still use the dev-only default" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dev_field_key_alone_is_refused_when_debug_is_off():
+    result = run_manage("check", DEBUG="0", SECRET_KEY="x" * 60)
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEY still uses" in result.stderr or "FIELD_ENCRYPTION_KEY still use" in result.stderr
+
+
+def test_malformed_field_key_is_refused():
+    result = run_manage("check", DEBUG="1", FIELD_ENCRYPTION_KEY="short")
+    assert result.returncode != 0
+    assert "not a valid Fernet key" in result.stderr
+
+
+def test_dev_defaults_are_accepted_with_debug_on():
+    result = run_manage("check", DEBUG="1")
+    assert result.returncode == 0, result.stderr
+
+
+def test_leverage_cap_above_25_is_refused():
+    result = run_manage("check", DEBUG="1", EXECUTION_MAX_LEVERAGE="50")
+    assert result.returncode != 0
+    assert "EXECUTION_MAX_LEVERAGE" in result.stderr
+
+
+def test_contract_defaults():
+    assert settings.EXECUTION_MAX_LEVERAGE == 25
+    assert settings.PAPER_TAKER_FEE_RATE == Decimal("0.00035")
+    assert isinstance(settings.PAPER_TAKER_FEE_RATE, Decimal)
+
+
+def test_celery_broker_follows_redis_url():
+    from config.celery import app
+
+    if settings.REDIS_URL:
+        assert app.conf.broker_url == settings.REDIS_URL
+    else:
+        assert app.conf.broker_url == "filesystem://"
+    assert app.conf.task_serializer == "json"
+    assert app.conf.accept_content == ["json"]
+    assert app.conf.task_time_limit > 0
+
+
+def test_celery_tasks_can_start_on_commit():
+    from config.celery import app
+
+    assert hasattr(app.Task, "delay_on_commit")
