@@ -1,0 +1,691 @@
+"""The simulator's HTTP face: the AsterDEX paths, response shapes, signature checks and faults.
+
+Run it with `python manage.py aster_sim --port 8765`, or in-process (tests, benchmarks):
+
+    with AsterSimulator(seed=1) as sim:
+        client = AsterClient(sim.url, credentials)
+
+Operator and test controls live under /_sim/ (JSON): state, price, step, faults, accounts,
+orders placed "behind the service's back". The simulator binds to loopback only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from execution.aster.signing import hmac_sha256_hex, recover_signer
+from execution.aster.simulator.exchange import SimAccount, SimError, SimExchange, SimSymbol, fmt
+
+NONCE_WINDOW_US = 10_000_000
+NONCE_MEMORY = 100
+DEPTH_LIMITS = {5, 10, 20, 50, 100, 500, 1000}
+UNKNOWN_OUTCOME = {
+    "code": -1007,
+    "msg": "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+}
+
+
+@dataclass
+class Faults:
+    """Switchable at run time (POST /_sim/faults or attribute assignment). Counters count down."""
+
+    latency_ms: int = 0
+    order_503_after_accept: int = 0
+    order_drop_after_accept: int = 0
+    rate_limit_next: int = 0
+    drop_next: int = 0
+    ban_seconds: float = 0.0
+    retry_after_seconds: int = 1
+
+    def take(self, name: str, lock: threading.Lock) -> bool:
+        with lock:
+            value = getattr(self, name)
+            if value > 0:
+                setattr(self, name, value - 1)
+                return True
+            return False
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Callable[[SimHandler, SimAccount | None, dict[str, str]], Any]
+    weight: int = 1
+    signed: str = ""  # "", "v1" or "v3"
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, exchange: SimExchange, address: tuple[str, int]) -> None:
+        super().__init__(address, SimHandler)
+        self.exchange = exchange
+        self.faults = Faults()
+        self.fault_lock = threading.Lock()
+        self.banned_until = 0.0
+        self.weight_minute = -1
+        self.weight_used = 0
+        self.request_log: list[tuple[str, str]] = []
+
+    def add_weight(self, weight: int) -> int:
+        with self.fault_lock:
+            minute = int(time.time() // 60)
+            if minute != self.weight_minute:
+                self.weight_minute, self.weight_used = minute, 0
+            self.weight_used += weight
+            return self.weight_used
+
+
+def _split_signature(raw: str) -> tuple[str, str | None]:
+    if raw.startswith("signature="):
+        return "", raw[len("signature=") :]
+    index = raw.rfind("&signature=")
+    if index == -1:
+        return raw, None
+    return raw[:index], raw[index + len("&signature=") :]
+
+
+class SimHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SimServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        return
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in one write, and without Nagle's delay: otherwise every
+        # keep-alive response waits ~40 ms for the client's delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]  # stdlib internal
+        self.flush_headers()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        self.connection.close()
+
+    def _dispatch(self, method: str) -> None:
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.server.request_log.append((method, split.path))
+        if split.path.startswith("/_sim/"):
+            self._admin(method, split.path, body)
+            return
+        faults, lock = self.server.faults, self.server.fault_lock
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        if faults.take("drop_next", lock):
+            self._drop()
+            return
+        if self._refuse_rate_limited():
+            return
+        route = ROUTES.get((method, split.path))
+        if route is None:
+            self._send(404, {"code": -1000, "msg": f"Unknown path {method} {split.path}"})
+            return
+        used = self.server.add_weight(route.weight)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+        try:
+            params = {
+                **dict(parse_qsl(body, keep_blank_values=True)),
+                **dict(parse_qsl(split.query, keep_blank_values=True)),
+            }
+            account = self._authenticate(route.signed, split.query, body, params) if route.signed else None
+            result = route.handler(self, account, params)
+        except SimError as exc:
+            self._send(exc.http_status, {"code": exc.code, "msg": exc.msg}, headers)
+            return
+        if result is _DROPPED:
+            return
+        if isinstance(result, tuple):
+            self._send(result[0], result[1], headers)
+            return
+        self._send(200, result, headers)
+
+    def _refuse_rate_limited(self) -> bool:
+        faults, lock = self.server.faults, self.server.fault_lock
+        now = time.time()
+        if faults.ban_seconds:
+            with lock:
+                self.server.banned_until = now + faults.ban_seconds
+                faults.ban_seconds = 0.0
+        if self.server.banned_until > now:
+            retry = str(max(int(self.server.banned_until - now), 1))
+            self._send(
+                418,
+                {
+                    "code": -1003,
+                    "msg": f"Way too many requests; IP banned until {int(self.server.banned_until * 1000)}.",
+                },
+                {"Retry-After": retry},
+            )
+            return True
+        if faults.take("rate_limit_next", lock):
+            self._send(
+                429,
+                {"code": -1003, "msg": "Too many requests; current limit is 2400 requests per minute."},
+                {"Retry-After": str(faults.retry_after_seconds)},
+            )
+            return True
+        return False
+
+    # ------------------------------------------------------------------ authentication
+
+    def _authenticate(self, version: str, query: str, body: str, params: dict[str, str]) -> SimAccount:
+        query_unsigned, query_signature = _split_signature(query)
+        body_unsigned, body_signature = _split_signature(body)
+        signature = query_signature or body_signature
+        if not signature:
+            raise SimError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        if version == "v1":
+            return self._authenticate_v1(query_unsigned + body_unsigned, signature, params)
+        message = query_unsigned if query_signature else body_unsigned
+        return self._authenticate_v3(message, signature, params)
+
+    def _authenticate_v1(self, total_params: str, signature: str, params: dict[str, str]) -> SimAccount:
+        exchange = self.server.exchange
+        account = exchange.account_by_api_key(self.headers.get("X-MBX-APIKEY", ""))
+        if account is None:
+            raise SimError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        expected = hmac_sha256_hex(account.api_secret, total_params)
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise SimError(-1022, "Signature for this request is not valid.")
+        try:
+            timestamp = int(params["timestamp"])
+            recv_window = int(params.get("recvWindow", "5000"))
+        except (KeyError, ValueError):
+            raise SimError(
+                -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            ) from None
+        if recv_window > 60_000:
+            raise SimError(-1130, "recvWindow must be less than 60000.")
+        server_ms = exchange.now_ms()
+        if timestamp >= server_ms + 1000:
+            raise SimError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if server_ms - timestamp > recv_window:
+            raise SimError(-1021, "Timestamp for this request is outside of the recvWindow.")
+        return account
+
+    def _authenticate_v3(self, message: str, signature: str, params: dict[str, str]) -> SimAccount:
+        exchange = self.server.exchange
+        signer = params.get("signer", "")
+        account = exchange.account_by_signer(signer) if signer else None
+        if account is None:
+            raise SimError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        try:
+            recovered = recover_signer(message, signature, exchange.chain_id)
+        except Exception:
+            raise SimError(-1022, "Signature for this request is not valid.") from None
+        if recovered.lower() != signer.lower():
+            raise SimError(-1022, "Signature for this request is not valid.")
+        user = params.get("user")
+        if user and user.lower() != account.user.lower():
+            raise SimError(-1022, "Signature for this request is not valid.")
+        self._check_nonce(account, params.get("nonce", ""))
+        return account
+
+    def _check_nonce(self, account: SimAccount, raw: str) -> None:
+        try:
+            nonce = int(raw)
+        except ValueError:
+            raise SimError(-1102, "Mandatory parameter 'nonce' was not sent, was empty/null, or malformed.") from None
+        now_us = int(self.server.exchange.clock() * 1_000_000)
+        with self.server.exchange.lock:
+            if abs(now_us - nonce) > NONCE_WINDOW_US:
+                raise SimError(-4225, "Nonce Expired")
+            if nonce in account.nonces:
+                raise SimError(-4225, "Nonce Expired: duplicate nonce")
+            if len(account.nonces) >= NONCE_MEMORY and nonce < min(account.nonces):
+                raise SimError(-4225, "Nonce Expired")
+            account.nonces.append(nonce)
+            if len(account.nonces) > NONCE_MEMORY:
+                account.nonces.remove(min(account.nonces))
+
+    # ------------------------------------------------------------------ admin (/_sim/)
+
+    def _admin(self, method: str, path: str, body: str) -> None:
+        try:
+            data = json.loads(body) if body else {}
+            result = ADMIN_ROUTES[(method, path)](self.server, data)
+        except KeyError:
+            self._send(404, {"error": f"unknown admin path {method} {path}"})
+        except (SimError, ValueError, TypeError) as exc:
+            self._send(400, {"error": str(exc)})
+        else:
+            self._send(200, result)
+
+
+_DROPPED = object()
+
+
+def _symbol(params: dict[str, str]) -> str:
+    symbol = params.get("symbol")
+    if not symbol:
+        raise SimError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+    return symbol
+
+
+def _int_param(params: dict[str, str], name: str, default: int | None = None) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SimError(-1130, f"Illegal characters found in parameter '{name}'.") from None
+
+
+# ---------------------------------------------------------------------- public handlers
+
+
+def h_ping(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return {}
+
+
+def h_time(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return {"serverTime": handler.server.exchange.now_ms()}
+
+
+def h_exchange_info(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return handler.server.exchange.exchange_info()
+
+
+def h_depth(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    exchange = handler.server.exchange
+    limit = _int_param(params, "limit", 500) or 500
+    if limit not in DEPTH_LIMITS:
+        raise SimError(-1130, "Invalid limit.")
+    with exchange.lock:
+        sym = exchange.symbol(_symbol(params))
+        bids, asks = sym.book(limit)
+    now = exchange.now_ms()
+    return {"lastUpdateId": now, "E": now, "T": now, "bids": bids, "asks": asks}
+
+
+def _one_or_all(handler: SimHandler, params: dict[str, str], render: Callable[[SimSymbol], Any]) -> Any:
+    exchange = handler.server.exchange
+    with exchange.lock:
+        if params.get("symbol"):
+            return render(exchange.symbol(params["symbol"]))
+        return [render(sym) for sym in exchange.symbols.values()]
+
+
+def h_ticker_price(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    now = handler.server.exchange.now_ms()
+    return _one_or_all(handler, params, lambda s: {"symbol": s.symbol, "price": fmt(s.price), "time": now})
+
+
+def h_premium_index(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return _one_or_all(handler, params, handler.server.exchange.premium_index)
+
+
+def h_klines(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    if params.get("interval") != "1m":
+        raise SimError(-1120, "Invalid interval (the simulator serves 1m).")
+    exchange = handler.server.exchange
+    with exchange.lock:
+        sym = exchange.symbol(_symbol(params))
+        return exchange.klines(
+            sym, _int_param(params, "startTime"), _int_param(params, "endTime"), _int_param(params, "limit", 500) or 500
+        )
+
+
+def h_funding_rate(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    exchange = handler.server.exchange
+    with exchange.lock:
+        sym = exchange.symbol(_symbol(params))
+        return exchange.funding_history(
+            sym, _int_param(params, "startTime"), _int_param(params, "endTime"), _int_param(params, "limit", 100) or 100
+        )
+
+
+# ---------------------------------------------------------------------- signed handlers
+
+
+def _account(account: SimAccount | None) -> SimAccount:
+    assert account is not None
+    return account
+
+
+def h_new_order(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    order = handler.server.exchange.place_order(_account(account), params)
+    faults, lock = handler.server.faults, handler.server.fault_lock
+    if faults.take("order_drop_after_accept", lock):
+        handler._drop()
+        return _DROPPED
+    if faults.take("order_503_after_accept", lock):
+        return 503, UNKNOWN_OUTCOME
+    reply = order.as_json()
+    reply.pop("time", None)
+    return reply
+
+
+def _order_ref(params: dict[str, str]) -> dict[str, str | None]:
+    order_id, client_id = params.get("orderId"), params.get("origClientOrderId")
+    if not order_id and not client_id:
+        raise SimError(-1102, "Either orderId or origClientOrderId must be sent.")
+    return {"order_id": order_id, "client_order_id": client_id}
+
+
+def h_query_order(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    exchange = handler.server.exchange
+    with exchange.lock:
+        return exchange.find_order(_account(account), **_order_ref(params)).as_json()
+
+
+def h_cancel_order(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return handler.server.exchange.cancel_order(_account(account), **_order_ref(params)).as_json()
+
+
+def h_open_orders(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    symbol = params.get("symbol")
+    with handler.server.exchange.lock:
+        return [
+            o.as_json()
+            for o in _account(account).orders.values()
+            if o.is_open and (symbol is None or o.symbol == symbol)
+        ]
+
+
+def h_position_risk(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    exchange = handler.server.exchange
+    with exchange.lock:
+        return exchange.position_risk(_account(account), params.get("symbol"))
+
+
+def h_balance(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    with handler.server.exchange.lock:
+        return handler.server.exchange.balances(_account(account))
+
+
+def _time_filtered(rows: list[dict[str, Any]], params: dict[str, str], key: str = "time") -> list[dict[str, Any]]:
+    start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
+    return [r for r in rows if (start is None or r[key] >= start) and (end is None or r[key] <= end)]
+
+
+def h_user_trades(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    symbol = _symbol(params)
+    from_id = _int_param(params, "fromId")
+    limit = _int_param(params, "limit", 500) or 500
+    with handler.server.exchange.lock:
+        rows = [t for t in _account(account).trades if t["symbol"] == symbol]
+    rows = [t for t in _time_filtered(rows, params) if from_id is None or t["id"] >= from_id]
+    return rows[:limit] if from_id is not None else rows[-limit:]
+
+
+def h_leverage(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    exchange = handler.server.exchange
+    leverage = _int_param(params, "leverage")
+    if leverage is None or not 1 <= leverage <= 125:
+        raise SimError(-4028, "Leverage is not valid.")
+    with exchange.lock:
+        symbol = exchange.symbol(_symbol(params)).symbol
+        _account(account).leverage[symbol] = leverage
+    cap = next(cap for _, lev, _, cap, _, _ in reversed(_brackets()) if lev >= leverage)
+    return {"leverage": leverage, "maxNotionalValue": str(cap), "symbol": symbol}
+
+
+def _brackets() -> list[tuple[int, int, int, int, str, str]]:
+    from execution.aster.simulator.exchange import BRACKETS
+
+    return BRACKETS
+
+
+def h_margin_type(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    exchange, acct = handler.server.exchange, _account(account)
+    margin_type = params.get("marginType", "")
+    if margin_type not in ("ISOLATED", "CROSSED"):
+        raise SimError(-1130, "Invalid marginType.")
+    with exchange.lock:
+        symbol = exchange.symbol(_symbol(params)).symbol
+        if acct.margin_type.get(symbol, "CROSSED") == margin_type:
+            raise SimError(-4046, "No need to change margin type.")
+        if acct.position(symbol).amount:
+            raise SimError(-4048, "Margin type cannot be changed if there exists position.")
+        acct.margin_type[symbol] = margin_type
+    return {"code": 200, "msg": "success"}
+
+
+def h_position_mode(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    acct = _account(account)
+    if handler.command == "GET":
+        return {"dualSidePosition": acct.hedge_mode}
+    hedge = params.get("dualSidePosition", "").lower() == "true"
+    with handler.server.exchange.lock:
+        if hedge == acct.hedge_mode:
+            raise SimError(-4059, "No need to change position side.")
+        if any(p.amount for p in acct.positions.values()):
+            raise SimError(-4068, "Position side cannot be changed if there exists position.")
+        acct.hedge_mode = hedge
+    return {"code": 200, "msg": "success"}
+
+
+def h_leverage_bracket(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    with handler.server.exchange.lock:
+        return handler.server.exchange.brackets(params.get("symbol"))
+
+
+def h_commission_rate(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    from execution.aster.simulator.exchange import MAKER_RATE, TAKER_RATE
+
+    symbol = handler.server.exchange.symbol(_symbol(params)).symbol
+    return {"symbol": symbol, "makerCommissionRate": fmt(MAKER_RATE), "takerCommissionRate": fmt(TAKER_RATE)}
+
+
+def h_income(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    symbol, income_type = params.get("symbol"), params.get("incomeType")
+    limit = _int_param(params, "limit", 100) or 100
+    with handler.server.exchange.lock:
+        rows = [
+            r
+            for r in _account(account).income
+            if (symbol is None or r["symbol"] == symbol) and (income_type is None or r["incomeType"] == income_type)
+        ]
+    return _time_filtered(rows, params)[-limit:]
+
+
+PUBLIC = {
+    ("GET", "ping"): Route(h_ping),
+    ("GET", "time"): Route(h_time),
+    ("GET", "exchangeInfo"): Route(h_exchange_info),
+    ("GET", "depth"): Route(h_depth, weight=5),
+    ("GET", "ticker/price"): Route(h_ticker_price),
+    ("GET", "premiumIndex"): Route(h_premium_index),
+    ("GET", "klines"): Route(h_klines, weight=2),
+    ("GET", "fundingRate"): Route(h_funding_rate),
+}
+SIGNED = {
+    ("POST", "order"): Route(h_new_order),
+    ("GET", "order"): Route(h_query_order),
+    ("DELETE", "order"): Route(h_cancel_order),
+    ("GET", "openOrders"): Route(h_open_orders),
+    ("GET", "positionRisk"): Route(h_position_risk, weight=5),
+    ("GET", "balance"): Route(h_balance, weight=5),
+    ("GET", "userTrades"): Route(h_user_trades, weight=5),
+    ("POST", "leverage"): Route(h_leverage),
+    ("POST", "marginType"): Route(h_margin_type),
+    ("POST", "positionSide/dual"): Route(h_position_mode),
+    ("GET", "positionSide/dual"): Route(h_position_mode, weight=30),
+    ("GET", "leverageBracket"): Route(h_leverage_bracket),
+    ("GET", "commissionRate"): Route(h_commission_rate, weight=20),
+    ("GET", "income"): Route(h_income, weight=30),
+}
+V1_VERSIONED = {"positionRisk": "v2", "balance": "v2"}
+
+
+def _build_routes() -> dict[tuple[str, str], Route]:
+    routes: dict[tuple[str, str], Route] = {}
+    for (method, name), route in PUBLIC.items():
+        routes[(method, f"/fapi/v1/{name}")] = route
+        routes[(method, f"/fapi/v3/{name}")] = route
+    for (method, name), route in SIGNED.items():
+        v1_prefix = V1_VERSIONED.get(name, "v1")
+        routes[(method, f"/fapi/{v1_prefix}/{name}")] = Route(route.handler, route.weight, "v1")
+        routes[(method, f"/fapi/v3/{name}")] = Route(route.handler, route.weight, "v3")
+    return routes
+
+
+ROUTES = _build_routes()
+
+
+# ---------------------------------------------------------------------- admin handlers
+
+
+def a_state(server: SimServer, data: dict[str, Any]) -> Any:
+    exchange = server.exchange
+    with exchange.lock:
+        return {
+            "symbols": {s.symbol: {"price": fmt(s.price), "mark": fmt(s.mark)} for s in exchange.symbols.values()},
+            "accounts": {
+                name: {
+                    "balance": fmt(acct.balance),
+                    "positions": {
+                        sym: {"amount": fmt(p.amount), "entry": fmt(p.entry)}
+                        for sym, p in acct.positions.items()
+                        if p.amount
+                    },
+                    "open_orders": [o.as_json() for o in acct.orders.values() if o.is_open],
+                }
+                for name, acct in exchange.accounts.items()
+            },
+            "faults": asdict(server.faults),
+        }
+
+
+def a_price(server: SimServer, data: dict[str, Any]) -> Any:
+    premium = Decimal(str(data["mark_premium"])) if "mark_premium" in data else None
+    server.exchange.set_price(str(data["symbol"]), Decimal(str(data["price"])), mark_premium=premium)
+    return {"ok": True}
+
+
+def a_step(server: SimServer, data: dict[str, Any]) -> Any:
+    for _ in range(int(data.get("steps", 1))):
+        server.exchange.step()
+    return {"ok": True}
+
+
+def a_faults(server: SimServer, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(Faults)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown faults: {sorted(unknown)}")
+    with server.fault_lock:
+        for name, value in data.items():
+            setattr(server.faults, name, type(getattr(server.faults, name))(value))
+    return asdict(server.faults)
+
+
+def a_accounts(server: SimServer, data: dict[str, Any]) -> Any:
+    allowed = {"api_key", "api_secret", "user", "signer"}
+    extra = {k: str(v) for k, v in data.items() if k in allowed}
+    if "balance" in data:
+        extra["balance"] = Decimal(str(data["balance"]))  # type: ignore[assignment]
+    server.exchange.add_account(str(data["name"]), **extra)
+    return {"ok": True}
+
+
+def a_orders(server: SimServer, data: dict[str, Any]) -> Any:
+    """Place an order for an account directly, as a person on the exchange's website would."""
+    exchange = server.exchange
+    account = exchange.accounts[str(data.pop("account"))]
+    order = exchange.place_order(account, {k: str(v) for k, v in data.items()})
+    return order.as_json()
+
+
+ADMIN_ROUTES: dict[tuple[str, str], Callable[[SimServer, dict[str, Any]], Any]] = {
+    ("GET", "/_sim/state"): a_state,
+    ("POST", "/_sim/price"): a_price,
+    ("POST", "/_sim/step"): a_step,
+    ("POST", "/_sim/faults"): a_faults,
+    ("POST", "/_sim/accounts"): a_accounts,
+    ("POST", "/_sim/orders"): a_orders,
+}
+
+
+class AsterSimulator:
+    """Runs a SimServer on a background thread; optionally moves prices every `tick_seconds`."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tick_seconds: float | None = None,
+        exchange: SimExchange | None = None,
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("the simulator binds to loopback only")
+        self.exchange = exchange or SimExchange(seed=seed)
+        self.server = SimServer(self.exchange, (host, port))
+        self.tick_seconds = tick_seconds
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def faults(self) -> Faults:
+        return self.server.faults
+
+    def start(self) -> AsterSimulator:
+        serve = threading.Thread(target=self.server.serve_forever, name="aster-sim", daemon=True)
+        serve.start()
+        self._threads.append(serve)
+        if self.tick_seconds:
+            ticker = threading.Thread(target=self._tick, name="aster-sim-ticker", daemon=True)
+            ticker.start()
+            self._threads.append(ticker)
+        return self
+
+    def _tick(self) -> None:
+        assert self.tick_seconds
+        while not self._stop.wait(self.tick_seconds):
+            self.exchange.step()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> AsterSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
