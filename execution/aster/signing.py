@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from eth_account import Account as EthAccount
 from eth_account.messages import SignableMessage, encode_typed_data
+from eth_keys.datatypes import PrivateKey
 from eth_utils import keccak
 
 from accounts.encrypted_fields import Secret, as_secret
@@ -143,6 +144,17 @@ def signable_message_via_typed_data(msg: str, chain_id: int) -> SignableMessage:
     return encode_typed_data(full_message=typed_data_for(msg, chain_id))
 
 
+def eip712_digest(msg: str, *, domain_separator: bytes) -> bytes:
+    """keccak256(0x19 0x01 || domainSeparator || hashStruct(Message{msg})): what gets signed."""
+    return keccak(b"\x19\x01" + domain_separator + keccak(MESSAGE_TYPEHASH + keccak(text=msg)))
+
+
+def sign_digest(key: PrivateKey, digest: bytes) -> str:
+    """65-byte r||s||v signature, v in {27, 28}, as 0x-hex (what ethers and eth-account produce)."""
+    raw = key.sign_msg_hash(digest).to_bytes()
+    return "0x" + (raw[:64] + bytes([raw[64] + 27])).hex()
+
+
 def recover_signer(msg: str, signature: str, chain_id: int) -> str:
     message = signable_message(msg, domain_separator=eip712_domain_separator(chain_id))
     return str(EthAccount.recover_message(message, signature=signature))
@@ -157,7 +169,9 @@ class V3Signer:
     version = "v3"
 
     def __post_init__(self) -> None:
-        self._account = EthAccount.from_key(self.credentials.private_key.reveal())
+        # eth-keys (eth-account's own key type, C-backed by coincurve) signs the EIP-712
+        # digest directly: the same RFC 6979 signature as Account.sign_message, 3x cheaper.
+        self._key = PrivateKey(bytes.fromhex(self.credentials.private_key.reveal().removeprefix("0x")))
         self._domain = eip712_domain_separator(self.credentials.chain_id)
 
     def sign(self, params: Params) -> SignedPayload:
@@ -168,8 +182,8 @@ class V3Signer:
             ("signer", self.credentials.signer),
         ]
         unsigned = urlencode(full)
-        signed = self._account.sign_message(signable_message(unsigned, domain_separator=self._domain))
-        return SignedPayload(f"{unsigned}&signature=0x{bytes(signed.signature).hex()}", {})
+        signature = sign_digest(self._key, eip712_digest(unsigned, domain_separator=self._domain))
+        return SignedPayload(f"{unsigned}&signature={signature}", {})
 
     def __repr__(self) -> str:
         return f"V3Signer(signer={self.credentials.signer}, private_key=********)"

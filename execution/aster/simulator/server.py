@@ -665,7 +665,9 @@ class AsterSimulator:
         return self.server.faults
 
     def start(self) -> AsterSimulator:
-        serve = threading.Thread(target=self.server.serve_forever, name="aster-sim", daemon=True)
+        serve = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="aster-sim", daemon=True
+        )
         serve.start()
         self._threads.append(serve)
         if self.tick_seconds:

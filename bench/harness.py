@@ -1,0 +1,78 @@
+"""Shared bench plumbing: Django set-up, a simulator in its own process, timing summaries."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "1")
+    import django
+
+    django.setup()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def simulator_process(*, extra_symbols: int = 0, tick_seconds: float = 0) -> Iterator[str]:
+    """`manage.py aster_sim` in a separate process (so it does not share our GIL)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "manage.py",
+        "aster_sim",
+        "--port",
+        str(port),
+        "--tick-seconds",
+        str(tick_seconds),
+        "--extra-symbols",
+        str(extra_symbols),
+    ]
+    env = {**os.environ, "DEBUG": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the simulator did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(samples: list[float]) -> str:
+    ms = [s * 1000 for s in samples]
+    return (
+        f"mean {statistics.mean(ms):7.3f} ms  p50 {percentile(ms, 50):7.3f} ms  "
+        f"p99 {percentile(ms, 99):7.3f} ms  (n={len(ms)})"
+    )
