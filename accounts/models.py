@@ -49,6 +49,12 @@ class Account(models.Model):
     paper_balance = models.DecimalField(
         max_digits=24, decimal_places=8, default=Decimal("10000"), validators=[MinValueValidator(Decimal("0"))]
     )
+    paper_realized_pnl = models.DecimalField(
+        max_digits=28,
+        decimal_places=10,
+        default=Decimal("0"),
+        help_text="Paper only: realized PnL net of fees and funding since the account opened.",
+    )
     margin_type = models.CharField(max_length=8, choices=MarginType.choices, default=MarginType.ISOLATED)
     keep_unprotected_positions = models.BooleanField(
         default=False,
@@ -89,6 +95,11 @@ class Account(models.Model):
 
     def __repr__(self) -> str:
         return f"<Account id={self.pk} name={self.name!r} paper={self.is_paper_trading} state={self.trading_state}>"
+
+    @property
+    def paper_wallet(self) -> Decimal:
+        """The paper wallet: the deposit (paper_balance) plus everything realized since."""
+        return self.paper_balance + self.paper_realized_pnl
 
     @property
     def mode(self) -> str:

@@ -265,6 +265,29 @@ class PendingOrder(models.Model):
         return f"{self.kind} {self.side} {self.symbol} @ {self.trigger_price} [{self.status}]"
 
 
+class FundingPayment(models.Model):
+    """One funding settlement of one paper position: positive amount = paid, negative = received."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="funding_payments")
+    position = models.ForeignKey(Position, on_delete=models.PROTECT, related_name="funding_payments")
+    symbol = models.CharField(max_length=32)
+    funding_time = models.DateTimeField()
+    rate = money_field()
+    mark_price = money_field()
+    quantity = money_field()
+    amount = money_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-funding_time", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["position", "funding_time"], name="one_funding_payment_per_settlement")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} funding {self.funding_time:%Y-%m-%d %H:%M} {self.amount}"
+
+
 class ExecutionEvent(models.Model):
     """Append-only audit row: one per state change, written in the same transaction."""
 

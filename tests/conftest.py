@@ -50,3 +50,24 @@ def paper_account(db):
     from tests.factories import PaperAccountFactory
 
     return PaperAccountFactory()
+
+
+@pytest.fixture(autouse=True)
+def fresh_exchange_clients():
+    """Each test gets new process-wide clients (no exchangeInfo cache or rate-limit state carried over)."""
+    from execution.services.exchange import reset_exchange_clients
+
+    reset_exchange_clients()
+    yield
+    reset_exchange_clients()
+
+
+@pytest.fixture
+def market():
+    """Public AsterDEX market data served from a SimExchange through `responses` (no trading endpoint)."""
+    import responses
+
+    from tests.market import FakeMarket
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield FakeMarket(rsps)

@@ -341,6 +341,24 @@ class AsterClient:
         data = self._request("GET", "/fapi/v1/klines", params, weight=_kline_weight(limit))
         return parse_list(data, "klines", Kline.parse)
 
+    def mark_price_klines(
+        self,
+        symbol: str,
+        *,
+        interval: str = "1m",
+        start_time_ms: int | None = None,
+        end_time_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[Kline]:
+        """Candles of the mark price (what MARK_PRICE triggers follow)."""
+        if not 1 <= limit <= 1500:
+            raise AsterInputError("limit", f"must be 1..1500, got {limit!r}")
+        params = [("symbol", self._check_symbol(symbol)), ("interval", interval)]
+        params += self._time_range(start_time_ms, end_time_ms)
+        params.append(("limit", str(limit)))
+        data = self._request("GET", "/fapi/v1/markPriceKlines", params, weight=_kline_weight(limit))
+        return parse_list(data, "markPriceKlines", Kline.parse)
+
     def funding_rates(
         self, symbol: str, *, start_time_ms: int | None = None, end_time_ms: int | None = None, limit: int = 100
     ) -> list[FundingRate]:

@@ -6,5 +6,13 @@ from execution.services.adapters import (
     PaperExecutionAdapter,
     get_execution_adapter,
 )
+from execution.services.orders import ExecutionResult, ExecutionService
 
-__all__ = ["ExecutionAdapter", "LiveExecutionAdapter", "PaperExecutionAdapter", "get_execution_adapter"]
+__all__ = [
+    "ExecutionAdapter",
+    "ExecutionResult",
+    "ExecutionService",
+    "LiveExecutionAdapter",
+    "PaperExecutionAdapter",
+    "get_execution_adapter",
+]

@@ -6,7 +6,9 @@ ExecutionEvent commit (or roll back) together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import models
@@ -15,6 +17,26 @@ from django.utils import timezone
 from accounts.models import Account
 from execution.exceptions import InvalidTransition
 from execution.models import ExecutionEvent
+
+_batches = threading.local()
+
+
+@contextmanager
+def batched_events() -> Iterator[None]:
+    """Collect the events recorded inside and insert them with one query on exit.
+
+    Use inside the transaction whose changes they describe, so they commit together.
+    """
+    if getattr(_batches, "events", None) is not None:  # already batching: join the outer batch
+        yield
+        return
+    _batches.events = []
+    try:
+        yield
+        if _batches.events:
+            ExecutionEvent.objects.bulk_create(_batches.events)
+    finally:
+        _batches.events = None
 
 
 def record_event(
@@ -27,7 +49,7 @@ def record_event(
     message: str = "",
     data: dict[str, Any] | None = None,
 ) -> ExecutionEvent:
-    return ExecutionEvent.objects.create(
+    event = ExecutionEvent(
         account=account,
         kind=kind,
         subject_type=(subject._meta.model_name or "") if subject is not None else "",
@@ -37,6 +59,12 @@ def record_event(
         message=message,
         data=data or {},
     )
+    batch = getattr(_batches, "events", None)
+    if batch is not None:
+        batch.append(event)
+    else:
+        event.save()
+    return event
 
 
 def check_transition(obj: Any, to_status: str) -> None:

@@ -73,6 +73,8 @@ class SimSymbol:
     liquidation_fee: Decimal = Decimal("0.010000")
     status: str = "TRADING"
     candles: dict[int, list[Decimal]] = field(default_factory=dict)
+    mark_candles: dict[int, list[Decimal]] = field(default_factory=dict)
+    funding_events: list[tuple[int, Decimal]] = field(default_factory=list)  # explicit history, if set
 
     def round_tick(self, price: Decimal) -> Decimal:
         return (price / self.tick).to_integral_value(rounding=ROUND_HALF_EVEN) * self.tick
@@ -115,17 +117,23 @@ class SimSymbol:
         return filled, quote
 
     def record_candle(self, now_ms: int, volume: Decimal = ZERO) -> None:
-        minute = now_ms - now_ms % 60_000
-        candle = self.candles.get(minute)
-        if candle is None:
-            self.candles[minute] = [self.price, self.price, self.price, self.price, volume]
-            if len(self.candles) > 2000:
-                del self.candles[min(self.candles)]
-        else:
-            candle[1] = max(candle[1], self.price)
-            candle[2] = min(candle[2], self.price)
-            candle[3] = self.price
-            candle[4] += volume
+        """Update the 1-minute candles of the last price and of the mark price."""
+        _update_candle(self.candles, now_ms, self.price, volume)
+        _update_candle(self.mark_candles, now_ms, self.mark, ZERO)
+
+
+def _update_candle(candles: dict[int, list[Decimal]], now_ms: int, price: Decimal, volume: Decimal) -> None:
+    minute = now_ms - now_ms % 60_000
+    candle = candles.get(minute)
+    if candle is None:
+        candles[minute] = [price, price, price, price, volume]
+        if len(candles) > 2000:
+            del candles[min(candles)]
+        return
+    candle[1] = max(candle[1], price)
+    candle[2] = min(candle[2], price)
+    candle[3] = price
+    candle[4] += volume
 
 
 @dataclass
@@ -746,24 +754,30 @@ class SimExchange:
             "time": self.now_ms(),
         }
 
-    def klines(self, sym: SimSymbol, start: int | None, end: int | None, limit: int) -> list[list[Any]]:
+    def klines(
+        self, sym: SimSymbol, start: int | None, end: int | None, limit: int, *, mark: bool = False
+    ) -> list[list[Any]]:
+        candles = sym.mark_candles if mark else sym.candles
         rows = []
-        for minute in sorted(sym.candles):
+        for minute in sorted(candles):
             if (start is not None and minute + 59_999 < start) or (end is not None and minute > end):
                 continue
-            o, h, low, c, v = sym.candles[minute]
+            o, h, low, c, v = candles[minute]
             rows.append([minute, fmt(o), fmt(h), fmt(low), fmt(c), fmt(v), minute + 59_999, "0", 0, "0", "0", "0"])
         return rows[-limit:] if start is None else rows[:limit]
 
     def funding_history(self, sym: SimSymbol, start: int | None, end: int | None, limit: int) -> list[dict[str, Any]]:
-        last = self.next_funding_time_ms() - FUNDING_INTERVAL_MS
-        times = [last - i * FUNDING_INTERVAL_MS for i in range(limit)]
+        if sym.funding_events:
+            events = sorted(sym.funding_events)
+        else:
+            last = self.next_funding_time_ms() - FUNDING_INTERVAL_MS
+            events = [(last - i * FUNDING_INTERVAL_MS, sym.funding_rate) for i in range(limit)][::-1]
         rows = [
-            {"symbol": sym.symbol, "fundingRate": fmt(sym.funding_rate), "fundingTime": t}
-            for t in sorted(times)
+            {"symbol": sym.symbol, "fundingRate": fmt(rate), "fundingTime": t}
+            for t, rate in events
             if (start is None or t >= start) and (end is None or t <= end)
         ]
-        return rows
+        return rows[:limit]
 
 
 def _decimal(raw: str, name: str) -> Decimal:

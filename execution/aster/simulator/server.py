@@ -363,6 +363,21 @@ def h_klines(handler: SimHandler, account: SimAccount | None, params: dict[str, 
         )
 
 
+def h_mark_price_klines(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    if params.get("interval") != "1m":
+        raise SimError(-1120, "Invalid interval (the simulator serves 1m).")
+    exchange = handler.server.exchange
+    with exchange.lock:
+        sym = exchange.symbol(_symbol(params))
+        return exchange.klines(
+            sym,
+            _int_param(params, "startTime"),
+            _int_param(params, "endTime"),
+            _int_param(params, "limit", 500) or 500,
+            mark=True,
+        )
+
+
 def h_funding_rate(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
     exchange = handler.server.exchange
     with exchange.lock:
@@ -525,6 +540,7 @@ PUBLIC = {
     ("GET", "ticker/price"): Route(h_ticker_price),
     ("GET", "premiumIndex"): Route(h_premium_index),
     ("GET", "klines"): Route(h_klines, weight=2),
+    ("GET", "markPriceKlines"): Route(h_mark_price_klines, weight=2),
     ("GET", "fundingRate"): Route(h_funding_rate),
 }
 SIGNED = {

@@ -1,0 +1,259 @@
+"""Booking a fill: Trade, Position (open, add, reduce, close, flip), realized PnL, audit events.
+
+Every function here runs inside the caller's transaction with the account row locked
+(`select_for_update`): one writer per account at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from accounts.models import Account
+from execution.models import (
+    PendingOrder,
+    PendingOrderStatus,
+    Position,
+    PositionSource,
+    PositionStatus,
+    Trade,
+    TradeStatus,
+)
+from execution.services.audit import record_event, transition
+from execution.services.brackets import tiers_for_symbol
+from execution.services.position_math import FillOutcome, Holding, apply_fill, liquidation_price, q, unrealized_pnl
+
+ACTIVE_PENDING = (PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED, PendingOrderStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class BookedFill:
+    trade: Trade
+    position: Position | None  # the open position afterwards (None when flat)
+    closed_position: Position | None  # the position this fill closed, if any
+    outcome: FillOutcome
+    opened_new: bool  # the open position afterwards was created by this fill
+
+
+def lock_account(account_id: int) -> Account:
+    return Account.objects.select_for_update().get(pk=account_id)
+
+
+def open_position(account: Account, symbol: str, *, lock: bool = True) -> Position | None:
+    qs = Position.objects.filter(account=account, symbol=symbol, status=PositionStatus.OPEN)
+    if lock:
+        qs = qs.select_for_update()
+    return qs.first()
+
+
+def refresh_risk_fields(position: Position, mark_price: Decimal | None = None) -> None:
+    """Margin (isolated: entry notional / leverage), liquidation price and uPnL after a change."""
+    position.margin = q(position.quantity * position.entry_price / position.leverage)
+    lp = liquidation_price(
+        position.side, position.quantity, position.entry_price, position.margin, tiers_for_symbol(position.symbol)
+    )
+    position.liquidation_price = q(lp) if lp is not None else None
+    mark = mark_price if mark_price is not None else position.mark_price
+    if mark is not None:
+        position.mark_price = mark
+        position.unrealized_pnl = q(unrealized_pnl(position.side, position.quantity, position.entry_price, mark))
+
+
+def cancel_active_pending(
+    position: Position, *, account: Account, reason: str, keep: PendingOrder | None = None
+) -> int:
+    """No protective order survives its position (except `keep`, the one being filled)."""
+    cancelled = 0
+    qs = PendingOrder.objects.select_for_update().filter(position=position, status__in=ACTIVE_PENDING)
+    if keep is not None:
+        qs = qs.exclude(pk=keep.pk)
+    for order in qs:
+        order.closed_at = position.closed_at or order.updated_at
+        transition(
+            order, to_status=PendingOrderStatus.CANCELLED, account=account, message=reason, update_fields=["closed_at"]
+        )
+        cancelled += 1
+    return cancelled
+
+
+def book_fill(
+    *,
+    account: Account,
+    trade: Trade,
+    quantity: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    leverage: int,
+    now: datetime,
+    exchange_order_id: str = "",
+    keep_pending: PendingOrder | None = None,
+    realized_floor: Decimal | None = None,
+    protection: tuple[Decimal | None, Decimal | None] | None = None,
+) -> BookedFill:
+    """Apply a fill of `trade` (status submitting/unknown) to the account's position and audit it.
+
+    `realized_floor` caps the loss of the closed part (liquidation of an isolated position
+    cannot lose more than its margin).
+    """
+    position = open_position(account, trade.symbol)
+    holding = Holding(position.side, position.quantity, position.entry_price) if position else Holding.flat()
+    outcome = apply_fill(holding, side=trade.side, quantity=quantity, price=price)
+    close_fee = fee * outcome.closed_quantity / quantity
+    open_fee = fee - close_fee
+    net_realized = outcome.gross_realized_pnl - fee
+    if realized_floor is not None and net_realized < realized_floor:
+        net_realized = realized_floor
+        close_fee = fee  # whatever the cap leaves is the fee's problem, not the wallet's
+    closed_position = None
+    resulting = position
+    opened_new = outcome.opened_quantity > 0 and (position is None or outcome.flipped)
+    if position is not None and outcome.closed_quantity > 0:
+        _reduce(position, outcome, net_realized + open_fee, close_fee, account=account, now=now, keep=keep_pending)
+        if position.status == PositionStatus.CLOSED:
+            closed_position, resulting = position, None
+    if outcome.opened_quantity > 0:
+        resulting = _open_or_add(
+            resulting, outcome, trade, open_fee, leverage, account=account, now=now, protection=protection
+        )
+    if account.is_paper_trading:
+        account.paper_realized_pnl = q(account.paper_realized_pnl + net_realized)
+        account.save(update_fields=["paper_realized_pnl", "updated_at"])
+    _fill_trade(
+        trade, quantity, price, fee, net_realized, resulting or closed_position, exchange_order_id, account, now
+    )
+    return BookedFill(trade, resulting, closed_position, outcome, opened_new)
+
+
+def _reduce(
+    position: Position,
+    outcome: FillOutcome,
+    realized: Decimal,
+    fee: Decimal,
+    *,
+    account: Account,
+    now: datetime,
+    keep: PendingOrder | None,
+) -> None:
+    position.realized_pnl = q(position.realized_pnl + realized)
+    position.fees_paid = q(position.fees_paid + fee)
+    fields = ["realized_pnl", "fees_paid", "quantity", "margin", "liquidation_price", "unrealized_pnl", "mark_price"]
+    if outcome.closed_everything:
+        position.quantity = Decimal("0")
+        position.margin = Decimal("0")
+        position.unrealized_pnl = Decimal("0")
+        position.liquidation_price = None
+        position.closed_at = now
+        transition(
+            position,
+            to_status=PositionStatus.CLOSED,
+            account=account,
+            update_fields=[*fields, "closed_at"],
+            data={"realized_pnl": position.realized_pnl},
+        )
+        cancel_active_pending(position, account=account, reason="position closed", keep=keep)
+        return
+    position.quantity = outcome.after.quantity
+    refresh_risk_fields(position)
+    position.save(update_fields=[*fields, "updated_at"])
+    record_event(
+        account=account,
+        kind="position.reduced",
+        subject=position,
+        data={"closed": outcome.closed_quantity, "quantity": position.quantity},
+    )
+
+
+def _open_or_add(
+    position: Position | None,
+    outcome: FillOutcome,
+    trade: Trade,
+    fee: Decimal,
+    leverage: int,
+    *,
+    account: Account,
+    now: datetime,
+    protection: tuple[Decimal | None, Decimal | None] | None,
+) -> Position:
+    """`protection` (TP, SL) is written with the position when the order asked for it."""
+    if position is not None:  # add to the same side
+        position.quantity = outcome.after.quantity
+        position.entry_price = q(outcome.after.entry_price)
+        position.leverage = leverage
+        position.fees_paid = q(position.fees_paid + fee)
+        position.realized_pnl = q(position.realized_pnl - fee)
+        refresh_risk_fields(position)
+        position.save(
+            update_fields=[
+                "quantity",
+                "entry_price",
+                "leverage",
+                "fees_paid",
+                "realized_pnl",
+                "margin",
+                "liquidation_price",
+                "unrealized_pnl",
+                "mark_price",
+                "updated_at",
+            ]
+        )
+        record_event(
+            account=account,
+            kind="position.increased",
+            subject=position,
+            data={"added": outcome.opened_quantity, "quantity": position.quantity},
+        )
+        return position
+    assert outcome.after.side is not None
+    take_profit, stop_loss = protection or (None, None)
+    created = Position(
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+        account=account,
+        symbol=trade.symbol,
+        side=outcome.after.side,
+        quantity=outcome.after.quantity,
+        entry_price=q(outcome.after.entry_price),
+        leverage=leverage,
+        fees_paid=q(fee),
+        realized_pnl=q(-fee),
+        source=PositionSource.EXECUTION,
+        opened_at=now,
+    )
+    refresh_risk_fields(created, mark_price=created.entry_price)
+    created.save()
+    record_event(
+        account=account,
+        kind="position.opened",
+        subject=created,
+        to_status=PositionStatus.OPEN,
+        data={"side": created.side, "quantity": created.quantity, "entry_price": created.entry_price},
+    )
+    return created
+
+
+def _fill_trade(
+    trade: Trade,
+    quantity: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    realized: Decimal,
+    position: Position | None,
+    exchange_order_id: str,
+    account: Account,
+    now: datetime,
+) -> None:
+    trade.quantity = quantity
+    trade.price = q(price)
+    trade.fee = q(fee)
+    trade.realized_pnl = q(realized)
+    trade.position = position
+    trade.filled_at = now
+    trade.exchange_order_id = exchange_order_id or trade.exchange_order_id
+    transition(
+        trade,
+        to_status=TradeStatus.FILLED,
+        account=account,
+        update_fields=["quantity", "price", "fee", "realized_pnl", "position", "filled_at", "exchange_order_id"],
+        data={"quantity": trade.quantity, "price": trade.price, "fee": trade.fee, "realized_pnl": trade.realized_pnl},
+    )

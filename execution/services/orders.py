@@ -1,0 +1,328 @@
+"""ExecutionService: the order path of ARCHITECTURE.md, the same for paper and live.
+
+1. reserve  (one short transaction): lock the account, run the risk checks, write the intent
+            (a Trade in `submitting` with its client order id) and an audit event;
+2. execute  (no transaction, no lock): the adapter fills (paper) or sends (live) the order;
+3. apply    (one short transaction): lock the account, book the fill, create TP/SL.
+
+Never a network call inside a transaction; never a blind resubmission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Account
+from execution.exceptions import ExecutionError, OrderOutcomeUnknown, RiskCheckFailed
+from execution.models import PendingOrder, Position, PositionStatus, Trade, TradeReason, TradeStatus
+from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder
+from execution.services.adapters.factory import get_execution_adapter
+from execution.services.audit import batched_events, record_event, transition
+from execution.services.brackets import tiers_for_symbol
+from execution.services.ledger import book_fill, lock_account
+from execution.services.market_data import MarketSnapshot, market_snapshot
+from execution.services.position_math import closing_side
+from execution.services.protection import ProtectionSpec, replace_protection
+from execution.services.risk import (
+    OrderRequest,
+    PlannedOrder,
+    RiskContext,
+    check_protection,
+    parse_order_request,
+    plan_order,
+    run_policy_checks,
+)
+
+logger = logging.getLogger(__name__)
+IN_FLIGHT_OR_FILLED = (TradeStatus.SUBMITTING, TradeStatus.UNKNOWN, TradeStatus.FILLED)
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    trade: Trade
+    position: Position | None
+    pending_orders: list[PendingOrder] = field(default_factory=list)
+    replayed: bool = False  # True when an idempotency key returned an earlier result
+
+
+@dataclass(frozen=True)
+class Intent:
+    trade: Trade
+    plan: PlannedOrder
+    snapshot: MarketSnapshot
+
+
+def client_order_id_for(account: Account, idempotency_key: str | None) -> str:
+    """Deterministic from the idempotency key when there is one; <= 32 characters, [A-Za-z0-9-]."""
+    if idempotency_key:
+        digest = hashlib.sha256(f"{account.pk}:{idempotency_key}".encode()).hexdigest()[:20]
+        return f"k{account.pk}-{digest}"
+    return f"x{account.pk}-{uuid.uuid4().hex[:20]}"
+
+
+class ExecutionService:
+    def __init__(self, account: Account, *, adapter: ExecutionAdapter | None = None) -> None:
+        self.account = account
+        self.adapter = adapter or get_execution_adapter(account)
+
+    # ------------------------------------------------------------------ public API
+
+    def execute_market_order(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        quantity: Decimal | str,
+        leverage: int,
+        take_profit: Decimal | str | None = None,
+        stop_loss: Decimal | str | None = None,
+        idempotency_key: str | None = None,
+        reason: str = TradeReason.ENTRY,
+        reduce_only: bool = False,
+    ) -> ExecutionResult:
+        """Check, execute and book one market order (with optional TP/SL).
+
+        Raises ValidationError for malformed arguments, RiskCheckFailed for denials,
+        ExecutionError subclasses for execution failures. Delivering the same
+        idempotency key again returns the first result.
+        """
+        request = parse_order_request(
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            leverage=leverage,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
+            reduce_only=reduce_only,
+        )
+        client_order_id = client_order_id_for(self.account, idempotency_key)
+        if idempotency_key and (earlier := self._replay(client_order_id)) is not None:
+            return earlier
+        snapshot = market_snapshot(request.symbol)  # network: before any transaction
+        intent = self._reserve_or_replay(request, snapshot, client_order_id, reason)
+        if isinstance(intent, ExecutionResult):
+            return intent
+        fill = self._execute(intent)
+        return self._apply(intent, fill)
+
+    def close_position(self, symbol: str, *, idempotency_key: str | None = None) -> ExecutionResult:
+        """Close the whole open position in `symbol` at market (reduce-only)."""
+        position = Position.objects.filter(account=self.account, symbol=symbol, status=PositionStatus.OPEN).first()
+        if position is None:
+            raise ExecutionError(f"no open position in {symbol} for account {self.account.pk}", code="NO_POSITION")
+        return self.execute_market_order(
+            symbol=symbol,
+            side=closing_side(position.side),
+            quantity=position.quantity,
+            leverage=position.leverage,
+            idempotency_key=idempotency_key,
+            reason=TradeReason.EXIT,
+            reduce_only=True,
+        )
+
+    # ------------------------------------------------------------------ 1. reserve
+
+    def _reserve_or_replay(
+        self, request: OrderRequest, snapshot: MarketSnapshot, client_order_id: str, reason: str
+    ) -> Intent | ExecutionResult:
+        try:
+            return self._reserve(request, snapshot, client_order_id, reason)
+        except IntegrityError:
+            # Two deliveries of one idempotency key raced; the other one wrote the intent.
+            replay = self._replay(client_order_id)
+            if replay is None:
+                raise
+            return replay
+        except RiskCheckFailed as denial:
+            if getattr(denial, "policy", False):
+                self._record_denial(request, denial)
+            raise
+
+    def _reserve(self, request: OrderRequest, snapshot: MarketSnapshot, client_order_id: str, reason: str) -> Intent:
+        with transaction.atomic():
+            account = lock_account(self.account.pk)
+            self.account = account
+            positions = list(Position.objects.filter(account=account, status=PositionStatus.OPEN))
+            position = next((p for p in positions if p.symbol == request.symbol), None)
+            plan = plan_order(request, snapshot.rules, position)
+            check_protection(plan, snapshot.mark_price)
+            context = self._risk_context(account, plan, snapshot, position, positions)
+            try:
+                run_policy_checks(context)
+            except RiskCheckFailed as denial:
+                denial.policy = True  # type: ignore[attr-defined]
+                raise
+            trade = Trade.objects.create(
+                account=account,
+                symbol=request.symbol,
+                side=request.side,
+                requested_quantity=plan.quantity,
+                quantity=plan.quantity,
+                leverage=request.leverage,
+                reduce_only=plan.only_reduces,
+                client_order_id=client_order_id,
+                reason=reason,
+            )
+            record_event(
+                account=account,
+                kind="trade.submitting",
+                subject=trade,
+                to_status=TradeStatus.SUBMITTING,
+                data={"side": trade.side, "quantity": trade.quantity, "mark_price": snapshot.mark_price},
+            )
+        return Intent(trade, plan, snapshot)
+
+    def _risk_context(
+        self,
+        account: Account,
+        plan: PlannedOrder,
+        snapshot: MarketSnapshot,
+        position: Position | None,
+        positions: list[Position],
+    ) -> RiskContext:
+        last_entry_at = None
+        if account.cooldown_seconds and not plan.only_reduces:
+            last_entry_at = (
+                Trade.objects.filter(account=account, reason=TradeReason.ENTRY, status__in=IN_FLIGHT_OR_FILLED)
+                .order_by("-created_at")
+                .values_list("created_at", flat=True)
+                .first()
+            )
+        return RiskContext(
+            account=account,
+            plan=plan,
+            snapshot=snapshot,
+            position=position,
+            margin_in_use=sum((p.margin for p in positions), Decimal("0")),
+            available_balance=account.paper_wallet,
+            last_entry_at=last_entry_at,
+            tiers=tiers_for_symbol(plan.request.symbol),
+            now=timezone.now(),
+            taker_fee_rate=settings.PAPER_TAKER_FEE_RATE,
+        )
+
+    def _record_denial(self, request: OrderRequest, denial: RiskCheckFailed) -> None:
+        logger.info("order denied for account %s: %s", self.account.pk, denial)
+        record_event(
+            account=self.account,
+            kind="order.denied",
+            message=denial.message,
+            data={
+                "code": denial.code,
+                "symbol": request.symbol,
+                "side": request.side,
+                "quantity": request.quantity,
+                "leverage": request.leverage,
+                **denial.details,
+            },
+        )
+
+    def _replay(self, client_order_id: str) -> ExecutionResult | None:
+        trade = Trade.objects.filter(client_order_id=client_order_id, account=self.account).first()
+        if trade is None:
+            return None
+        pending = list(PendingOrder.objects.filter(position=trade.position)) if trade.position_id else []
+        return ExecutionResult(trade=trade, position=trade.position, pending_orders=pending, replayed=True)
+
+    # ------------------------------------------------------------------ 2. execute
+
+    def _execute(self, intent: Intent) -> Fill:
+        trade, plan = intent.trade, intent.plan
+        order = MarketOrder(
+            symbol=trade.symbol,
+            side=trade.side,
+            quantity=plan.quantity,
+            client_order_id=trade.client_order_id,
+            leverage=plan.request.leverage,
+            reduce_only=plan.only_reduces,
+        )
+        try:
+            return self.adapter.execute_market_order(order)
+        except OrderOutcomeUnknown as exc:
+            self._mark(trade, TradeStatus.UNKNOWN, exc)
+            raise
+        except ExecutionError as exc:
+            self._mark(trade, TradeStatus.REJECTED, exc)
+            raise
+
+    def _mark(self, trade: Trade, status: str, error: ExecutionError) -> None:
+        with transaction.atomic():
+            lock_account(trade.account_id)
+            trade.refresh_from_db(fields=["status"])
+            trade.error_code, trade.error_message = error.code, error.message
+            transition(
+                trade,
+                to_status=status,
+                account=self.account,
+                message=error.message,
+                update_fields=["error_code", "error_message"],
+                data={"code": error.code},
+            )
+
+    # ------------------------------------------------------------------ 3. apply
+
+    def _apply(self, intent: Intent, fill: Fill) -> ExecutionResult:
+        plan = intent.plan
+        spec = ProtectionSpec(plan.take_profit, plan.stop_loss)
+        with transaction.atomic(), batched_events():
+            account = lock_account(self.account.pk)
+            trade = intent.trade
+            now = timezone.now()
+            booked = book_fill(
+                account=account,
+                trade=trade,
+                quantity=fill.quantity,
+                price=fill.price,
+                fee=fill.fee,
+                leverage=plan.request.leverage,
+                now=now,
+                exchange_order_id=fill.exchange_order_id,
+                protection=(spec.take_profit, spec.stop_loss) if spec.wanted else None,
+            )
+            pending: list[PendingOrder] = []
+            if spec.wanted and booked.position is not None:
+                pending = replace_protection(
+                    account=account,
+                    position=booked.position,
+                    spec=spec,
+                    base_client_id=trade.client_order_id,
+                    now=now,
+                    position_is_new=booked.opened_new,
+                )
+        self.account = account
+        return ExecutionResult(
+            trade=booked.trade, position=booked.position or booked.closed_position, pending_orders=pending
+        )
+
+
+def describe(result: ExecutionResult) -> dict[str, Any]:
+    """A plain summary for commands and logs."""
+    trade = result.trade
+    return {
+        "trade": trade.client_order_id,
+        "status": trade.status,
+        "side": trade.side,
+        "quantity": trade.quantity,
+        "price": trade.price,
+        "fee": trade.fee,
+        "realized_pnl": trade.realized_pnl,
+        "position": None
+        if result.position is None
+        else {
+            "side": result.position.side,
+            "quantity": result.position.quantity,
+            "entry_price": result.position.entry_price,
+            "status": result.position.status,
+            "liquidation_price": result.position.liquidation_price,
+        },
+        "pending_orders": [(p.kind, p.trigger_price, p.status) for p in result.pending_orders],
+    }

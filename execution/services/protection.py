@@ -1,0 +1,81 @@
+"""Protective orders (TP/SL) as PendingOrder pairs, linked as siblings.
+
+Paper: the rows are the orders; the sweep triggers them. Live: the rows record the exchange
+orders (client and exchange ids) placed by the live adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from accounts.models import Account
+from execution.models import PendingOrder, PendingOrderKind, Position, WorkingType
+from execution.services.audit import record_event
+from execution.services.ledger import cancel_active_pending
+from execution.services.position_math import closing_side
+
+
+@dataclass(frozen=True)
+class ProtectionSpec:
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+    working_type: str = WorkingType.MARK_PRICE
+
+    @property
+    def wanted(self) -> bool:
+        return self.take_profit is not None or self.stop_loss is not None
+
+
+def protective_client_ids(base: str) -> dict[str, str]:
+    """Client ids of a pair derived from the base id (<= 32 chars), within the 36-char limit."""
+    return {PendingOrderKind.TAKE_PROFIT: f"{base}-tp", PendingOrderKind.STOP_LOSS: f"{base}-sl"}
+
+
+def replace_protection(
+    *,
+    account: Account,
+    position: Position,
+    spec: ProtectionSpec,
+    base_client_id: str,
+    now: datetime,
+    position_is_new: bool = False,
+) -> list[PendingOrder]:
+    """Cancel the position's active TP/SL (a new position has none) and create the requested pair."""
+    if not position_is_new:
+        cancel_active_pending(position, account=account, reason="replaced by new protection")
+    ids = protective_client_ids(base_client_id)
+    side = closing_side(position.side)
+    wanted = [(PendingOrderKind.TAKE_PROFIT, spec.take_profit), (PendingOrderKind.STOP_LOSS, spec.stop_loss)]
+    orders = [
+        PendingOrder(
+            account=account,
+            position=position,
+            symbol=position.symbol,
+            kind=kind,
+            side=side,
+            trigger_price=price,
+            working_type=spec.working_type,
+            client_order_id=ids[kind],
+        )
+        for kind, price in wanted
+        if price is not None
+    ]
+    orders = PendingOrder.objects.bulk_create(orders)
+    if len(orders) == 2:
+        orders[0].sibling, orders[1].sibling = orders[1], orders[0]
+        PendingOrder.objects.bulk_update(orders, ["sibling"])
+    wanted_fields = (spec.take_profit, spec.stop_loss, False)
+    if (position.take_profit, position.stop_loss, position.needs_protection) != wanted_fields:
+        position.take_profit, position.stop_loss, position.needs_protection = wanted_fields
+        position.save(update_fields=["take_profit", "stop_loss", "needs_protection", "updated_at"])
+    for order in orders:
+        record_event(
+            account=account,
+            kind="pendingorder.pending",
+            subject=order,
+            to_status="pending",
+            data={"kind": order.kind, "trigger_price": order.trigger_price, "side": order.side},
+        )
+    return orders

@@ -1,0 +1,247 @@
+"""Pre-trade checks, one module for both modes, run in the reserve step under the account lock.
+
+Two kinds of refusal:
+- input refusals (malformed arguments: ValidationError; or INVALID_QUANTITY, UNKNOWN_SYMBOL,
+  INVALID_PROTECTION, leverage outside 1..EXECUTION_MAX_LEVERAGE): nothing is written;
+- policy denials (TRADING_HALTED, REDUCE_ONLY, LEVERAGE_TOO_HIGH for the account's or the
+  bracket's cap, COOLDOWN_ACTIVE, INSUFFICIENT_MARGIN, MIN_NOTIONAL, STALE_PRICE): the service
+  records one `order.denied` audit event and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from accounts.models import Account, TradingState
+from execution.aster.rules import SymbolRules
+from execution.exceptions import RiskCheckFailed
+from execution.models import Position
+from execution.services.market_data import MarketSnapshot, check_fresh
+from execution.services.position_math import MaintenanceTier, direction, position_side_for, tier_for
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
+INPUT_CODES = frozenset({"INVALID_QUANTITY", "UNKNOWN_SYMBOL", "INVALID_PROTECTION"})
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    symbol: str
+    side: str
+    quantity: Decimal
+    leverage: int
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+    reduce_only: bool = False
+
+
+def _decimal(value: Any, field: str, *, required: bool) -> Decimal | None:
+    if value is None:
+        if required:
+            raise ValidationError({field: ValidationError("This field is required.", code="required")})
+        return None
+    if isinstance(value, bool | float):
+        raise ValidationError({field: ValidationError("Must be a Decimal or a numeric string.", code="invalid")})
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValidationError({field: ValidationError(f"Not a number: {value!r}.", code="invalid")}) from None
+    if not number.is_finite():
+        raise ValidationError({field: ValidationError("Must be finite.", code="invalid")})
+    return number
+
+
+def parse_order_request(
+    *,
+    symbol: Any,
+    side: Any,
+    quantity: Any,
+    leverage: Any,
+    take_profit: Any = None,
+    stop_loss: Any = None,
+    reduce_only: bool = False,
+) -> OrderRequest:
+    """Type checks of the caller's arguments. Raises ValidationError (per field, with codes)."""
+    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+        raise ValidationError({"symbol": ValidationError("Must be a symbol like BTCUSDT.", code="invalid_symbol")})
+    if side not in ("BUY", "SELL"):
+        raise ValidationError({"side": ValidationError("Must be BUY or SELL.", code="invalid_side")})
+    if not isinstance(leverage, int) or isinstance(leverage, bool):
+        raise ValidationError({"leverage": ValidationError("Must be an integer.", code="invalid_leverage")})
+    amount = _decimal(quantity, "quantity", required=True)
+    assert amount is not None
+    if amount <= 0:
+        raise RiskCheckFailed("INVALID_QUANTITY", f"quantity must be greater than 0, got {amount}")
+    if leverage < 1:
+        raise ValidationError({"leverage": ValidationError("Must be at least 1.", code="invalid_leverage")})
+    if leverage > settings.EXECUTION_MAX_LEVERAGE:
+        raise RiskCheckFailed(
+            "LEVERAGE_TOO_HIGH", f"leverage {leverage}x is above the global cap of {settings.EXECUTION_MAX_LEVERAGE}x"
+        )
+    tp = _decimal(take_profit, "take_profit", required=False)
+    sl = _decimal(stop_loss, "stop_loss", required=False)
+    for name, price in (("take_profit", tp), ("stop_loss", sl)):
+        if price is not None and price <= 0:
+            raise RiskCheckFailed("INVALID_PROTECTION", f"{name} must be greater than 0, got {price}")
+    return OrderRequest(symbol, side, amount, leverage, tp, sl, reduce_only)
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """The request after rounding to the symbol's filters, with what it does to the position."""
+
+    request: OrderRequest
+    quantity: Decimal
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+    reduces_quantity: Decimal  # part that reduces the open opposite position
+    opens_quantity: Decimal  # part that opens or adds
+    resulting_side: str | None
+
+    @property
+    def only_reduces(self) -> bool:
+        return self.opens_quantity == 0
+
+
+def plan_order(request: OrderRequest, rules: SymbolRules, position: Position | None) -> PlannedOrder:
+    """Round and classify the order; INVALID_QUANTITY / INVALID_PROTECTION refusals."""
+    quantity = rules.round_quantity(request.quantity, market=True)
+    if quantity <= 0 or quantity < rules.market_min_qty:
+        raise RiskCheckFailed(
+            "INVALID_QUANTITY",
+            f"{request.quantity} rounds to {quantity} with step {rules.market_step_size}; "
+            f"the minimum is {rules.market_min_qty}",
+        )
+    if rules.market_max_qty > 0 and quantity > rules.market_max_qty:
+        raise RiskCheckFailed("INVALID_QUANTITY", f"{quantity} is above the maximum {rules.market_max_qty}")
+    order_side = position_side_for(request.side)
+    reduces = Decimal("0")
+    if position is not None and position.side != order_side:
+        reduces = min(quantity, position.quantity)
+    opens = quantity - reduces
+    if request.reduce_only and opens > 0:
+        raise RiskCheckFailed("INVALID_QUANTITY", "a reduce-only order cannot be larger than the open position")
+    if opens > 0:
+        resulting: str | None = order_side
+    elif position is not None and reduces < position.quantity:
+        resulting = position.side
+    else:
+        resulting = None
+    tp = rules.round_price(request.take_profit) if request.take_profit is not None else None
+    sl = rules.round_price(request.stop_loss) if request.stop_loss is not None else None
+    if (tp is not None or sl is not None) and opens == 0:
+        raise RiskCheckFailed("INVALID_PROTECTION", "take-profit and stop-loss go with orders that open or add")
+    return PlannedOrder(request, quantity, tp, sl, reduces, opens, resulting)
+
+
+def check_protection(plan: PlannedOrder, mark_price: Decimal) -> None:
+    """A long's stop below the mark and its take-profit above it; mirrored for shorts."""
+    if plan.resulting_side is None:
+        return
+    sign = direction(plan.resulting_side)
+    if plan.stop_loss is not None and (plan.stop_loss - mark_price) * sign >= 0:
+        where = "below" if sign > 0 else "above"
+        raise RiskCheckFailed(
+            "INVALID_PROTECTION",
+            f"stop_loss {plan.stop_loss} must be {where} the mark price {mark_price} for a {plan.resulting_side}",
+        )
+    if plan.take_profit is not None and (plan.take_profit - mark_price) * sign <= 0:
+        where = "above" if sign > 0 else "below"
+        raise RiskCheckFailed(
+            "INVALID_PROTECTION",
+            f"take_profit {plan.take_profit} must be {where} the mark price {mark_price} for a {plan.resulting_side}",
+        )
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    account: Account
+    plan: PlannedOrder
+    snapshot: MarketSnapshot
+    position: Position | None
+    margin_in_use: Decimal
+    available_balance: Decimal  # paper: wallet; live: the exchange's availableBalance
+    last_entry_at: datetime | None
+    tiers: Sequence[MaintenanceTier]
+    now: datetime
+    taker_fee_rate: Decimal
+
+
+def check_trading_state(ctx: RiskContext) -> None:
+    state = ctx.account.trading_state
+    if state == TradingState.HALTED:
+        raise RiskCheckFailed("TRADING_HALTED", f"account {ctx.account.pk} is halted: no new orders")
+    if state == TradingState.REDUCING and not ctx.plan.only_reduces:
+        raise RiskCheckFailed("REDUCE_ONLY", f"account {ctx.account.pk} may only reduce open positions")
+
+
+def check_leverage(ctx: RiskContext) -> None:
+    leverage = ctx.plan.request.leverage
+    cap = min(ctx.account.max_leverage, settings.EXECUTION_MAX_LEVERAGE)
+    if leverage > cap:
+        raise RiskCheckFailed("LEVERAGE_TOO_HIGH", f"leverage {leverage}x is above the account's cap of {cap}x")
+    if ctx.plan.only_reduces:
+        return
+    held = ctx.position.quantity if ctx.position is not None and ctx.position.side == ctx.plan.resulting_side else 0
+    notional = (held + ctx.plan.opens_quantity) * ctx.snapshot.mark_price
+    tier = tier_for(ctx.tiers, notional)
+    if leverage > tier.max_leverage:
+        raise RiskCheckFailed(
+            "LEVERAGE_TOO_HIGH",
+            f"leverage {leverage}x is above the bracket maximum {tier.max_leverage}x for a notional of {notional:.2f}",
+        )
+
+
+def check_cooldown(ctx: RiskContext) -> None:
+    cooldown = ctx.account.cooldown_seconds
+    if not cooldown or ctx.plan.only_reduces or ctx.last_entry_at is None:
+        return
+    elapsed = (ctx.now - ctx.last_entry_at).total_seconds()
+    if elapsed < cooldown:
+        remaining = cooldown - elapsed
+        raise RiskCheckFailed(
+            "COOLDOWN_ACTIVE",
+            f"cooldown active: {remaining:.0f} s remaining of {cooldown} s since the last entry",
+            details={"remaining_seconds": round(remaining, 3)},
+        )
+
+
+def check_min_notional(ctx: RiskContext) -> None:
+    if ctx.plan.only_reduces:  # reduce-only orders are exempt, as on the exchange
+        return
+    mark, minimum = ctx.snapshot.mark_price, ctx.snapshot.rules.min_notional
+    notional = ctx.plan.quantity * mark
+    if notional < minimum:
+        raise RiskCheckFailed("MIN_NOTIONAL", f"notional {notional:.4f} at mark {mark} is below the minimum {minimum}")
+
+
+def check_margin(ctx: RiskContext) -> None:
+    if ctx.plan.only_reduces:
+        return
+    opens_notional = ctx.plan.opens_quantity * ctx.snapshot.mark_price
+    required = (
+        opens_notional / ctx.plan.request.leverage + ctx.plan.quantity * ctx.snapshot.mark_price * ctx.taker_fee_rate
+    )
+    available = ctx.available_balance - ctx.margin_in_use
+    if required > available:
+        raise RiskCheckFailed(
+            "INSUFFICIENT_MARGIN",
+            f"needs {required:.4f} USDT of margin and fees; {available:.4f} available",
+            details={"required": str(required), "available": str(available)},
+        )
+
+
+POLICY_CHECKS = (check_trading_state, check_leverage, check_cooldown, check_min_notional, check_margin)
+
+
+def run_policy_checks(ctx: RiskContext) -> None:
+    check_fresh(ctx.snapshot.time_ms, what="the mark price", now=ctx.now.timestamp())
+    for check in POLICY_CHECKS:
+        check(ctx)
