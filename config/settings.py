@@ -175,7 +175,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+PAPER_SWEEP_SECONDS = env.float("PAPER_SWEEP_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "sweep-paper-triggers": {
+        "task": "execution.sweep_paper_triggers",
+        "schedule": PAPER_SWEEP_SECONDS,
+        # A sweep that waited longer than the interval is superseded by the next one.
+        "options": {"expires": PAPER_SWEEP_SECONDS},
+    },
+}
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,0 +1,192 @@
+"""Paper TP/SL triggers, liquidation, funding and mark-to-market in the sweep."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.core.management import call_command
+
+from execution.models import ExecutionEvent, FundingPayment, PendingOrder, Position, Trade
+from execution.services import ExecutionService
+from execution.services.paper_sweep import sweep_paper_triggers
+from tests.factories import PaperAccountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def open_long(account, *, symbol="BTCUSDT", quantity="0.1", leverage=5, **protection):
+    return ExecutionService(account).execute_market_order(
+        symbol=symbol, side="BUY", quantity=quantity, leverage=leverage, **protection
+    )
+
+
+def test_stop_loss_triggers_on_the_mark_and_fills_at_the_market(market, paper_account):
+    opened = open_long(paper_account, take_profit="70000", stop_loss="64000")
+    assert sweep_paper_triggers().triggered == 0
+    market.set_price("BTCUSDT", "63990")  # mark 63990 <= stop 64000
+    report = sweep_paper_triggers()
+    assert (report.triggered, report.filled) == (1, 1)
+    stop = PendingOrder.objects.get(kind="stop_loss")
+    tp = PendingOrder.objects.get(kind="take_profit")
+    assert stop.status == "filled" and tp.status == "cancelled"
+    trade = stop.trade
+    assert trade.reason == "stop_loss" and trade.side == "SELL" and trade.quantity == Decimal("0.1")
+    assert trade.price == Decimal("63989.5")  # the best bid after the move, not the trigger price
+    position = Position.objects.get(pk=opened.position.pk)
+    assert position.status == "closed" and position.quantity == 0
+    assert position.realized_pnl < 0
+    assert market.non_market_calls() == []
+
+
+def test_take_profit_triggers_when_price_rises_to_it(market, paper_account):
+    open_long(paper_account, take_profit="66000", stop_loss="60000")
+    market.set_price("BTCUSDT", "66000")
+    assert sweep_paper_triggers().filled == 1
+    assert PendingOrder.objects.get(kind="take_profit").trade.reason == "take_profit"
+    assert PendingOrder.objects.get(kind="stop_loss").status == "cancelled"
+
+
+def test_short_protection_triggers_mirrored(market, paper_account):
+    ExecutionService(paper_account).execute_market_order(
+        symbol="ETHUSDT", side="SELL", quantity="1", leverage=5, take_profit="3300", stop_loss="3600"
+    )
+    market.set_price("ETHUSDT", "3600.5")
+    sweep_paper_triggers()
+    stop = PendingOrder.objects.get(kind="stop_loss")
+    assert stop.status == "filled" and stop.trade.side == "BUY"
+
+
+def test_contract_price_orders_follow_the_last_price_not_the_mark(market, paper_account):
+    opened = open_long(paper_account, stop_loss="64000")
+    PendingOrder.objects.filter(position=opened.position).update(working_type="CONTRACT_PRICE")
+    market.set_price("BTCUSDT", "64500", mark_premium="-0.02")  # mark ~63210, last 64500
+    assert sweep_paper_triggers().triggered == 0
+    market.set_price("BTCUSDT", "63999", mark_premium="0.02")  # mark ~65279, last 63999
+    assert sweep_paper_triggers().filled == 1
+
+
+def test_mark_price_orders_ignore_the_last_price(market, paper_account):
+    open_long(paper_account, stop_loss="64000")
+    market.set_price("BTCUSDT", "63000", mark_premium="0.03")  # last crossed, mark 64890 did not
+    assert sweep_paper_triggers().triggered == 0
+
+
+def test_a_crossing_between_two_sweeps_is_found_in_the_minute_candles(market, paper_account):
+    start = datetime(2026, 11, 25, 12, 0, 10, tzinfo=UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        market.set_price("BTCUSDT", "65000")
+        open_long(paper_account, stop_loss="64000")
+        traveller.move_to(start + timedelta(seconds=60))  # the next minute: a wick through the stop
+        market.set_price("BTCUSDT", "63800")
+        market.set_price("BTCUSDT", "65000")
+        traveller.move_to(start + timedelta(seconds=125))
+        report = sweep_paper_triggers()
+    assert report.filled == 1
+    trade = PendingOrder.objects.get(kind="stop_loss").trade
+    assert trade.price <= Decimal("64000")  # the price came back: no better than the stop
+
+
+def test_a_wick_before_the_order_existed_does_not_trigger_it(market, paper_account):
+    start = datetime(2026, 11, 25, 12, 0, 10, tzinfo=UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        market.set_price("BTCUSDT", "63800")
+        market.set_price("BTCUSDT", "65000")
+        traveller.move_to(start + timedelta(seconds=20))
+        open_long(paper_account, stop_loss="64000")
+        traveller.move_to(start + timedelta(seconds=70))
+        assert sweep_paper_triggers().triggered == 0
+
+
+def test_one_market_data_request_serves_every_symbol(market):
+    for index, symbol in enumerate(["BTCUSDT", "ETHUSDT", "SOLUSDT"]):
+        account = PaperAccountFactory(paper_balance=Decimal("100000"))
+        quantity = ["0.1", "1", "10"][index]
+        price = market.exchange.symbols[symbol].price
+        open_long(account, symbol=symbol, quantity=quantity, stop_loss=str(price * Decimal("0.9")))
+    before = market.calls_to("/fapi/v1/premiumIndex")
+    sweep_paper_triggers()
+    sweep_paper_triggers()
+    assert market.calls_to("/fapi/v1/premiumIndex") - before == 2  # one per sweep, not one per order
+    assert market.calls_to("/fapi/v1/ticker/price") == 0  # no CONTRACT_PRICE order: no last prices needed
+
+
+def test_mark_to_market_updates_unrealized_pnl(market, paper_account):
+    opened = open_long(paper_account, quantity="0.1")
+    market.set_price("BTCUSDT", "66000")
+    sweep_paper_triggers()
+    position = Position.objects.get(pk=opened.position.pk)
+    assert position.mark_price == Decimal("66000")
+    assert position.unrealized_pnl == ((Decimal("66000") - position.entry_price) * Decimal("0.1")).quantize(
+        Decimal("1e-10")
+    )
+
+
+def test_liquidation_at_the_mark_with_the_exchange_liquidation_fee(market, paper_account):
+    opened = open_long(paper_account, quantity="0.1", leverage=20, stop_loss="50000")
+    liquidation_price = opened.position.liquidation_price
+    assert liquidation_price is not None and liquidation_price > Decimal("50000")
+    market.set_price("BTCUSDT", str(liquidation_price - 10))
+    report = sweep_paper_triggers()
+    assert report.liquidated == 1
+    trade = Trade.objects.get(reason="liquidation")
+    assert trade.price == market.exchange.symbols["BTCUSDT"].mark
+    assert trade.fee == (trade.quantity * trade.price * Decimal("0.01")).quantize(Decimal("1e-10"))
+    position = Position.objects.get(pk=opened.position.pk)
+    assert position.status == "closed"
+    assert trade.realized_pnl >= -opened.position.margin  # an isolated position loses at most its margin
+    assert PendingOrder.objects.get().status == "cancelled"
+    assert ExecutionEvent.objects.filter(kind="position.liquidated").count() == 1
+
+
+def test_funding_is_paid_once_per_funding_time_by_longs_when_positive(market):
+    long_account, short_account = PaperAccountFactory(), PaperAccountFactory()
+    start = datetime(2026, 11, 25, 7, 59, 0, tzinfo=UTC)
+    funding_time = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
+    market.exchange.symbols["BTCUSDT"].funding_events = [(int(funding_time.timestamp() * 1000), Decimal("0.0001"))]
+    with time_machine.travel(start, tick=False) as traveller:
+        long_position = open_long(long_account, quantity="0.1").position
+        short = ExecutionService(short_account).execute_market_order(
+            symbol="BTCUSDT", side="SELL", quantity="0.1", leverage=5
+        )
+        traveller.move_to(funding_time + timedelta(seconds=30))
+        first = sweep_paper_triggers()
+        cache.clear()
+        second = sweep_paper_triggers()
+    assert (first.funding_payments, second.funding_payments) == (2, 0)
+    mark = market.exchange.symbols["BTCUSDT"].mark
+    paid = FundingPayment.objects.get(position=long_position)
+    received = FundingPayment.objects.get(position=short.position)
+    assert paid.amount == (Decimal("0.1") * mark * Decimal("0.0001")).quantize(Decimal("1e-10"))
+    assert received.amount == -paid.amount
+    long_position.refresh_from_db()
+    assert long_position.funding_paid == paid.amount
+    long_account.refresh_from_db()
+    assert long_account.paper_realized_pnl == long_position.realized_pnl
+
+
+def test_positions_opened_after_the_funding_time_do_not_pay_it(market, paper_account):
+    funding_time = datetime.now(UTC) - timedelta(minutes=5)
+    market.exchange.symbols["BTCUSDT"].funding_events = [(int(funding_time.timestamp() * 1000), Decimal("0.0001"))]
+    open_long(paper_account, quantity="0.1")
+    assert sweep_paper_triggers().funding_payments == 0
+
+
+def test_sweep_command_and_task(market, paper_account):
+    from execution.tasks import sweep_paper_triggers as task
+
+    open_long(paper_account, stop_loss="64000")
+    market.set_price("BTCUSDT", "63000")
+    out = StringIO()
+    call_command("sweep_paper_triggers", stdout=out)
+    assert "filled 1" in out.getvalue()
+    assert task()["filled"] == 0  # nothing left to do: the command already filled it
