@@ -176,6 +176,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 PAPER_SWEEP_SECONDS = env.float("PAPER_SWEEP_SECONDS", default=5.0)
+PAPER_MARK_SECONDS = env.float("PAPER_MARK_SECONDS", default=15.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",

@@ -246,6 +246,12 @@ class PendingOrder(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["status", "symbol"], name="pendingorder_status_symbol"),
+            # The sweep's trigger search: a price range per (symbol, kind, side) among pending orders.
+            models.Index(
+                fields=["symbol", "kind", "side", "trigger_price"],
+                condition=Q(status="pending"),
+                name="pendingorder_trigger_lookup",
+            ),
             models.Index(fields=["account", "status"], name="pendingorder_account_status"),
         ]
         constraints = [

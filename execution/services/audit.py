@@ -39,6 +39,19 @@ def batched_events() -> Iterator[None]:
         _batches.events = None
 
 
+def pending_event_count() -> int:
+    """How many events the current batch holds (0 outside a batch): a savepoint marker."""
+    batch = getattr(_batches, "events", None)
+    return len(batch) if batch is not None else 0
+
+
+def discard_events_after(mark: int) -> None:
+    """Forget batched events recorded after `mark` (their savepoint was rolled back)."""
+    batch = getattr(_batches, "events", None)
+    if batch is not None:
+        del batch[mark:]
+
+
 def record_event(
     *,
     account: Account | None,

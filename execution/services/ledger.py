@@ -90,13 +90,14 @@ def book_fill(
     keep_pending: PendingOrder | None = None,
     realized_floor: Decimal | None = None,
     protection: tuple[Decimal | None, Decimal | None] | None = None,
+    position: Position | None,
 ) -> BookedFill:
-    """Apply a fill of `trade` (status submitting/unknown) to the account's position and audit it.
+    """Apply a fill of `trade` (status submitting/unknown) to `position` (the account's open
+    position in the symbol, read under the lock, or None) and audit it.
 
     `realized_floor` caps the loss of the closed part (liquidation of an isolated position
     cannot lose more than its margin).
     """
-    position = open_position(account, trade.symbol)
     holding = Holding(position.side, position.quantity, position.entry_price) if position else Holding.flat()
     outcome = apply_fill(holding, side=trade.side, quantity=quantity, price=price)
     close_fee = fee * outcome.closed_quantity / quantity

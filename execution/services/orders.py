@@ -28,7 +28,7 @@ from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.audit import batched_events, record_event, transition
 from execution.services.brackets import tiers_for_symbol
-from execution.services.ledger import book_fill, lock_account
+from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side
 from execution.services.protection import ProtectionSpec, replace_protection
@@ -279,6 +279,7 @@ class ExecutionService:
             now = timezone.now()
             booked = book_fill(
                 account=account,
+                position=open_position(account, trade.symbol),
                 trade=trade,
                 quantity=fill.quantity,
                 price=fill.price,

@@ -19,10 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, DecimalField, F, Min, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -43,7 +44,7 @@ from execution.models import (
     WorkingType,
 )
 from execution.services.adapters.paper import walk_book
-from execution.services.audit import batched_events, record_event, transition
+from execution.services.audit import batched_events, discard_events_after, pending_event_count, record_event, transition
 from execution.services.exchange import public_client
 from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import book_covering, fetch, symbol_rules
@@ -90,6 +91,9 @@ class SweepReport:
     failed: int = 0
     skipped_symbols: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    mark_seconds: float = 0.0  # mark to market (at most every PAPER_MARK_SECONDS)
+    detect_seconds: float = 0.0  # market data, marking, liquidation and trigger search, claiming
+    fill_seconds: float = 0.0  # order books and fills of the claimed orders
 
 
 # --------------------------------------------------------------------------- entry point
@@ -102,6 +106,7 @@ def sweep_paper_triggers(*, now: datetime | None = None) -> SweepReport:
     pending_symbols, working_types = _pending_symbols()
     position_symbols = set(
         Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True)
+        .order_by()
         .values_list("symbol", flat=True)
         .distinct()
     )
@@ -110,17 +115,21 @@ def sweep_paper_triggers(*, now: datetime | None = None) -> SweepReport:
     if symbols:
         prices = _prices(symbols, working_types, now, report)
         _add_candles(prices, pending_symbols, position_symbols, working_types, now)
-        report.marked = mark_to_market(prices, now)
+        mark_started = time.perf_counter()
+        report.marked = mark_to_market_if_due(prices, now)
+        report.mark_seconds = time.perf_counter() - mark_started
         report.funding_payments = settle_funding(prices, now)
         report.liquidated = liquidate_crossed(prices, now)
-        _trigger_and_fill(prices, now, report)
+        _trigger_and_fill(prices, now, report, started)
     report.seconds = time.perf_counter() - started
+    report.fill_seconds = report.seconds - report.detect_seconds if report.triggered else 0.0
     return report
 
 
 def _pending_symbols() -> tuple[set[str], set[str]]:
     rows = (
         PendingOrder.objects.filter(status=PendingOrderStatus.PENDING, account__is_paper_trading=True)
+        .order_by()  # the model's ordering would leak into DISTINCT
         .values_list("symbol", "working_type")
         .distinct()
     )
@@ -195,12 +204,55 @@ def _candles(symbol: str, *, mark: bool, now: datetime) -> list[Candle]:
 # --------------------------------------------------------------------------- mark to market
 
 
-def mark_to_market(prices: dict[str, SymbolPrices], now: datetime) -> int:
-    """Set mark price and uPnL of open paper positions (exact Decimal, computed here).
+def mark_to_market_if_due(prices: dict[str, SymbolPrices], now: datetime) -> int:
+    """Mark every PAPER_MARK_SECONDS, not every sweep: it rewrites every open position, which
+    at scale costs more than the trigger search itself. Triggers and liquidations always use
+    the fresh prices; only the displayed mark and uPnL lag by up to that interval."""
+    key = "paper-sweep:marked-at"
+    last = cache.get(key)
+    if last is not None and now.timestamp() - last < settings.PAPER_MARK_SECONDS:
+        return 0
+    cache.set(key, now.timestamp(), timeout=3600)
+    return mark_to_market(prices, now)
 
-    The UPDATE is guarded per row by status and quantity: a position that a fill changed
-    since it was read keeps its values (the fill computed them) instead of stale ones.
+
+def mark_to_market(prices: dict[str, SymbolPrices], now: datetime) -> int:
+    """Set mark price and uPnL of every open paper position.
+
+    PostgreSQL: one UPDATE joined to the marks (numeric arithmetic, exact). Elsewhere the
+    values are computed here in Decimal and written with a per-row guarded UPDATE (SQLite
+    would compute in floating point).
     """
+    if not prices:
+        return 0
+    if connection.vendor == "postgresql":
+        return _mark_to_market_sql(prices, now)
+    return _mark_to_market_python(prices, now)
+
+
+def _mark_to_market_sql(prices: dict[str, SymbolPrices], now: datetime) -> int:
+    values = ", ".join(["(%s, %s::numeric)"] * len(prices))
+    params: list[Any] = [now]
+    for symbol, entry in prices.items():
+        params += [symbol, entry.mark]
+    sql = f"""
+        UPDATE execution_position AS p
+        SET mark_price = v.mark,
+            unrealized_pnl = CASE WHEN p.side = 'LONG' THEN (v.mark - p.entry_price) * p.quantity
+                                  ELSE (p.entry_price - v.mark) * p.quantity END,
+            marked_at = %s
+        FROM (VALUES {values}) AS v(symbol, mark), accounts_account AS a
+        WHERE p.symbol = v.symbol AND p.status = 'open' AND a.id = p.account_id AND a.is_paper_trading
+          AND p.mark_price IS DISTINCT FROM v.mark
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)  # params in text order: marked_at, then the VALUES rows
+        return cursor.rowcount
+
+
+def _mark_to_market_python(prices: dict[str, SymbolPrices], now: datetime) -> int:
+    """The same, in Decimal, guarded per row by status and quantity: a position that a fill
+    changed since it was read keeps the values the fill computed."""
     positions = list(
         Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True, symbol__in=prices).only(
             "id", "symbol", "side", "quantity", "entry_price"
@@ -354,6 +406,7 @@ def liquidate_position(position_id: int, *, mark: Decimal, fee_rate: Decimal, no
         )
         book_fill(
             account=account,
+            position=position,
             trade=trade,
             quantity=position.quantity,
             price=price,
@@ -392,32 +445,41 @@ def is_crossed(order: PendingOrder, price: Decimal) -> bool:
     return price >= order.trigger_price if sell else price <= order.trigger_price
 
 
-def _symbol_trigger_q(symbol: str, entry: SymbolPrices) -> Q:
-    mark_now = Q(working_type=WorkingType.MARK_PRICE) & crossed_q(entry.mark, entry.mark)
-    last = entry.last if entry.last is not None else entry.mark
-    last_now = Q(working_type=WorkingType.CONTRACT_PRICE) & crossed_q(last, last)
-    condition = mark_now | last_now
-    for working_type, candles in (
-        (WorkingType.MARK_PRICE, entry.mark_candles),
-        (WorkingType.CONTRACT_PRICE, entry.last_candles),
-    ):
-        for candle in candles:
-            condition |= Q(working_type=working_type, created_at__lte=candle.open_time) & crossed_q(
-                candle.low, candle.high
-            )
-    return Q(symbol=symbol) & condition
+def _bounds(entry: SymbolPrices) -> tuple[Decimal, Decimal]:
+    """The lowest and highest price any order of the symbol could have seen."""
+    prices = [entry.mark] + ([entry.last] if entry.last is not None else [])
+    lows = prices + [c.low for c in (*entry.mark_candles, *entry.last_candles)]
+    highs = prices + [c.high for c in (*entry.mark_candles, *entry.last_candles)]
+    return min(lows), max(highs)
+
+
+def is_triggered(order: PendingOrder, entry: SymbolPrices) -> bool:
+    """The exchange's rule for this order: its working type's price now, or within a completed
+    minute candle that started after the order was created."""
+    if is_crossed(order, entry.price(order.working_type)):
+        return True
+    candles = entry.mark_candles if order.working_type == WorkingType.MARK_PRICE else entry.last_candles
+    return any(
+        candle.open_time >= order.created_at and (is_crossed(order, candle.low) or is_crossed(order, candle.high))
+        for candle in candles
+    )
 
 
 def find_triggered(prices: dict[str, SymbolPrices]) -> list[int]:
+    """Two steps: a coarse range search per (symbol, kind, side) on the partial index
+    `pendingorder_trigger_lookup` with the widest price range of the symbol, then the exact
+    rule per order in Python on the few candidates."""
     ids: list[int] = []
     symbols = sorted(prices)
     for start in range(0, len(symbols), 100):
         condition = Q()
         for symbol in symbols[start : start + 100]:
-            condition |= _symbol_trigger_q(symbol, prices[symbol])
-        ids += PendingOrder.objects.filter(
+            low, high = _bounds(prices[symbol])
+            condition |= Q(symbol=symbol) & crossed_q(low, high)
+        candidates = PendingOrder.objects.filter(
             condition, status=PendingOrderStatus.PENDING, account__is_paper_trading=True
-        ).values_list("pk", flat=True)
+        ).only("id", "symbol", "kind", "side", "trigger_price", "working_type", "created_at")
+        ids += [order.pk for order in candidates if is_triggered(order, prices[order.symbol])]
     return ids
 
 
@@ -461,107 +523,142 @@ def claim(candidate_ids: Iterable[int], now: datetime) -> list[int]:
     return fresh + stale
 
 
-def _trigger_and_fill(prices: dict[str, SymbolPrices], now: datetime, report: SweepReport) -> None:
+def _trigger_and_fill(prices: dict[str, SymbolPrices], now: datetime, report: SweepReport, started: float) -> None:
     claimed = claim(find_triggered(prices), now)
     report.triggered = len(claimed)
+    report.detect_seconds = time.perf_counter() - started
     if not claimed:
         return
-    by_symbol: dict[str, list[PendingOrder]] = defaultdict(list)
-    for order in PendingOrder.objects.filter(pk__in=claimed).select_related("position"):
-        by_symbol[order.symbol].append(order)
-    for symbol, symbol_orders in by_symbol.items():
-        # Stops first: when both legs crossed within one candle, assume the worse happened.
-        symbol_orders.sort(key=lambda o: (o.kind != PendingOrderKind.STOP_LOSS, o.pk))
-        _fill_symbol(symbol, symbol_orders, prices.get(symbol), now, report)
-
-
-def _fill_symbol(
-    symbol: str, orders: list[PendingOrder], entry: SymbolPrices | None, now: datetime, report: SweepReport
-) -> None:
-    sides = {o.side for o in orders}
-    books: dict[str, OrderBook] = {}
-    try:
-        for side in sides:
-            biggest = max(
-                (o.quantity or (o.position.quantity if o.position else ZERO)) for o in orders if o.side == side
-            )
-            books[side] = book_covering(symbol, side, max(biggest, Decimal("0.000001")))
-    except ExecutionError as exc:
-        logger.warning("paper sweep: no order book for %s (%s); triggered orders wait for the next sweep", symbol, exc)
-        return
+    orders = list(PendingOrder.objects.filter(pk__in=claimed).select_related("position"))
+    books = _books_for(orders)  # network: before any transaction
+    by_account: dict[int, list[PendingOrder]] = defaultdict(list)
     for order in orders:
-        outcome = fill_triggered_order(order.pk, books[order.side], entry, now)
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        if (order.symbol, order.side) in books:  # no book: stays triggered, re-claimed by a later sweep
+            by_account[order.account_id].append(order)
+    for account_id, account_orders in by_account.items():
+        # Stops first: when both legs crossed within one candle, assume the worse happened.
+        account_orders.sort(key=lambda o: (o.kind != PendingOrderKind.STOP_LOSS, o.pk))
+        for outcome in fill_account_orders(account_id, account_orders, books, prices, now):
+            setattr(report, outcome, getattr(report, outcome) + 1)
 
 
-def fill_triggered_order(order_id: int, book: OrderBook, entry: SymbolPrices | None, now: datetime) -> str:
-    """Fill one triggered order at the market. Returns 'filled', 'cancelled' or 'failed'."""
+def _books_for(orders: list[PendingOrder]) -> dict[tuple[str, str], OrderBook]:
+    """One order book per (symbol, side), deep enough for the largest order."""
+    needed: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for order in orders:
+        size = order.quantity or (order.position.quantity if order.position else ZERO)
+        needed[(order.symbol, order.side)] = max(needed[(order.symbol, order.side)], size)
+    books = {}
+    for (symbol, side), size in needed.items():
+        try:
+            books[(symbol, side)] = book_covering(symbol, side, max(size, Decimal("0.000001")))
+        except ExecutionError as exc:
+            logger.warning("paper sweep: no %s order book (%s); its triggered orders wait", symbol, exc)
+    return books
+
+
+def fill_account_orders(
+    account_id: int,
+    orders: list[PendingOrder],
+    books: dict[tuple[str, str], OrderBook],
+    prices: dict[str, SymbolPrices],
+    now: datetime,
+) -> list[str]:
+    """Fill one account's triggered orders in one transaction (one account lock, one commit).
+
+    Each order runs in its own savepoint: one that fails is rolled back alone and stays
+    `triggered`, to be re-claimed by a later sweep.
+    """
+    outcomes = []
     with transaction.atomic(), batched_events():
-        account_id = PendingOrder.objects.values_list("account_id", flat=True).get(pk=order_id)
         account = lock_account(account_id)
-        order = PendingOrder.objects.select_for_update().get(pk=order_id)
-        if order.status != PendingOrderStatus.TRIGGERED:
-            return "cancelled" if order.status == PendingOrderStatus.CANCELLED else "filled"
-        position = open_position(account, order.symbol)
-        if position is None or position.pk != order.position_id:
-            order.closed_at = now
-            transition(
-                order,
-                to_status=PendingOrderStatus.CANCELLED,
-                account=account,
-                message="its position is already closed",
-                update_fields=["closed_at"],
-            )
-            return "cancelled"
-        quantity = min(order.quantity or position.quantity, position.quantity)
-        levels = book.asks if order.side == "BUY" else book.bids
-        filled, quote = walk_book(levels, quantity)
-        if filled < quantity:
-            order.error_message = f"the visible book holds {filled}; {quantity} could not be filled"
-            transition(
-                order,
-                to_status=PendingOrderStatus.FAILED,
-                account=account,
-                message=order.error_message,
-                update_fields=["error_message"],
-            )
-            position.needs_protection = True
-            position.save(update_fields=["needs_protection", "updated_at"])
-            return "failed"
-        price = q(quote / filled)
-        if entry is not None and not is_crossed(order, entry.price(order.working_type)):
-            # Seen only in a candle: the price has come back. Fill no better than the trigger.
-            price = min(price, order.trigger_price) if order.side == "SELL" else max(price, order.trigger_price)
-        fee = q(quantity * price * settings.PAPER_TAKER_FEE_RATE)
-        trade = Trade.objects.create(
-            account=account,
-            symbol=order.symbol,
-            side=order.side,
-            requested_quantity=quantity,
-            quantity=quantity,
-            leverage=position.leverage,
-            reduce_only=True,
-            client_order_id=f"{order.client_order_id}-f",
-            reason=TradeReason.TAKE_PROFIT if order.kind == PendingOrderKind.TAKE_PROFIT else TradeReason.STOP_LOSS,
-        )
-        book_fill(
-            account=account,
-            trade=trade,
-            quantity=quantity,
-            price=price,
-            fee=fee,
-            leverage=position.leverage,
-            now=now,
-            keep_pending=order,
-        )
-        order.trade, order.closed_at = trade, now
+        for order in orders:
+            mark = pending_event_count()
+            try:
+                with transaction.atomic():
+                    outcome = fill_triggered_order(
+                        account, order.pk, books[(order.symbol, order.side)], prices.get(order.symbol), now
+                    )
+            except Exception:
+                discard_events_after(mark)
+                logger.exception("paper sweep: filling triggered order %s failed; it will be retried", order.pk)
+                outcome = "failed"
+            outcomes.append(outcome)
+    return outcomes
+
+
+def fill_triggered_order(
+    account: Account, order_id: int, book: OrderBook, entry: SymbolPrices | None, now: datetime
+) -> str:
+    """Fill one triggered order at the market (account locked by the caller).
+
+    Returns 'filled', 'cancelled' or 'failed'.
+    """
+    order = PendingOrder.objects.select_for_update().get(pk=order_id)
+    if order.status != PendingOrderStatus.TRIGGERED:
+        return "cancelled" if order.status == PendingOrderStatus.CANCELLED else "filled"
+    position = open_position(account, order.symbol)
+    if position is None or position.pk != order.position_id:
+        order.closed_at = now
         transition(
             order,
-            to_status=PendingOrderStatus.FILLED,
+            to_status=PendingOrderStatus.CANCELLED,
             account=account,
-            update_fields=["trade", "closed_at"],
-            data={"price": price, "quantity": quantity},
+            message="its position is already closed",
+            update_fields=["closed_at"],
         )
+        return "cancelled"
+    quantity = min(order.quantity or position.quantity, position.quantity)
+    levels = book.asks if order.side == "BUY" else book.bids
+    filled, quote = walk_book(levels, quantity)
+    if filled < quantity:
+        order.error_message = f"the visible book holds {filled}; {quantity} could not be filled"
+        transition(
+            order,
+            to_status=PendingOrderStatus.FAILED,
+            account=account,
+            message=order.error_message,
+            update_fields=["error_message"],
+        )
+        position.needs_protection = True
+        position.save(update_fields=["needs_protection", "updated_at"])
+        return "failed"
+    price = q(quote / filled)
+    if entry is not None and not is_crossed(order, entry.price(order.working_type)):
+        # Seen only in a candle: the price has come back. Fill no better than the trigger.
+        price = min(price, order.trigger_price) if order.side == "SELL" else max(price, order.trigger_price)
+    fee = q(quantity * price * settings.PAPER_TAKER_FEE_RATE)
+    trade = Trade.objects.create(
+        account=account,
+        symbol=order.symbol,
+        side=order.side,
+        requested_quantity=quantity,
+        quantity=quantity,
+        leverage=position.leverage,
+        reduce_only=True,
+        client_order_id=f"{order.client_order_id}-f",
+        reason=TradeReason.TAKE_PROFIT if order.kind == PendingOrderKind.TAKE_PROFIT else TradeReason.STOP_LOSS,
+    )
+    booked = book_fill(
+        account=account,
+        trade=trade,
+        quantity=quantity,
+        price=price,
+        fee=fee,
+        leverage=position.leverage,
+        now=now,
+        keep_pending=order,
+        position=position,
+    )
+    order.trade, order.closed_at = trade, now
+    transition(
+        order,
+        to_status=PendingOrderStatus.FILLED,
+        account=account,
+        update_fields=["trade", "closed_at"],
+        data={"price": price, "quantity": quantity},
+    )
+    if booked.position is not None:  # closed positions had their other orders cancelled already
         _cancel_sibling(order, account, now)
     return "filled"
 

@@ -1,0 +1,69 @@
+"""Place one market order (with optional TP/SL) for an account, through ExecutionService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.models import Account
+from execution.exceptions import ExecutionError, RiskCheckFailed
+from execution.services import ExecutionService
+from execution.services.orders import describe
+
+
+class Command(BaseCommand):
+    help = "Execute a market order for an account (paper or live), with optional take-profit and stop-loss."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--account", type=int, required=True, help="account id")
+        parser.add_argument("--symbol", required=True, help="e.g. BTCUSDT")
+        parser.add_argument("--side", required=True, choices=["BUY", "SELL"])
+        parser.add_argument("--quantity", required=True, help="base-asset quantity, e.g. 0.01")
+        parser.add_argument("--leverage", type=int, required=True)
+        parser.add_argument("--take-profit", dest="take_profit", default=None)
+        parser.add_argument("--stop-loss", dest="stop_loss", default=None)
+        parser.add_argument(
+            "--idempotency-key",
+            dest="idempotency_key",
+            default=None,
+            help="the same key again returns the first result instead of a second order",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        account = Account.objects.filter(pk=options["account"]).first()
+        if account is None:
+            raise CommandError(f"no account with id {options['account']}")
+        try:
+            result = ExecutionService(account).execute_market_order(
+                symbol=options["symbol"],
+                side=options["side"],
+                quantity=options["quantity"],
+                leverage=options["leverage"],
+                take_profit=options["take_profit"],
+                stop_loss=options["stop_loss"],
+                idempotency_key=options["idempotency_key"],
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+        except RiskCheckFailed as exc:
+            raise CommandError(f"denied {exc.code}: {exc.message}") from exc
+        except ExecutionError as exc:
+            raise CommandError(f"failed {exc.code}: {exc.message}") from exc
+        self._print(describe(result), replayed=result.replayed)
+
+    def _print(self, summary: dict[str, Any], *, replayed: bool) -> None:
+        prefix = "already executed (same idempotency key): " if replayed else ""
+        self.stdout.write(
+            f"{prefix}{summary['side']} {summary['quantity']} @ {summary['price']} fee {summary['fee']} "
+            f"realized {summary['realized_pnl']} [{summary['status']}] {summary['trade']}"
+        )
+        position = summary["position"]
+        if position:
+            self.stdout.write(
+                f"position: {position['side']} {position['quantity']} @ {position['entry_price']} "
+                f"[{position['status']}] liquidation {position['liquidation_price']}"
+            )
+        for kind, price, status in summary["pending_orders"]:
+            self.stdout.write(f"{kind}: trigger {price} [{status}]")
