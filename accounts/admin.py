@@ -100,11 +100,20 @@ class AccountAdmin(admin.ModelAdmin):
             raise
         obj.pk = saved.pk
 
-    @admin.action(description="Halt trading (new orders refused)")
+    @admin.action(description="Halt trading (kill switch: cancel entry orders, keep stops)")
     def halt_trading(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        from execution.exceptions import ExecutionError
+        from execution.services.kill_switch import halt_trading
+
         for account in queryset:
-            services.set_trading_state(account=account, state=TradingState.HALTED, reason=f"admin {request.user}")
-        self.message_user(request, f"Halted {queryset.count()} account(s).")
+            try:
+                report = halt_trading(account=account, reason=f"admin {request.user}")
+            except ExecutionError as exc:
+                self.message_user(request, f"{account}: halted, but open orders not checked: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request, f"{account}: halted; cancelled {len(report.cancelled)} entry order(s), kept {len(report.kept)}"
+            )
 
     @admin.action(description="Resume trading (active)")
     def resume_trading(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:

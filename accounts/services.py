@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
@@ -51,7 +51,7 @@ def _apply(account: Account, changes: dict[str, Any]) -> None:
         setattr(account, field, value)
 
 
-def create_account(*, owner: AbstractBaseUser, name: str, **fields: Any) -> Account:
+def create_account(*, owner: User, name: str, **fields: Any) -> Account:
     """Create a validated account. Raises ValidationError (per field); writes nothing then."""
     account = Account(owner=owner, name=name)
     _apply(account, fields)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,12 +24,25 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from execution.exceptions import ExecutionError, OrderOutcomeUnknown, RiskCheckFailed
-from execution.models import PendingOrder, Position, PositionStatus, Trade, TradeReason, TradeStatus
-from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder
+from execution.exceptions import (
+    ExchangeRejected,
+    ExecutionError,
+    OrderOutcomeUnknown,
+    ProtectionFailed,
+    RiskCheckFailed,
+)
+from execution.models import (
+    PendingOrder,
+    PendingOrderStatus,
+    Position,
+    PositionStatus,
+    Trade,
+    TradeReason,
+    TradeStatus,
+)
+from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreTradeData, ProtectiveOrderRequest
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.audit import batched_events, record_event, transition
-from execution.services.brackets import tiers_for_symbol
 from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side
@@ -70,9 +85,16 @@ def client_order_id_for(account: Account, idempotency_key: str | None) -> str:
 
 
 class ExecutionService:
-    def __init__(self, account: Account, *, adapter: ExecutionAdapter | None = None) -> None:
+    def __init__(
+        self,
+        account: Account,
+        *,
+        adapter: ExecutionAdapter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.account = account
         self.adapter = adapter or get_execution_adapter(account)
+        self._sleep = sleep
 
     # ------------------------------------------------------------------ public API
 
@@ -108,13 +130,22 @@ class ExecutionService:
         if idempotency_key and (earlier := self._replay(client_order_id)) is not None:
             return earlier
         snapshot = market_snapshot(request.symbol)  # network: before any transaction
-        intent = self._reserve_or_replay(request, snapshot, client_order_id, reason)
+        pre_trade = self.adapter.pre_trade_data(request.symbol)
+        intent = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason)
         if isinstance(intent, ExecutionResult):
             return intent
-        fill = self._execute(intent)
-        return self._apply(intent, fill)
+        try:
+            fill = self._execute(intent)
+        except OrderOutcomeUnknown:
+            fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
+        result = self._apply(intent, fill)
+        if result.pending_orders and self.adapter.mode == "live":
+            result = self._protect_live(result)
+        return result
 
-    def close_position(self, symbol: str, *, idempotency_key: str | None = None) -> ExecutionResult:
+    def close_position(
+        self, symbol: str, *, idempotency_key: str | None = None, reason: str = TradeReason.EXIT
+    ) -> ExecutionResult:
         """Close the whole open position in `symbol` at market (reduce-only)."""
         position = Position.objects.filter(account=self.account, symbol=symbol, status=PositionStatus.OPEN).first()
         if position is None:
@@ -125,17 +156,22 @@ class ExecutionService:
             quantity=position.quantity,
             leverage=position.leverage,
             idempotency_key=idempotency_key,
-            reason=TradeReason.EXIT,
+            reason=reason,
             reduce_only=True,
         )
 
     # ------------------------------------------------------------------ 1. reserve
 
     def _reserve_or_replay(
-        self, request: OrderRequest, snapshot: MarketSnapshot, client_order_id: str, reason: str
+        self,
+        request: OrderRequest,
+        snapshot: MarketSnapshot,
+        pre_trade: PreTradeData,
+        client_order_id: str,
+        reason: str,
     ) -> Intent | ExecutionResult:
         try:
-            return self._reserve(request, snapshot, client_order_id, reason)
+            return self._reserve(request, snapshot, pre_trade, client_order_id, reason)
         except IntegrityError:
             # Two deliveries of one idempotency key raced; the other one wrote the intent.
             replay = self._replay(client_order_id)
@@ -147,7 +183,14 @@ class ExecutionService:
                 self._record_denial(request, denial)
             raise
 
-    def _reserve(self, request: OrderRequest, snapshot: MarketSnapshot, client_order_id: str, reason: str) -> Intent:
+    def _reserve(
+        self,
+        request: OrderRequest,
+        snapshot: MarketSnapshot,
+        pre_trade: PreTradeData,
+        client_order_id: str,
+        reason: str,
+    ) -> Intent:
         with transaction.atomic():
             account = lock_account(self.account.pk)
             self.account = account
@@ -155,7 +198,7 @@ class ExecutionService:
             position = next((p for p in positions if p.symbol == request.symbol), None)
             plan = plan_order(request, snapshot.rules, position)
             check_protection(plan, snapshot.mark_price)
-            context = self._risk_context(account, plan, snapshot, position, positions)
+            context = self._risk_context(account, plan, snapshot, pre_trade, position, positions)
             try:
                 run_policy_checks(context)
             except RiskCheckFailed as denial:
@@ -186,6 +229,7 @@ class ExecutionService:
         account: Account,
         plan: PlannedOrder,
         snapshot: MarketSnapshot,
+        pre_trade: PreTradeData,
         position: Position | None,
         positions: list[Position],
     ) -> RiskContext:
@@ -202,10 +246,16 @@ class ExecutionService:
             plan=plan,
             snapshot=snapshot,
             position=position,
-            margin_in_use=sum((p.margin for p in positions), Decimal("0")),
-            available_balance=account.paper_wallet,
+            # Paper: the wallet minus the isolated margin of open positions. Live: the exchange's
+            # availableBalance, which already has the margin in use taken out.
+            margin_in_use=sum((p.margin for p in positions), Decimal("0"))
+            if pre_trade.available_balance is None
+            else Decimal("0"),
+            available_balance=account.paper_wallet
+            if pre_trade.available_balance is None
+            else pre_trade.available_balance,
             last_entry_at=last_entry_at,
-            tiers=tiers_for_symbol(plan.request.symbol),
+            tiers=pre_trade.tiers,
             now=timezone.now(),
             taker_fee_rate=settings.PAPER_TAKER_FEE_RATE,
         )
@@ -268,6 +318,26 @@ class ExecutionService:
                 data={"code": error.code},
             )
 
+    def _resolve_unknown(self, intent: Intent) -> Fill:
+        """Ask the exchange what became of an ambiguous submission, by its client order id,
+        a bounded number of times with backoff. Never resend it."""
+        trade = intent.trade
+        outcome = resolve_by_client_id(self.adapter, trade, sleep=self._sleep)
+        if isinstance(outcome, Fill):
+            return outcome
+        if outcome == "not_filled":
+            self._mark(
+                trade,
+                TradeStatus.CANCELLED,
+                ExchangeRejected("the exchange reports it unfilled", code="EXCHANGE_NOT_FILLED"),
+            )
+            raise ExchangeRejected(f"{trade.client_order_id}: the exchange did not fill it", code="EXCHANGE_NOT_FILLED")
+        raise OrderOutcomeUnknown(
+            f"{trade.client_order_id} is still unknown after {len(UNKNOWN_QUERY_DELAYS)} queries; "
+            "reconciliation will resolve it (it is never resent)",
+            details={"client_order_id": trade.client_order_id},
+        )
+
     # ------------------------------------------------------------------ 3. apply
 
     def _apply(self, intent: Intent, fill: Fill) -> ExecutionResult:
@@ -303,6 +373,106 @@ class ExecutionService:
         return ExecutionResult(
             trade=booked.trade, position=booked.position or booked.closed_position, pending_orders=pending
         )
+
+    # ------------------------------------------------------------------ live protection
+
+    def _protect_live(self, result: ExecutionResult) -> ExecutionResult:
+        """Place the recorded TP/SL legs on the exchange (after the fill's transaction)."""
+        requests = [
+            ProtectiveOrderRequest(
+                symbol=order.symbol,
+                kind=order.kind,
+                side=order.side,
+                trigger_price=order.trigger_price,
+                working_type=order.working_type,
+                client_order_id=order.client_order_id,
+                quantity=order.quantity,
+            )
+            for order in result.pending_orders
+        ]
+        try:
+            acks = self.adapter.place_protective_orders(requests)
+        except ProtectionFailed as failure:
+            self._protection_failed(result, failure)
+            raise
+        with transaction.atomic(), batched_events():
+            account = lock_account(self.account.pk)
+            for order, ack in zip(result.pending_orders, acks, strict=True):
+                order.exchange_order_id = ack.exchange_order_id
+                order.save(update_fields=["exchange_order_id", "updated_at"])
+                record_event(
+                    account=account,
+                    kind="pendingorder.placed",
+                    subject=order,
+                    data={"exchange_order_id": ack.exchange_order_id},
+                )
+        return result
+
+    def _protection_failed(self, result: ExecutionResult, failure: ProtectionFailed) -> None:
+        """Cancel any leg that was placed, then close the position at market unless the account
+        keeps unprotected positions. Either way it is audited and the caller gets the error."""
+        for order in result.pending_orders:  # placed legs, and the failed one if it may exist
+            try:
+                self.adapter.cancel_order(symbol=order.symbol, client_order_id=order.client_order_id)
+            except ExecutionError as exc:
+                logger.error("could not cancel protective leg %s: %s", order.client_order_id, exc)
+        position = result.position
+        with transaction.atomic(), batched_events():
+            account = lock_account(self.account.pk)
+            for order in result.pending_orders:
+                order.refresh_from_db(fields=["status"])
+                order.error_message = failure.message
+                transition(
+                    order,
+                    to_status=PendingOrderStatus.FAILED,
+                    account=account,
+                    message=failure.message,
+                    update_fields=["error_message"],
+                )
+            keep = account.keep_unprotected_positions
+            if position is not None:
+                Position.objects.filter(pk=position.pk).update(needs_protection=True)
+            record_event(
+                account=account,
+                kind="position.protection_failed",
+                subject=position,
+                message=failure.message,
+                data={"action": "kept unprotected" if keep else "closed at market", **failure.details},
+            )
+        logger.error("protection failed for account %s %s: %s", self.account.pk, result.trade.symbol, failure.message)
+        if not keep and position is not None:
+            try:
+                closed = self.close_position(position.symbol, reason=TradeReason.PROTECTION_FAILURE)
+                failure.details["closed_by"] = closed.trade.client_order_id
+            except ExecutionError as exc:
+                failure.details["close_failed"] = str(exc)
+                logger.critical("could not close unprotected position %s: %s", position.pk, exc)
+
+
+UNKNOWN_QUERY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+
+
+def resolve_by_client_id(
+    adapter: ExecutionAdapter, trade: Trade, *, sleep: Callable[[float], None] = time.sleep
+) -> Fill | str:
+    """A Fill if the exchange executed the order, 'not_filled' if it knows it and it did not
+    execute, 'unknown' if it still cannot say (not found yet, or unreachable)."""
+    lookup = getattr(adapter, "lookup_order", None)
+    if lookup is None:
+        return "unknown"
+    for attempt, delay in enumerate(UNKNOWN_QUERY_DELAYS):
+        if attempt:
+            sleep(delay)
+        try:
+            order = lookup(symbol=trade.symbol, client_order_id=trade.client_order_id)
+        except ExecutionError as exc:
+            logger.warning("query of %s failed (%s); will retry", trade.client_order_id, exc)
+            continue
+        if order is None or order.is_open:
+            continue
+        fill = adapter.fill_from(order)  # type: ignore[attr-defined]
+        return fill if fill is not None else "not_filled"
+    return "unknown"
 
 
 def describe(result: ExecutionResult) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from accounts.models import Account
+from execution.services.brackets import tiers_for_symbol
+from execution.services.position_math import MaintenanceTier
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,25 @@ class RemotePosition:
     liquidation_price: Decimal | None = None
 
 
+@dataclass(frozen=True)
+class PreTradeData:
+    """What the risk checks need from the venue, fetched before the reserve transaction.
+
+    available_balance None means: use the paper wallet.
+    """
+
+    available_balance: Decimal | None
+    tiers: tuple[MaintenanceTier, ...]
+
+
 class ExecutionAdapter(ABC):
     mode: str = ""
 
     def __init__(self, account: Account) -> None:
         self.account = account
+
+    def pre_trade_data(self, symbol: str) -> PreTradeData:
+        return PreTradeData(available_balance=None, tiers=tiers_for_symbol(symbol))
 
     @abstractmethod
     def execute_market_order(self, order: MarketOrder) -> Fill:

@@ -1,30 +1,263 @@
-"""Live trading: signed AsterDEX orders."""
+"""Live trading: signed AsterDEX orders through AsterClient.
+
+Exchange errors become service errors that say what happened:
+- ExchangeRejected: the exchange refused the order (nothing executed), with its code;
+- OrderOutcomeUnknown: the submission may have executed (timeout, HTTP 503, -1007);
+- ProtectionFailed: a TP/SL leg was refused.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 
+from django.conf import settings
+from django.core.cache import cache
+
+from accounts.models import Account
+from execution.aster.client import AsterClient
+from execution.aster.errors import (
+    AsterError,
+    AsterInputError,
+    AsterInvalidRequest,
+    AsterOutcomeUnknown,
+    AsterRateLimited,
+)
+from execution.aster.replies import OrderResult
+from execution.exceptions import ExchangeRejected, ExecutionError, OrderOutcomeUnknown, ProtectionFailed
+from execution.models import PendingOrderKind
 from execution.services.adapters.base import (
     ExecutionAdapter,
     Fill,
     MarketOrder,
+    PreTradeData,
     ProtectiveOrderAck,
     ProtectiveOrderRequest,
     RemotePosition,
 )
+from execution.services.brackets import DEFAULT_TIERS, tiers_from_exchange
+from execution.services.exchange import client_for_account
+from execution.services.position_math import MaintenanceTier, q
+
+logger = logging.getLogger(__name__)
+SETUP_TTL = 3600
+GONE_CODES = frozenset({-2011, -2013})
+FILL_POLLS = (0.2, 0.5, 1.0)
+
+
+def exchange_error(exc: AsterError, *, what: str) -> ExecutionError:
+    """The service error for an exchange error on a request that was not an ambiguous submission."""
+    if isinstance(exc, AsterOutcomeUnknown):
+        return OrderOutcomeUnknown(f"{what}: {exc}", details={"client_order_id": exc.client_order_id})
+    if isinstance(exc, AsterInputError):
+        return ExecutionError(f"{what}: {exc.message}", code="INVALID_INPUT")
+    code = f"EXCHANGE_{exc.code}" if exc.code is not None else "EXCHANGE_ERROR"
+    if isinstance(exc, AsterRateLimited):
+        code = "RATE_LIMITED"
+    return ExchangeRejected(f"{what}: {exc}", code=code, details={"exchange_code": exc.code})
 
 
 class LiveExecutionAdapter(ExecutionAdapter):
     mode = "live"
 
+    def __init__(
+        self,
+        account: Account,
+        *,
+        client: AsterClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(account)
+        self.client = client or client_for_account(account)
+        self._sleep = sleep
+
+    # ------------------------------------------------------------------ before the reserve step
+
+    def pre_trade_data(self, symbol: str) -> PreTradeData:
+        """The exchange's available balance and the symbol's leverage brackets (cached an hour)."""
+        try:
+            balances = self.client.balances()
+        except AsterError as exc:
+            raise exchange_error(exc, what="balance") from exc
+        usdt = next((b for b in balances if b.asset == "USDT"), None)
+        return PreTradeData(
+            available_balance=usdt.available_balance if usdt else Decimal("0"),
+            tiers=self._tiers(symbol),
+        )
+
+    def _tiers(self, symbol: str) -> tuple[MaintenanceTier, ...]:
+        key = f"live:brackets:{symbol}"
+        tiers = cache.get(key)
+        if tiers is None:
+            try:
+                brackets = self.client.leverage_brackets(symbol)
+                tiers = tiers_from_exchange(brackets[0]) if brackets else DEFAULT_TIERS
+            except AsterError as exc:
+                logger.warning("leverageBracket for %s unavailable (%s): using the default table", symbol, exc)
+                return DEFAULT_TIERS
+            cache.set(key, tiers, timeout=SETUP_TTL)
+        return tuple(tiers)
+
+    # ------------------------------------------------------------------ account set-up
+
+    def ensure_setup(self, symbol: str, leverage: int) -> None:
+        """One-way mode and the account's margin type once, leverage when it differs (cached)."""
+        prefix = f"live:setup:{self.account.pk}"
+        try:
+            if not cache.get(f"{prefix}:mode"):
+                self.client.set_position_mode(hedge=False)
+                cache.set(f"{prefix}:mode", True, timeout=SETUP_TTL)
+            margin_key = f"{prefix}:{symbol}:margin"
+            if cache.get(margin_key) != self.account.margin_type:
+                self.client.set_margin_type(symbol, self.account.margin_type)
+                cache.set(margin_key, self.account.margin_type, timeout=SETUP_TTL)
+            leverage_key = f"{prefix}:{symbol}:leverage"
+            if cache.get(leverage_key) != leverage:
+                self.client.set_leverage(symbol, leverage)
+                cache.set(leverage_key, leverage, timeout=SETUP_TTL)
+        except AsterError as exc:
+            raise exchange_error(exc, what=f"account set-up for {symbol}") from exc
+
+    # ------------------------------------------------------------------ orders
+
     def execute_market_order(self, order: MarketOrder) -> Fill:
-        raise NotImplementedError("Live market orders arrive with the live execution issue.")
+        self.ensure_setup(order.symbol, order.leverage)
+        try:
+            result = self.client.new_order(
+                symbol=order.symbol,
+                side=order.side,
+                type="MARKET",
+                quantity=order.quantity,
+                client_order_id=order.client_order_id,
+                reduce_only=True if order.reduce_only else None,
+                response_type="RESULT",
+            )
+        except AsterError as exc:
+            raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
+        result = self._settled(result)
+        fill = self.fill_from(result)
+        if fill is None:
+            raise ExchangeRejected(
+                f"the exchange did not fill {order.client_order_id} (status {result.status})",
+                code="EXCHANGE_NOT_FILLED",
+                details={"status": result.status},
+            )
+        return fill
+
+    def _settled(self, result: OrderResult) -> OrderResult:
+        """A MARKET order answered NEW (ACK semantics) is polled until it settles."""
+        for delay in FILL_POLLS:
+            if not result.is_open:
+                return result
+            self._sleep(delay)
+            try:
+                result = self.client.query_order(result.symbol, client_order_id=result.client_order_id)
+            except AsterError as exc:
+                raise exchange_error(exc, what="order query") from exc
+        return result
+
+    def fill_from(self, result: OrderResult) -> Fill | None:
+        """The fill an exchange order reports (None when nothing executed)."""
+        if result.executed_qty <= 0:
+            return None
+        price = result.avg_price if result.avg_price > 0 else result.cum_quote / result.executed_qty
+        return Fill(
+            quantity=result.executed_qty,
+            price=price,
+            fee=self._commission(result, price),
+            exchange_order_id=str(result.order_id),
+        )
+
+    def _commission(self, result: OrderResult, price: Decimal) -> Decimal:
+        """The order's commission from userTrades; an estimate at the taker rate if unavailable."""
+        try:
+            start = max(result.update_time_ms - 60_000, 0) if result.update_time_ms else None
+            trades = self.client.user_trades(result.symbol, start_time_ms=start, limit=100)
+        except AsterError as exc:
+            logger.warning("userTrades unavailable for order %s (%s): fee estimated", result.order_id, exc)
+            trades = []
+        mine = [t for t in trades if t.order_id == result.order_id]
+        if mine:
+            return q(sum((abs(t.commission) for t in mine), Decimal("0")))
+        return q(result.executed_qty * price * settings.PAPER_TAKER_FEE_RATE)
+
+    def lookup_order(self, *, symbol: str, client_order_id: str) -> OrderResult | None:
+        """The exchange's view of an order by client id; None when it does not know it."""
+        try:
+            return self.client.query_order(symbol, client_order_id=client_order_id)
+        except AsterInvalidRequest as exc:
+            if exc.code in GONE_CODES:
+                return None
+            raise exchange_error(exc, what="order query") from exc
+        except AsterError as exc:
+            raise exchange_error(exc, what="order query") from exc
+
+    # ------------------------------------------------------------------ protective orders
 
     def place_protective_orders(self, requests: Sequence[ProtectiveOrderRequest]) -> list[ProtectiveOrderAck]:
-        raise NotImplementedError("Live TP/SL arrive with the live execution issue.")
+        acks: list[ProtectiveOrderAck] = []
+        for request in requests:
+            try:
+                result = self.client.new_order(
+                    symbol=request.symbol,
+                    side=request.side,
+                    type="TAKE_PROFIT_MARKET" if request.kind == PendingOrderKind.TAKE_PROFIT else "STOP_MARKET",
+                    stop_price=request.trigger_price,
+                    close_position=True if request.quantity is None else None,
+                    quantity=request.quantity,
+                    reduce_only=True if request.quantity is not None else None,
+                    working_type=request.working_type,
+                    client_order_id=request.client_order_id,
+                    response_type="ACK",
+                )
+            except AsterError as exc:
+                raise ProtectionFailed(
+                    f"{request.kind} at {request.trigger_price} refused: {exc}",
+                    details={
+                        "placed": [a.client_order_id for a in acks],
+                        "failed": request.client_order_id,
+                        "exchange_code": exc.code,
+                        "unknown": isinstance(exc, AsterOutcomeUnknown),
+                    },
+                ) from exc
+            acks.append(
+                ProtectiveOrderAck(client_order_id=request.client_order_id, exchange_order_id=str(result.order_id))
+            )
+        return acks
 
     def cancel_order(self, *, symbol: str, client_order_id: str) -> None:
-        raise NotImplementedError("Live cancel arrives with the live execution issue.")
+        try:
+            self.client.cancel_order(symbol, client_order_id=client_order_id)
+        except AsterInvalidRequest as exc:
+            if exc.code not in GONE_CODES:  # already filled, cancelled or expired: nothing to cancel
+                raise exchange_error(exc, what=f"cancel {client_order_id}") from exc
+        except AsterError as exc:
+            raise exchange_error(exc, what=f"cancel {client_order_id}") from exc
+
+    def open_orders(self) -> list[OrderResult]:
+        try:
+            return self.client.open_orders()
+        except AsterError as exc:
+            raise exchange_error(exc, what="open orders") from exc
 
     def fetch_positions(self) -> list[RemotePosition]:
-        raise NotImplementedError("Live positions arrive with the reconciliation issue.")
+        try:
+            rows = self.client.position_risk()
+        except AsterError as exc:
+            raise exchange_error(exc, what="positionRisk") from exc
+        return [
+            RemotePosition(
+                symbol=row.symbol,
+                side="LONG" if row.position_amt > 0 else "SHORT",
+                quantity=abs(row.position_amt),
+                entry_price=row.entry_price,
+                leverage=row.leverage,
+                mark_price=row.mark_price,
+                unrealized_pnl=row.unrealized_profit,
+                liquidation_price=row.liquidation_price or None,
+            )
+            for row in rows
+            if row.position_amt != 0
+        ]
