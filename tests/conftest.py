@@ -54,12 +54,17 @@ def paper_account(db):
 
 @pytest.fixture(autouse=True)
 def fresh_exchange_clients():
-    """Each test gets new process-wide clients (no exchangeInfo cache or rate-limit state carried over)."""
+    """Each test gets new process-wide clients and an empty cache (no exchangeInfo, rate-limit,
+    account set-up or sweep state carried over)."""
+    from django.core.cache import cache
+
     from execution.services.exchange import reset_exchange_clients
 
     reset_exchange_clients()
+    cache.clear()
     yield
     reset_exchange_clients()
+    cache.clear()
 
 
 @pytest.fixture

@@ -102,6 +102,16 @@ def _bool_param(value: bool) -> str:
     return "true" if value else "false"
 
 
+class ExchangeInfoCache:
+    """exchangeInfo with a TTL; shareable between clients of one exchange (thread-safe)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.info: ExchangeInfo | None = None
+        self.fetched_at = 0.0
+        self.lock = threading.Lock()
+
+
 class AsterClient:
     def __init__(
         self,
@@ -114,6 +124,7 @@ class AsterClient:
         recv_window_ms: int = 5000,
         exchange_info_ttl: float = 300.0,
         budget: WeightBudget | None = None,
+        info_cache: ExchangeInfoCache | None = None,
         max_get_attempts: int = 3,
         backoff_seconds: float = 0.2,
         clock: Callable[[], float] = time.time,
@@ -130,10 +141,7 @@ class AsterClient:
         self._clock = clock
         self._sleep = sleep
         self._time_offset_ms = 0
-        self._exchange_info_ttl = exchange_info_ttl
-        self._exchange_info: ExchangeInfo | None = None
-        self._exchange_info_at = 0.0
-        self._exchange_info_lock = threading.Lock()
+        self._info_cache = info_cache or ExchangeInfoCache(exchange_info_ttl)
         self._signer: V1Signer | V3Signer | None = None
         self.api_version = ""
         if credentials is not None:
@@ -281,13 +289,12 @@ class AsterClient:
 
     def exchange_info(self, *, refresh: bool = False) -> ExchangeInfo:
         """exchangeInfo, cached for `exchange_info_ttl` seconds."""
-        with self._exchange_info_lock:
-            fresh = self._exchange_info is not None and self._clock() - self._exchange_info_at < self._exchange_info_ttl
-            if fresh and not refresh:
-                assert self._exchange_info is not None
-                return self._exchange_info
+        cache = self._info_cache
+        with cache.lock:
+            if cache.info is not None and not refresh and self._clock() - cache.fetched_at < cache.ttl:
+                return cache.info
             info = parse_exchange_info(self._request("GET", "/fapi/v1/exchangeInfo"))
-            self._exchange_info, self._exchange_info_at = info, self._clock()
+            cache.info, cache.fetched_at = info, self._clock()
             return info
 
     def symbol_rules(self, symbol: str) -> SymbolRules:

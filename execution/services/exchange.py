@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from accounts.models import Account
-from execution.aster.client import AsterClient
+from execution.aster.client import AsterClient, ExchangeInfoCache
 from execution.aster.ratelimit import LocalWeightBudget, RedisWeightBudget, WeightBudget
 from execution.aster.signing import Credentials, v1_credentials, v3_credentials
 from execution.exceptions import ExecutionError
@@ -32,6 +32,11 @@ def _budget_for(base_url: str, redis_url: str, limit: int) -> WeightBudget:
     return LocalWeightBudget(limit=limit)
 
 
+@lru_cache(maxsize=4)
+def _info_cache_for(base_url: str, ttl: float) -> ExchangeInfoCache:
+    return ExchangeInfoCache(ttl)
+
+
 def weight_budget() -> WeightBudget:
     return _budget_for(settings.ASTER_BASE_URL, settings.REDIS_URL, settings.ASTER_WEIGHT_LIMIT_1M)
 
@@ -45,6 +50,7 @@ def _client(credentials: Credentials | None) -> AsterClient:
         recv_window_ms=settings.ASTER_RECV_WINDOW_MS,
         exchange_info_ttl=settings.ASTER_EXCHANGE_INFO_TTL,
         budget=weight_budget(),
+        info_cache=_info_cache_for(settings.ASTER_BASE_URL, settings.ASTER_EXCHANGE_INFO_TTL),
     )
 
 
@@ -83,3 +89,4 @@ def reset_exchange_clients() -> None:
     """Forget cached clients and budgets (settings changed, e.g. in tests)."""
     _public_client.cache_clear()
     _budget_for.cache_clear()
+    _info_cache_for.cache_clear()
