@@ -68,6 +68,9 @@ class Account(models.Model):
     signer_address = models.CharField(max_length=42, blank=True, default="", help_text="V3: the API wallet (signer).")
     signer_private_key = EncryptedSecretField()
 
+    reconcile_lease_until = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Held by the reconciliation running for this account."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -177,12 +177,18 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 PAPER_SWEEP_SECONDS = env.float("PAPER_SWEEP_SECONDS", default=5.0)
 PAPER_MARK_SECONDS = env.float("PAPER_MARK_SECONDS", default=15.0)
+RECONCILE_SECONDS = env.float("RECONCILE_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",
         "schedule": PAPER_SWEEP_SECONDS,
         # A sweep that waited longer than the interval is superseded by the next one.
         "options": {"expires": PAPER_SWEEP_SECONDS},
+    },
+    "reconcile-live-positions": {
+        "task": "execution.reconcile_live_positions",
+        "schedule": RECONCILE_SECONDS,
+        "options": {"expires": RECONCILE_SECONDS},
     },
 }
 
@@ -225,6 +231,8 @@ if not 1 <= EXECUTION_MAX_LEVERAGE <= 25:
     )
 PAPER_TAKER_FEE_RATE = _decimal_setting("PAPER_TAKER_FEE_RATE", "0.00035")
 EXECUTION_STALE_PRICE_SECONDS = env.int("EXECUTION_STALE_PRICE_SECONDS", default=30)
+# A position adopted by reconciliation gets a stop this far from the mark (0.05 = 5 %).
+EXECUTION_ADOPTED_STOP_PCT = _decimal_setting("EXECUTION_ADOPTED_STOP_PCT", "0.05")
 
 LOGGING = {
     "version": 1,

@@ -294,6 +294,58 @@ class FundingPayment(models.Model):
         return f"{self.symbol} funding {self.funding_time:%Y-%m-%d %H:%M} {self.amount}"
 
 
+class ReconciliationStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    IN_SYNC = "in_sync", "In sync"
+    REPAIRED = "repaired", "Differences repaired"
+    FAILED = "failed", "Could not reconcile"
+    SKIPPED = "skipped", "Skipped (another run holds the account)"
+    DRY_RUN = "dry_run", "Dry run"
+
+
+class ReconciliationRun(models.Model):
+    """One reconciliation of one live account: what differed from the exchange and what was done."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="reconciliation_runs")
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=ReconciliationStatus.choices, default=ReconciliationStatus.RUNNING)
+    differences = models.PositiveIntegerField(default=0)
+    http_calls = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ReconciliationStatus.values), name="reconciliationrun_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"reconciliation #{self.pk} of account {self.account_id}: {self.status}"
+
+
+class ReconciliationItem(models.Model):
+    """One difference found by a run: local versus remote, the action taken and its outcome."""
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=32, blank=True, default="")
+    local = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    remote = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    action = models.CharField(max_length=200, blank=True, default="")
+    outcome = models.CharField(max_length=16, default="")
+    message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.symbol}: {self.action} [{self.outcome}]"
+
+
 class ExecutionEvent(models.Model):
     """Append-only audit row: one per state change, written in the same transaction."""
 

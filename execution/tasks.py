@@ -14,3 +14,26 @@ from execution.services import paper_sweep
 def sweep_paper_triggers() -> dict[str, Any]:
     """One paper sweep: mark to market, funding, liquidations, TP/SL triggers."""
     return asdict(paper_sweep.sweep_paper_triggers())
+
+
+@shared_task(name="execution.reconcile_account", ignore_result=True)
+def reconcile_account_task(account_id: int) -> dict[str, Any]:
+    """Reconcile one live account (its lease keeps two runs from overlapping)."""
+    from accounts.models import Account
+    from execution.services.reconciliation import reconcile_account
+
+    run = reconcile_account(Account.objects.get(pk=account_id))
+    return {"account": account_id, "run": run.pk, "status": run.status, "differences": run.differences}
+
+
+@shared_task(name="execution.reconcile_live_positions", bind=True, ignore_result=True)
+def reconcile_live_positions(self: Any, account_id: int | None = None) -> dict[str, Any]:
+    """Beat entry point: one task per live account (inline when called as a plain function)."""
+    from execution.services.reconciliation import live_account_ids, reconcile_accounts
+
+    ids = [account_id] if account_id is not None else live_account_ids()
+    if self.request.called_directly:
+        return reconcile_accounts(ids)
+    for each in ids:
+        reconcile_account_task.delay(each)
+    return {"queued": len(ids)}

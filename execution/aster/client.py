@@ -142,6 +142,7 @@ class AsterClient:
         self._sleep = sleep
         self._time_offset_ms = 0
         self._info_cache = info_cache or ExchangeInfoCache(exchange_info_ttl)
+        self.requests_sent = 0  # every HTTP request this client made (retries included)
         self._signer: V1Signer | V3Signer | None = None
         self.api_version = ""
         if credentials is not None:
@@ -218,6 +219,7 @@ class AsterClient:
     ) -> Any:
         self.budget.acquire(weight)
         url, body, headers = self._build(method, path, params, signed)
+        self.requests_sent += 1
         try:
             response = self.session.request(method, url, data=body, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:

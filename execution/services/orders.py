@@ -40,13 +40,13 @@ from execution.models import (
     TradeReason,
     TradeStatus,
 )
-from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreTradeData, ProtectiveOrderRequest
+from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreTradeData
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.audit import batched_events, record_event, transition
 from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side
-from execution.services.protection import ProtectionSpec, replace_protection
+from execution.services.protection import ProtectionSpec, place_on_exchange, replace_protection
 from execution.services.risk import (
     OrderRequest,
     PlannedOrder,
@@ -378,34 +378,11 @@ class ExecutionService:
 
     def _protect_live(self, result: ExecutionResult) -> ExecutionResult:
         """Place the recorded TP/SL legs on the exchange (after the fill's transaction)."""
-        requests = [
-            ProtectiveOrderRequest(
-                symbol=order.symbol,
-                kind=order.kind,
-                side=order.side,
-                trigger_price=order.trigger_price,
-                working_type=order.working_type,
-                client_order_id=order.client_order_id,
-                quantity=order.quantity,
-            )
-            for order in result.pending_orders
-        ]
         try:
-            acks = self.adapter.place_protective_orders(requests)
+            place_on_exchange(adapter=self.adapter, account=self.account, orders=result.pending_orders)
         except ProtectionFailed as failure:
             self._protection_failed(result, failure)
             raise
-        with transaction.atomic(), batched_events():
-            account = lock_account(self.account.pk)
-            for order, ack in zip(result.pending_orders, acks, strict=True):
-                order.exchange_order_id = ack.exchange_order_id
-                order.save(update_fields=["exchange_order_id", "updated_at"])
-                record_event(
-                    account=account,
-                    kind="pendingorder.placed",
-                    subject=order,
-                    data={"exchange_order_id": ack.exchange_order_id},
-                )
         return result
 
     def _protection_failed(self, result: ExecutionResult, failure: ProtectionFailed) -> None:

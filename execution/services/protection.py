@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import transaction
+
 from accounts.models import Account
 from execution.models import PendingOrder, PendingOrderKind, Position, WorkingType
-from execution.services.audit import record_event
-from execution.services.ledger import cancel_active_pending
+from execution.services.adapters.base import ExecutionAdapter, ProtectiveOrderRequest
+from execution.services.audit import batched_events, record_event
+from execution.services.ledger import cancel_active_pending, lock_account
 from execution.services.position_math import closing_side
 
 
@@ -79,3 +82,35 @@ def replace_protection(
             data={"kind": order.kind, "trigger_price": order.trigger_price, "side": order.side},
         )
     return orders
+
+
+def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: list[PendingOrder]) -> None:
+    """Send recorded legs to the venue (no transaction held), then record their exchange ids.
+
+    Raises ProtectionFailed when a leg is refused; legs placed before it stay placed (the
+    caller decides what to cancel).
+    """
+    requests = [
+        ProtectiveOrderRequest(
+            symbol=order.symbol,
+            kind=order.kind,
+            side=order.side,
+            trigger_price=order.trigger_price,
+            working_type=order.working_type,
+            client_order_id=order.client_order_id,
+            quantity=order.quantity,
+        )
+        for order in orders
+    ]
+    acks = adapter.place_protective_orders(requests)
+    with transaction.atomic(), batched_events():
+        locked = lock_account(account.pk)
+        for order, ack in zip(orders, acks, strict=True):
+            order.exchange_order_id = ack.exchange_order_id
+            order.save(update_fields=["exchange_order_id", "updated_at"])
+            record_event(
+                account=locked,
+                kind="pendingorder.placed",
+                subject=order,
+                data={"exchange_order_id": ack.exchange_order_id},
+            )
