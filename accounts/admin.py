@@ -74,7 +74,7 @@ class AccountAdmin(admin.ModelAdmin):
     list_filter = ["is_paper_trading", "trading_state", "api_version"]
     search_fields = ["name", "owner__username"]
     list_select_related = ["owner"]
-    actions = ["halt_trading", "resume_trading"]
+    actions = ["halt_trading", "resume_trading", "reconcile_now"]
 
     @admin.display(description="Mode")
     def mode(self, obj: Account) -> str:
@@ -113,6 +113,25 @@ class AccountAdmin(admin.ModelAdmin):
                 continue
             self.message_user(
                 request, f"{account}: halted; cancelled {len(report.cancelled)} entry order(s), kept {len(report.kept)}"
+            )
+
+    @admin.action(description="Reconcile now with the exchange (live accounts)")
+    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        from execution.exceptions import ExecutionError
+        from execution.services.reconciliation import reconcile_account
+
+        for account in queryset:
+            if account.is_paper_trading:
+                self.message_user(request, f"{account}: paper accounts are not reconciled", messages.WARNING)
+                continue
+            try:
+                run = reconcile_account(account)
+            except ExecutionError as exc:
+                self.message_user(request, f"{account}: {exc}", messages.ERROR)
+                continue
+            level = messages.ERROR if run.status in ("failed", "skipped") else messages.SUCCESS
+            self.message_user(
+                request, f"{account}: {run.status}, {run.differences} difference(s) (run #{run.pk})", level
             )
 
     @admin.action(description="Resume trading (active)")

@@ -8,7 +8,15 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from execution.models import ExecutionEvent, PendingOrder, Position, Trade
+from execution.models import (
+    ExecutionEvent,
+    FundingPayment,
+    PendingOrder,
+    Position,
+    ReconciliationItem,
+    ReconciliationRun,
+    Trade,
+)
 
 
 class ModeFilter(admin.SimpleListFilter):
@@ -128,3 +136,32 @@ class ExecutionEventAdmin(ReadOnlyAdmin):
     search_fields = ["kind", "message", "account__name"]
     list_select_related = ["account"]
     date_hierarchy = "created_at"
+
+
+@admin.register(FundingPayment)
+class FundingPaymentAdmin(ReadOnlyAdmin):
+    list_display = ["funding_time", "account", "symbol", "position", "rate", "mark_price", "quantity", "amount"]
+    list_filter = ["symbol", "account"]
+    list_select_related = ["account", "position"]
+    date_hierarchy = "funding_time"
+
+
+class ReconciliationItemInline(admin.TabularInline):
+    model = ReconciliationItem
+    fields = ["kind", "symbol", "local", "remote", "action", "outcome", "message"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "started_at", "account", "status", "dry_run", "differences", "http_calls", "message"]
+    list_filter = ["status", "dry_run", "account"]
+    search_fields = ["account__name", "message"]
+    list_select_related = ["account"]
+    date_hierarchy = "started_at"
+    inlines = [ReconciliationItemInline]

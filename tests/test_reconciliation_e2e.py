@@ -99,7 +99,9 @@ def test_a_filled_stop_is_booked_and_its_sibling_cancelled(sim, live):
 
 def test_quantity_drift_is_corrected_and_recorded(sim, live):
     account, remote = live
-    ExecutionService(account, sleep=no_sleep).execute_market_order(symbol="SOLUSDT", side="BUY", quantity="10", leverage=2)
+    ExecutionService(account, sleep=no_sleep).execute_market_order(
+        symbol="SOLUSDT", side="BUY", quantity="10", leverage=2
+    )
     behind_the_back(sim, remote, symbol="SOLUSDT", side="BUY", type="MARKET", quantity="5")
     run = reconcile_account(account)
     item = run.items.get(kind="position_drift")

@@ -203,6 +203,12 @@ class Reconciler:
         self.run_record = run
         self.dry_run = dry_run
         self.differences: list[Difference] = []
+        self.cancelled_remote: set[str] = set()  # client ids this run cancelled on the exchange
+
+    def _cancel_remote(self, symbol: str, client_order_id: str) -> None:
+        if client_order_id not in self.cancelled_remote:
+            self.adapter.cancel_order(symbol=symbol, client_order_id=client_order_id)
+            self.cancelled_remote.add(client_order_id)
 
     def run(self) -> list[Difference]:
         snapshot = self._read_exchange()
@@ -322,7 +328,7 @@ class Reconciler:
         )
         self._book_leg_fill(leg, fill)
         for other in others:  # cancelled locally with the fill: cancel them where they rest too
-            self.adapter.cancel_order(symbol=other.symbol, client_order_id=other.client_order_id)
+            self._cancel_remote(other.symbol, other.client_order_id)
         return f"filled {fill.quantity} @ {fill.price}"
 
     def _book_leg_fill(self, leg: PendingOrder, fill: Fill) -> None:
@@ -498,7 +504,7 @@ class Reconciler:
             position, price=price, fee=fee, exchange_order_id=order_id, note="closed on the exchange"
         )
         for leg in leftovers:  # its protective orders may still rest on the exchange
-            self.adapter.cancel_order(symbol=leg.symbol, client_order_id=leg.client_order_id)
+            self._cancel_remote(leg.symbol, leg.client_order_id)
         return f"closed at {price:.8f} (fees {fee})"
 
     def _close_locally(
@@ -541,6 +547,8 @@ class Reconciler:
         for order in snapshot.orders:
             if order.symbol in snapshot.positions or not (order.close_position or order.reduce_only):
                 continue
+            if order.client_order_id in self.cancelled_remote:
+                continue  # already cancelled with its position
             difference = Difference("orphan_protective_order", order.symbol, remote=_order_view(order))
             self._repair(
                 difference,
@@ -549,7 +557,7 @@ class Reconciler:
             )
 
     def _cancel_orphan(self, order: OrderResult) -> str:
-        self.adapter.cancel_order(symbol=order.symbol, client_order_id=order.client_order_id)
+        self._cancel_remote(order.symbol, order.client_order_id)
         with transaction.atomic(), batched_events():
             account = lock_account(self.account.pk)
             for leg in PendingOrder.objects.filter(
@@ -596,7 +604,7 @@ class Reconciler:
 
     def _protect(self, position: Position, live_legs: list[PendingOrder], snapshot: Snapshot) -> str:
         for leg in live_legs:  # replace, not duplicate
-            self.adapter.cancel_order(symbol=leg.symbol, client_order_id=leg.client_order_id)
+            self._cancel_remote(leg.symbol, leg.client_order_id)
         mark = snapshot.positions[position.symbol].mark_price or position.mark_price or position.entry_price
         spec = _protection_for(position, mark)
         with transaction.atomic(), batched_events():
