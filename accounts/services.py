@@ -75,14 +75,18 @@ def update_account(*, account: Account, **changes: Any) -> Account:
     return locked
 
 
-def set_trading_state(*, account: Account, state: str, reason: str = "") -> Account:
-    """Move an account between active, reducing and halted (audited)."""
+def set_trading_state(*, account: Account, state: str, reason: str = "", only_from: str | None = None) -> Account:
+    """Move an account between active, reducing and halted (audited).
+
+    With `only_from`, the change happens only if the account is in that state now (so that an
+    automatic fail-closed never lifts an operator's halt).
+    """
     if state not in TradingState.values:
         raise ValidationError({"trading_state": f"Must be one of {', '.join(TradingState.values)}."})
     with transaction.atomic():
         locked = Account.objects.select_for_update().get(pk=account.pk)
         previous = locked.trading_state
-        if previous == state:
+        if previous == state or (only_from is not None and previous != only_from):
             return locked
         locked.trading_state = state
         locked.save(update_fields=["trading_state", "updated_at"])

@@ -76,3 +76,19 @@ def market():
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield FakeMarket(rsps)
+
+
+@pytest.fixture
+def sim(settings):
+    """The local simulator over HTTP, with the docs' demo accounts; ASTER_BASE_URL points at it."""
+    from execution.aster.simulator.demo_accounts import DEMO_V1, DEMO_V3
+    from execution.aster.simulator.server import AsterSimulator
+    from execution.services.exchange import reset_exchange_clients
+
+    with AsterSimulator(seed=5) as simulator:
+        simulator.exchange.add_account(**DEMO_V1)
+        simulator.exchange.add_account(**DEMO_V3)
+        settings.ASTER_BASE_URL = simulator.url
+        reset_exchange_clients()
+        yield simulator
+        reset_exchange_clients()

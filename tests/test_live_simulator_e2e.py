@@ -7,26 +7,11 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from execution.aster.simulator.demo_accounts import DEMO_V1, DEMO_V3
-from execution.aster.simulator.server import AsterSimulator
 from execution.exceptions import RiskCheckFailed
 from execution.models import PendingOrder, Position, Trade
 from execution.services import ExecutionService
-from execution.services.exchange import reset_exchange_clients
 from execution.services.kill_switch import halt_trading
 from tests.factories import LiveV1AccountFactory, LiveV3AccountFactory
-
-
-@pytest.fixture
-def sim(settings):
-    with AsterSimulator(seed=3) as simulator:
-        simulator.exchange.add_account(**DEMO_V1)
-        simulator.exchange.add_account(**DEMO_V3)
-        settings.ASTER_BASE_URL = simulator.url
-        reset_exchange_clients()
-        yield simulator
-        reset_exchange_clients()
-
 
 FACTORIES = {"v1": (LiveV1AccountFactory, "demo-v1"), "v3": (LiveV3AccountFactory, "demo-v3")}
 

@@ -7,26 +7,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from execution.aster.simulator.demo_accounts import DEMO_V1, DEMO_V3
-from execution.aster.simulator.server import AsterSimulator
 from execution.models import PendingOrder, Position, ReconciliationRun, Trade
 from execution.services import ExecutionService
-from execution.services.exchange import reset_exchange_clients
 from execution.services.reconciliation import reconcile_account
 from tests.factories import LiveV1AccountFactory, LiveV3AccountFactory, PaperAccountFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sim(settings):
-    with AsterSimulator(seed=5) as simulator:
-        simulator.exchange.add_account(**DEMO_V1)
-        simulator.exchange.add_account(**DEMO_V3)
-        settings.ASTER_BASE_URL = simulator.url
-        reset_exchange_clients()
-        yield simulator
-        reset_exchange_clients()
 
 
 @pytest.fixture(params=["v1", "v3"])

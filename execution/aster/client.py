@@ -342,13 +342,8 @@ class AsterClient:
         end_time_ms: int | None = None,
         limit: int = 500,
     ) -> list[Kline]:
-        if not 1 <= limit <= 1500:
-            raise AsterInputError("limit", f"must be 1..1500, got {limit!r}")
-        params = [("symbol", self._check_symbol(symbol)), ("interval", interval)]
-        params += self._time_range(start_time_ms, end_time_ms)
-        params.append(("limit", str(limit)))
-        data = self._request("GET", "/fapi/v1/klines", params, weight=_kline_weight(limit))
-        return parse_list(data, "klines", Kline.parse)
+        """Candles of the last (contract) price."""
+        return self._candles("/fapi/v1/klines", symbol, interval, start_time_ms, end_time_ms, limit)
 
     def mark_price_klines(
         self,
@@ -360,13 +355,17 @@ class AsterClient:
         limit: int = 500,
     ) -> list[Kline]:
         """Candles of the mark price (what MARK_PRICE triggers follow)."""
+        return self._candles("/fapi/v1/markPriceKlines", symbol, interval, start_time_ms, end_time_ms, limit)
+
+    def _candles(
+        self, path: str, symbol: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[Kline]:
         if not 1 <= limit <= 1500:
             raise AsterInputError("limit", f"must be 1..1500, got {limit!r}")
         params = [("symbol", self._check_symbol(symbol)), ("interval", interval)]
-        params += self._time_range(start_time_ms, end_time_ms)
+        params += self._time_range(start_ms, end_ms)
         params.append(("limit", str(limit)))
-        data = self._request("GET", "/fapi/v1/markPriceKlines", params, weight=_kline_weight(limit))
-        return parse_list(data, "markPriceKlines", Kline.parse)
+        return parse_list(self._request("GET", path, params, weight=_kline_weight(limit)), path, Kline.parse)
 
     def funding_rates(
         self, symbol: str, *, start_time_ms: int | None = None, end_time_ms: int | None = None, limit: int = 100

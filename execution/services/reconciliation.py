@@ -30,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Account, TradingState
+from accounts.services import set_trading_state
 from execution.aster.errors import AsterError
 from execution.aster.numbers import format_decimal
 from execution.aster.replies import OrderResult, PositionRisk, UserTrade
@@ -175,20 +176,12 @@ def _finish(run: ReconciliationRun, status: str, differences: list[Difference], 
 def _fail_closed(account: Account, failed: list[Difference]) -> None:
     """An unrepaired difference: no new exposure until an operator looks (state `reducing`)."""
     summary = "; ".join(f"{d.kind} {d.symbol}: {d.message}" for d in failed)
-    with transaction.atomic():
-        locked = lock_account(account.pk)
-        if locked.trading_state == TradingState.ACTIVE:
-            previous = locked.trading_state
-            locked.trading_state = TradingState.REDUCING
-            locked.save(update_fields=["trading_state", "updated_at"])
-            record_event(
-                account=locked,
-                kind="account.trading_state",
-                subject=locked,
-                from_status=previous,
-                to_status=TradingState.REDUCING,
-                message=f"reconciliation could not repair: {summary}",
-            )
+    set_trading_state(
+        account=account,
+        state=TradingState.REDUCING,
+        only_from=TradingState.ACTIVE,
+        reason=f"reconciliation could not repair: {summary}",
+    )
     logger.error("account %s set to reducing: reconciliation could not repair: %s", account.pk, summary)
 
 
