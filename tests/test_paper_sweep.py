@@ -190,3 +190,67 @@ def test_sweep_command_and_task(market, paper_account):
     call_command("sweep_paper_triggers", stdout=out)
     assert "filled 1" in out.getvalue()
     assert task()["filled"] == 0  # nothing left to do: the command already filled it
+
+
+def _stop_out(market, account):
+    opened = open_long(account, take_profit="70000", stop_loss="64000")
+    return opened.position
+
+
+def test_the_batched_fill_path_does_the_work(market, paper_account, monkeypatch):
+    from execution.services import paper_sweep
+
+    def per_order_path_must_not_run(*args, **kwargs):
+        raise AssertionError("the per-order path ran")
+
+    monkeypatch.setattr(paper_sweep, "fill_triggered_order", per_order_path_must_not_run)
+    _stop_out(market, paper_account)
+    market.set_price("BTCUSDT", "63990")
+    assert sweep_paper_triggers().filled == 1
+
+
+def test_a_failing_batch_falls_back_to_filling_order_by_order(market, paper_account, monkeypatch):
+    from execution.services import paper_sweep
+
+    def broken_batch(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(paper_sweep, "fill_account_batch", broken_batch)
+    _stop_out(market, paper_account)
+    market.set_price("BTCUSDT", "63990")
+    assert sweep_paper_triggers().filled == 1
+    assert PendingOrder.objects.get(kind="take_profit").status == "cancelled"
+
+
+def test_batched_and_per_order_fills_book_the_same_numbers(market, monkeypatch):
+    from execution.services import paper_sweep
+
+    batched, single = PaperAccountFactory(), PaperAccountFactory()
+    _stop_out(market, batched)
+    market.set_price("BTCUSDT", "63990")
+    sweep_paper_triggers()
+    market.set_price("BTCUSDT", "65000")
+    _stop_out(market, single)
+    market.set_price("BTCUSDT", "63990")
+    monkeypatch.setattr(paper_sweep, "fill_account_batch", lambda *a, **k: 1 / 0)
+    sweep_paper_triggers()
+
+    def booked(account):
+        trade = Trade.objects.get(account=account, reason="stop_loss")
+        position = Position.objects.get(account=account)
+        account.refresh_from_db()
+        legs = sorted(PendingOrder.objects.filter(account=account).values_list("kind", "status"))
+        events = sorted(ExecutionEvent.objects.filter(account=account).values_list("kind", flat=True))
+        return (
+            trade.price,
+            trade.fee,
+            trade.realized_pnl,
+            position.status,
+            position.realized_pnl,
+            position.fees_paid,
+            account.paper_realized_pnl,
+            legs,
+            events,
+        )
+
+    assert booked(batched) == booked(single)

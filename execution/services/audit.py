@@ -117,3 +117,29 @@ def transition(
         message=message,
         data=data,
     )
+
+
+def transition_unsaved(
+    obj: Any,
+    *,
+    to_status: str,
+    account: Account,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """`transition` for batch writers: check the table, set the status and record the event;
+    the caller saves the object (with bulk_update) in the same transaction."""
+    check_transition(obj, to_status)
+    from_status = obj.status
+    obj.status = to_status
+    if hasattr(obj, "updated_at"):
+        obj.updated_at = timezone.now()
+    record_event(
+        account=account,
+        kind=f"{obj._meta.model_name}.{to_status}",
+        subject=obj,
+        from_status=from_status,
+        to_status=to_status,
+        message=message,
+        data=data,
+    )

@@ -19,7 +19,7 @@ from execution.exceptions import ExecutionError, RiskCheckFailed
 from execution.services.exchange import public_client
 
 T = TypeVar("T")
-BOOK_LIMITS = (100, 1000)
+BOOK_LIMITS = (20, 100, 1000)  # the smallest book that covers the quantity: less weight, less parsing
 
 
 class MarketDataUnavailable(ExecutionError):

@@ -45,6 +45,7 @@ from execution.models import (
 )
 from execution.services.adapters.paper import walk_book
 from execution.services.audit import batched_events, discard_events_after, pending_event_count, record_event, transition
+from execution.services.batch_fills import fill_account_batch
 from execution.services.exchange import public_client
 from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import book_covering, fetch, symbol_rules
@@ -564,11 +565,14 @@ def fill_account_orders(
     prices: dict[str, SymbolPrices],
     now: datetime,
 ) -> list[str]:
-    """Fill one account's triggered orders in one transaction (one account lock, one commit).
-
-    Each order runs in its own savepoint: one that fails is rolled back alone and stays
-    `triggered`, to be re-claimed by a later sweep.
+    """Fill one account's triggered orders: the batched path first (a fixed number of
+    statements); if it fails, one transaction with a savepoint per order, so that an order
+    that fails is rolled back alone and stays `triggered`, to be re-claimed by a later sweep.
     """
+    try:
+        return fill_account_batch(account_id, orders, books, prices, now)  # type: ignore[arg-type]
+    except Exception:
+        logger.exception("paper sweep: batched fills of account %s failed; filling them one by one", account_id)
     outcomes = []
     with transaction.atomic(), batched_events():
         account = lock_account(account_id)
