@@ -34,7 +34,8 @@ def batched_events() -> Iterator[None]:
     try:
         yield
         if _batches.events:
-            ExecutionEvent.objects.bulk_create(_batches.events)
+            # Fixed-size batches: identical statements, whose parsing the driver caches.
+            ExecutionEvent.objects.bulk_create(_batches.events, batch_size=250)
     finally:
         _batches.events = None
 

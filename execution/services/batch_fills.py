@@ -190,7 +190,7 @@ def _book(
 
 
 def _write(batch: Batch) -> None:
-    trades = Trade.objects.bulk_create([trade for trade, _ in batch.trades])
+    trades = Trade.objects.bulk_create([trade for trade, _ in batch.trades], batch_size=250)
     for trade, (_, order) in zip(trades, batch.trades, strict=True):
         order.trade = trade
         record_event(
