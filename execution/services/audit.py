@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import models
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, models
 from django.utils import timezone
 
 from accounts.models import Account
@@ -34,10 +35,50 @@ def batched_events() -> Iterator[None]:
     try:
         yield
         if _batches.events:
-            # Fixed-size batches: identical statements, whose parsing the driver caches.
-            ExecutionEvent.objects.bulk_create(_batches.events, batch_size=250)
+            insert_events(_batches.events)
     finally:
         _batches.events = None
+
+
+EVENT_COLUMNS = (
+    "account_id",
+    "kind",
+    "subject_type",
+    "subject_id",
+    "from_status",
+    "to_status",
+    "message",
+    "data",
+    "created_at",
+)
+
+
+def insert_events(events: list[ExecutionEvent]) -> None:
+    """Insert many events: COPY on PostgreSQL (an order of magnitude cheaper than INSERT for
+    thousands of rows), fixed-size bulk INSERTs elsewhere (the driver caches their parsing)."""
+    if connection.vendor != "postgresql" or len(events) < 50:
+        ExecutionEvent.objects.bulk_create(events, batch_size=250)
+        return
+    now = timezone.now()
+    encoder = DjangoJSONEncoder()
+    table = connection.ops.quote_name(ExecutionEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the driver's cursor, for COPY
+        with raw.copy(f"COPY {table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+            for event in events:
+                copy.write_row(
+                    (
+                        event.account_id,
+                        event.kind,
+                        event.subject_type,
+                        event.subject_id,
+                        event.from_status,
+                        event.to_status,
+                        event.message,
+                        encoder.encode(event.data),
+                        event.created_at or now,
+                    )
+                )
 
 
 def pending_event_count() -> int:

@@ -30,7 +30,7 @@ from execution.models import (
 )
 from execution.services.adapters.paper import walk_book
 from execution.services.audit import batched_events, record_event, transition_unsaved
-from execution.services.bulk_sql import bulk_update_rows
+from execution.services.bulk_sql import bulk_insert_rows, bulk_update_rows
 from execution.services.ledger import lock_account, refresh_risk_fields
 from execution.services.position_math import Holding, apply_fill, q
 
@@ -190,7 +190,7 @@ def _book(
 
 
 def _write(batch: Batch) -> None:
-    trades = Trade.objects.bulk_create([trade for trade, _ in batch.trades], batch_size=250)
+    trades = bulk_insert_rows(Trade, [trade for trade, _ in batch.trades])
     for trade, (_, order) in zip(trades, batch.trades, strict=True):
         order.trade = trade
         record_event(

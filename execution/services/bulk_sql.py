@@ -2,16 +2,18 @@
 
 Django's `bulk_update` builds a CASE WHEN per field per row, which at a few hundred rows costs
 more Python time than the database spends. On PostgreSQL this writes
-`UPDATE t SET f = v.f::type ... FROM (VALUES ...) AS v(id, ...) WHERE t.id = v.id` instead;
-elsewhere it falls back to `bulk_update`.
+`UPDATE t SET f = v.f ... FROM unnest(%s::type[], ...) AS v(id, ...) WHERE t.id = v.id` instead
+(one array per column); elsewhere it falls back to `bulk_update`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, models
+
+M = TypeVar("M", bound=models.Model)
 
 
 def bulk_update_rows(model: type[models.Model], objs: Sequence[models.Model], fields: Sequence[str]) -> int:
@@ -29,17 +31,48 @@ def bulk_update_rows(model: type[models.Model], objs: Sequence[models.Model], fi
     pk = opts.pk
     assert pk is not None
     types = [str(pk.db_type(connection)), *(str(f.db_type(connection)) for f in columns)]
-    row = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
-    params: list[Any] = []
-    for obj in objs:
-        params.append(obj.pk)
-        params += [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in columns]
+    # One array parameter per column (unnest): a handful of parameters whatever the row count.
+    arrays: list[list[Any]] = [[obj.pk for obj in objs]]
+    arrays += [[f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs] for f in columns]
     names = ", ".join(qn(c) for c in [pk.column, *(f.column for f in columns)])
+    unnest = ", ".join(f"%s::{t}[]" for t in types)
     assignments = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in columns)
     sql = (
         f"UPDATE {qn(opts.db_table)} AS t SET {assignments} "
-        f"FROM (VALUES {', '.join([row] * len(objs))}) AS v({names}) WHERE t.{qn(pk.column)} = v.{qn(pk.column)}"
+        f"FROM unnest({unnest}) AS v({names}) WHERE t.{qn(pk.column)} = v.{qn(pk.column)}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, arrays)
         return cursor.rowcount
+
+
+def bulk_insert_rows(model: type[M], objs: Sequence[M]) -> list[M]:
+    """Insert rows and give them their primary keys.
+
+    PostgreSQL: the keys come from the table's sequence in one query, and the rows go in with
+    COPY (much cheaper than a large INSERT's parameters). Elsewhere: `bulk_create`.
+    """
+    if not objs:
+        return list(objs)
+    if connection.vendor != "postgresql":
+        return model._default_manager.bulk_create(objs, batch_size=250)
+    opts = model._meta
+    pk = opts.pk
+    assert pk is not None
+    qn = connection.ops.quote_name
+    fields = [f for f in opts.concrete_fields if f is not pk]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [opts.db_table, pk.column, len(objs)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        for obj, new_id in zip(objs, ids, strict=True):
+            obj.pk = new_id
+            obj._state.adding = False
+        columns = ", ".join(qn(c) for c in [pk.column, *(f.column for f in fields)])
+        with cursor.cursor.copy(f"COPY {qn(opts.db_table)} ({columns}) FROM STDIN") as copy:
+            for obj in objs:
+                values = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
+                copy.write_row([obj.pk, *values])
+    return list(objs)

@@ -44,7 +44,14 @@ from execution.models import (
     WorkingType,
 )
 from execution.services.adapters.paper import walk_book
-from execution.services.audit import batched_events, discard_events_after, pending_event_count, record_event, transition
+from execution.services.audit import (
+    batched_events,
+    discard_events_after,
+    insert_events,
+    pending_event_count,
+    record_event,
+    transition,
+)
 from execution.services.batch_fills import fill_account_batch
 from execution.services.exchange import public_client
 from execution.services.ledger import book_fill, lock_account, open_position
@@ -508,16 +515,18 @@ def claim(candidate_ids: Iterable[int], now: datetime) -> list[int]:
                 status=PendingOrderStatus.TRIGGERED, triggered_at=now, updated_at=now
             )
             rows = PendingOrder.objects.filter(pk__in=fresh).values_list("pk", "account_id")
-            ExecutionEvent.objects.bulk_create(
-                ExecutionEvent(
-                    account_id=account_id,
-                    kind="pendingorder.triggered",
-                    subject_type="pendingorder",
-                    subject_id=pk,
-                    from_status="pending",
-                    to_status="triggered",
-                )
-                for pk, account_id in rows
+            insert_events(
+                [
+                    ExecutionEvent(
+                        account_id=account_id,
+                        kind="pendingorder.triggered",
+                        subject_type="pendingorder",
+                        subject_id=pk,
+                        from_status="pending",
+                        to_status="triggered",
+                    )
+                    for pk, account_id in rows
+                ]
             )
         if stale:
             PendingOrder.objects.filter(pk__in=stale).update(triggered_at=now, updated_at=now)
