@@ -42,8 +42,7 @@ def test_bulk_insert_assigns_keys_and_writes_every_field(paper_account):
     assert stored.created_at is not None and stored.filled_at == now
 
 
-@pytest.mark.parametrize("vendor_path", ["native"])
-def test_bulk_update_writes_decimals_nulls_and_datetimes(vendor_path):
+def test_bulk_update_writes_decimals_nulls_and_datetimes():
     account = PaperAccountFactory()
     rows = [
         Position.objects.create(
