@@ -341,3 +341,26 @@ def test_bracket_maximum_leverage_is_enforced(venue):
     with pytest.raises(RiskCheckFailed) as caught:
         service(LiveV1AccountFactory()).execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=20)
     assert caught.value.code == "LEVERAGE_TOO_HIGH" and "bracket" in caught.value.message
+
+
+def test_margin_type_blocked_by_an_open_position_does_not_block_trading(venue):
+    venue.rsps.replace(
+        responses.POST,
+        f"{BASE}/fapi/v1/marginType",
+        status=400,
+        json={"code": -4048, "msg": "Margin type cannot be changed if there exists position."},
+    )
+    result = service(LiveV1AccountFactory()).execute_market_order(
+        symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5
+    )
+    assert result.trade.status == "filled"
+
+
+def test_other_set_up_refusals_reject_the_order(venue):
+    venue.rsps.replace(
+        responses.POST, f"{BASE}/fapi/v1/leverage", status=400, json={"code": -4028, "msg": "Leverage 5 is not valid"}
+    )
+    with pytest.raises(ExchangeRejected) as caught:
+        service(LiveV1AccountFactory()).execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
+    assert caught.value.code == "EXCHANGE_-4028"
+    assert Trade.objects.get().status == "rejected" and venue.order_posts() == []

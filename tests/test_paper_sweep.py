@@ -174,6 +174,20 @@ def test_funding_is_paid_once_per_funding_time_by_longs_when_positive(market):
     assert long_account.paper_realized_pnl == long_position.realized_pnl
 
 
+def test_funding_is_paid_at_the_first_sweep_after_the_funding_time_and_fetched_once_per_period(market, paper_account):
+    funding_time = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
+    market.exchange.symbols["BTCUSDT"].funding_events = [(int(funding_time.timestamp() * 1000), Decimal("0.0001"))]
+    with time_machine.travel(funding_time - timedelta(minutes=5), tick=False) as traveller:
+        open_long(paper_account, quantity="0.1")
+        assert sweep_paper_triggers().funding_payments == 0  # checked: nothing due yet
+        sweep_paper_triggers()
+        fetched_before = market.calls_to("/fapi/v1/fundingRate")
+        traveller.move_to(funding_time + timedelta(seconds=5))
+        assert sweep_paper_triggers().funding_payments == 1  # the next funding time moved: checked again
+        sweep_paper_triggers()
+    assert market.calls_to("/fapi/v1/fundingRate") == fetched_before + 1
+
+
 def test_positions_opened_after_the_funding_time_do_not_pay_it(market, paper_account):
     funding_time = datetime.now(UTC) - timedelta(minutes=5)
     market.exchange.symbols["BTCUSDT"].funding_events = [(int(funding_time.timestamp() * 1000), Decimal("0.0001"))]

@@ -78,6 +78,7 @@ class Candle:
 class SymbolPrices:
     mark: Decimal
     last: Decimal | None
+    next_funding_time_ms: int = 0
     mark_candles: list[Candle] = field(default_factory=list)
     last_candles: list[Candle] = field(default_factory=list)
 
@@ -159,7 +160,9 @@ def _prices(symbols: set[str], working_types: set[str], now: datetime, report: S
             report.skipped_symbols.append(symbol)  # no fresh mark: nothing triggers on old data
             continue
         last = lasts.get(symbol)
-        prices[symbol] = SymbolPrices(mark=index.mark_price, last=last.price if last else None)
+        prices[symbol] = SymbolPrices(
+            mark=index.mark_price, last=last.price if last else None, next_funding_time_ms=index.next_funding_time_ms
+        )
     if report.skipped_symbols:
         logger.warning("paper sweep skipped symbols without a fresh mark price: %s", sorted(report.skipped_symbols))
     return prices
@@ -298,16 +301,17 @@ def settle_funding(prices: dict[str, SymbolPrices], now: datetime) -> int:
     )
     for row in symbols:
         symbol, since = row["symbol"], row["since"]
-        marker = cache.get(f"paper-sweep:funding:{symbol}")
-        if marker is not None and marker >= since.timestamp() and now.timestamp() < marker + 3600:
-            continue  # checked recently and no position is older than the check
+        key = f"paper-sweep:funding:{symbol}"
+        next_funding = prices[symbol].next_funding_time_ms
+        if next_funding and cache.get(key) == next_funding:
+            continue  # the next funding time has not moved since the last check: nothing was settled
         start_ms = int(since.timestamp() * 1000) + 1
         events = _funding_history(symbol, start_ms)
         for event in events:
             funding_time = datetime.fromtimestamp(event.funding_time_ms / 1000, tz=now.tzinfo)
             if funding_time <= now:
                 payments += _pay_funding(symbol, funding_time, event.funding_rate, prices[symbol].mark)
-        cache.set(f"paper-sweep:funding:{symbol}", now.timestamp(), timeout=3600)
+        cache.set(key, next_funding, timeout=24 * 3600)
     return payments
 
 

@@ -44,6 +44,9 @@ from execution.services.position_math import MaintenanceTier, q
 logger = logging.getLogger(__name__)
 SETUP_TTL = 3600
 GONE_CODES = frozenset({-2011, -2013})
+# The exchange will not change margin type / position mode while positions or orders exist;
+# the account then trades with what it has (and the log says so) instead of failing every order.
+SETUP_BLOCKED_CODES = frozenset({-4047, -4048, -4067, -4068})
 FILL_POLLS = (0.2, 0.5, 1.0)
 
 
@@ -107,11 +110,12 @@ class LiveExecutionAdapter(ExecutionAdapter):
         prefix = f"live:setup:{self.account.pk}"
         try:
             if not cache.get(f"{prefix}:mode"):
-                self.client.set_position_mode(hedge=False)
+                self._setup_step(lambda: self.client.set_position_mode(hedge=False), what="one-way mode")
                 cache.set(f"{prefix}:mode", True, timeout=SETUP_TTL)
             margin_key = f"{prefix}:{symbol}:margin"
             if cache.get(margin_key) != self.account.margin_type:
-                self.client.set_margin_type(symbol, self.account.margin_type)
+                margin_type = self.account.margin_type
+                self._setup_step(lambda: self.client.set_margin_type(symbol, margin_type), what=f"{symbol} margin type")
                 cache.set(margin_key, self.account.margin_type, timeout=SETUP_TTL)
             leverage_key = f"{prefix}:{symbol}:leverage"
             if cache.get(leverage_key) != leverage:
@@ -119,6 +123,14 @@ class LiveExecutionAdapter(ExecutionAdapter):
                 cache.set(leverage_key, leverage, timeout=SETUP_TTL)
         except AsterError as exc:
             raise exchange_error(exc, what=f"account set-up for {symbol}") from exc
+
+    def _setup_step(self, step: Callable[[], None], *, what: str) -> None:
+        try:
+            step()
+        except AsterInvalidRequest as exc:
+            if exc.code not in SETUP_BLOCKED_CODES:
+                raise
+            logger.warning("account %s: %s left as it is (%s)", self.account.pk, what, exc)
 
     # ------------------------------------------------------------------ orders
 
