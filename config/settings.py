@@ -213,6 +213,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "OrderSideEnum": "execution.models.Side",
+        "PositionSideEnum": "execution.models.PositionSide",
+    },
 }
 
 # --- Exchange and execution -----------------------------------------------------------

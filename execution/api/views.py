@@ -1,0 +1,121 @@
+"""Thin DRF views: parse, call one selector or service, format. Owner-scoped (others' rows are 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from decisions.models import Decision
+from decisions.services import denial_code, submit_decision
+from execution.api import selectors
+from execution.api.serializers import (
+    AccountSerializer,
+    AccountStatusSerializer,
+    DecisionCreateSerializer,
+    DecisionSerializer,
+    PendingOrderSerializer,
+    PositionSerializer,
+    TradeSerializer,
+)
+from execution.models import PendingOrder, Position, Trade
+
+
+class ModeFilterSet(filters.FilterSet):
+    mode = filters.ChoiceFilter(choices=[("paper", "paper"), ("live", "live")], method="filter_mode")
+
+    def filter_mode(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(account__is_paper_trading=value == "paper")
+
+
+class PositionFilter(ModeFilterSet):
+    class Meta:
+        model = Position
+        fields = ["account", "symbol", "status", "side"]
+
+
+class TradeFilter(ModeFilterSet):
+    class Meta:
+        model = Trade
+        fields = ["account", "symbol", "status", "reason", "side"]
+
+
+class PendingOrderFilter(ModeFilterSet):
+    class Meta:
+        model = PendingOrder
+        fields = ["account", "symbol", "status", "kind"]
+
+
+class AccountViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AccountSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.accounts_of(self.request.user).order_by("pk")
+
+    @extend_schema(responses=AccountStatusSerializer)
+    @action(detail=True, methods=["get"])
+    def status(self, request: Request, pk: str | None = None) -> Response:
+        return Response(AccountStatusSerializer(selectors.account_status(self.get_object())).data)
+
+
+class PositionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PositionSerializer
+    filterset_class = PositionFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.positions_of(self.request.user)
+
+
+class TradeViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = TradeSerializer
+    filterset_class = TradeFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.trades_of(self.request.user)
+
+
+class PendingOrderViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PendingOrderSerializer
+    filterset_class = PendingOrderFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.pending_orders_of(self.request.user)
+
+
+class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = DecisionSerializer
+    filterset_fields = ["account", "symbol", "status", "action"]
+
+    def get_queryset(self) -> Any:
+        return selectors.decisions_of(self.request.user)
+
+    @extend_schema(
+        request=DecisionCreateSerializer,
+        responses={201: DecisionSerializer, 200: DecisionSerializer, 409: DecisionSerializer},
+        description="Submit a decision; it is executed in the account's mode. 409 when the risk checks deny it "
+        "(`code` gives the reason); 200 when the idempotency key was seen before.",
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = DecisionCreateSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        key = data.get("idempotency_key", "")
+        seen = bool(key) and Decision.objects.filter(account=data["account"], idempotency_key=key).exists()
+        try:
+            decision = submit_decision(**data)
+        except DjangoValidationError as exc:
+            return Response(
+                exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        body = dict(DecisionSerializer(decision).data)
+        if decision.status == "rejected":
+            body["code"] = denial_code(decision)
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        return Response(body, status=status.HTTP_200_OK if seen else status.HTTP_201_CREATED)
