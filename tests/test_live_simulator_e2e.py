@@ -91,6 +91,8 @@ def test_kill_switch_cancels_entry_orders_and_keeps_stops(sim, live):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_ten_concurrent_decisions_with_a_cooldown_execute_exactly_once(sim):
+    from decisions.engine import DecisionEngine
+
     account = LiveV1AccountFactory(cooldown_seconds=60)
     barrier = threading.Barrier(10)
     outcomes: list[str] = []
@@ -98,12 +100,15 @@ def test_ten_concurrent_decisions_with_a_cooldown_execute_exactly_once(sim):
     def submit(index: int) -> None:
         try:
             barrier.wait()
-            ExecutionService(account, sleep=no_sleep).execute_market_order(
-                symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, idempotency_key=f"decision-{index}"
+            decision = DecisionEngine().submit(
+                account,
+                symbol="BTCUSDT",
+                action="open_long",
+                quantity=Decimal("0.01"),
+                leverage=5,
+                idempotency_key=f"decision-{index}",
             )
-            outcomes.append("executed")
-        except RiskCheckFailed as exc:
-            outcomes.append(exc.code)
+            outcomes.append(decision.status if decision.status != "rejected" else decision.reason.split(":")[0])
         except Exception as exc:
             outcomes.append(repr(exc))
         finally:
