@@ -364,3 +364,19 @@ def test_other_set_up_refusals_reject_the_order(venue):
         service(LiveV1AccountFactory()).execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
     assert caught.value.code == "EXCHANGE_-4028"
     assert Trade.objects.get().status == "rejected" and venue.order_posts() == []
+
+
+def test_the_safety_close_after_a_protection_failure_passes_a_halt(venue):
+    from accounts.services import set_trading_state
+    from execution.services.orders import ExecutionService as Service
+
+    account = LiveV1AccountFactory()
+    svc = Service(account, sleep=no_sleep)
+    svc.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
+    set_trading_state(account=account, state="halted")
+    from execution.exceptions import RiskCheckFailed
+
+    with pytest.raises(RiskCheckFailed):
+        svc.close_position("BTCUSDT")  # an ordinary close is still refused while halted
+    closed = svc.close_position("BTCUSDT", reason="protection_failure")
+    assert closed.position.status == "closed"

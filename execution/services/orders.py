@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -199,6 +199,7 @@ class ExecutionService:
             plan = plan_order(request, snapshot.rules, position)
             check_protection(plan, snapshot.mark_price)
             context = self._risk_context(account, plan, snapshot, pre_trade, position, positions)
+            context = replace(context, safety_close=reason == TradeReason.PROTECTION_FAILURE)
             try:
                 run_policy_checks(context)
             except RiskCheckFailed as denial:

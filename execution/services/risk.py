@@ -172,10 +172,13 @@ class RiskContext:
     tiers: Sequence[MaintenanceTier]
     now: datetime
     taker_fee_rate: Decimal
+    safety_close: bool = False  # the service closing a position it could not protect
 
 
 def check_trading_state(ctx: RiskContext) -> None:
     state = ctx.account.trading_state
+    if state == TradingState.HALTED and ctx.safety_close and ctx.plan.only_reduces:
+        return  # a halt stops new risk; it must not keep an unprotected position open
     if state == TradingState.HALTED:
         raise RiskCheckFailed("TRADING_HALTED", f"account {ctx.account.pk} is halted: no new orders")
     if state == TradingState.REDUCING and not ctx.plan.only_reduces:
