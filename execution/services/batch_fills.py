@@ -20,18 +20,16 @@ from accounts.models import Account
 from execution.aster.replies import OrderBook
 from execution.models import (
     PendingOrder,
-    PendingOrderKind,
     PendingOrderStatus,
     Position,
     PositionStatus,
     Trade,
-    TradeReason,
     TradeStatus,
 )
 from execution.services.adapters.paper import walk_book
 from execution.services.audit import batched_events, record_event, transition_unsaved
 from execution.services.bulk_sql import bulk_insert_rows, bulk_update_rows
-from execution.services.ledger import lock_account, refresh_risk_fields
+from execution.services.ledger import lock_account, protective_fill_reason, refresh_risk_fields
 from execution.services.position_math import Holding, apply_fill, q
 
 ACTIVE = (PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED, PendingOrderStatus.FAILED)
@@ -182,7 +180,7 @@ def _book(
         client_order_id=f"{order.client_order_id}-f",
         status=TradeStatus.FILLED,
         filled_at=batch.now,
-        reason=TradeReason.TAKE_PROFIT if order.kind == PendingOrderKind.TAKE_PROFIT else TradeReason.STOP_LOSS,
+        reason=protective_fill_reason(order.kind),
     )
     batch.trades.append((trade, order))
     batch.set_order(order, PendingOrderStatus.FILLED)

@@ -13,11 +13,13 @@ from decimal import Decimal
 from accounts.models import Account
 from execution.models import (
     PendingOrder,
+    PendingOrderKind,
     PendingOrderStatus,
     Position,
     PositionSource,
     PositionStatus,
     Trade,
+    TradeReason,
     TradeStatus,
 )
 from execution.services.audit import record_event, transition
@@ -45,6 +47,35 @@ def open_position(account: Account, symbol: str, *, lock: bool = True) -> Positi
     if lock:
         qs = qs.select_for_update()
     return qs.first()
+
+
+def reduce_only_trade(
+    *,
+    account: Account,
+    symbol: str,
+    side: str,
+    quantity: Decimal,
+    leverage: int | None,
+    client_order_id: str,
+    reason: str,
+) -> Trade:
+    """The intent row of a reduce-only fill the service books itself (trigger, liquidation,
+    reconciliation); `book_fill` then fills it."""
+    return Trade.objects.create(
+        account=account,
+        symbol=symbol,
+        side=side,
+        requested_quantity=quantity,
+        quantity=quantity,
+        leverage=leverage,
+        reduce_only=True,
+        client_order_id=client_order_id[:36],
+        reason=reason,
+    )
+
+
+def protective_fill_reason(kind: str) -> str:
+    return TradeReason.TAKE_PROFIT if kind == PendingOrderKind.TAKE_PROFIT else TradeReason.STOP_LOSS
 
 
 def refresh_risk_fields(position: Position, mark_price: Decimal | None = None) -> None:

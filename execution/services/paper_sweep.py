@@ -39,7 +39,6 @@ from execution.models import (
     PendingOrderStatus,
     Position,
     PositionStatus,
-    Trade,
     TradeReason,
     WorkingType,
 )
@@ -54,7 +53,13 @@ from execution.services.audit import (
 )
 from execution.services.batch_fills import fill_account_batch
 from execution.services.exchange import public_client
-from execution.services.ledger import book_fill, lock_account, open_position
+from execution.services.ledger import (
+    book_fill,
+    lock_account,
+    open_position,
+    protective_fill_reason,
+    reduce_only_trade,
+)
 from execution.services.market_data import book_covering, fetch, symbol_rules
 from execution.services.position_math import closing_side, funding_payment, q, unrealized_pnl
 
@@ -405,14 +410,12 @@ def liquidate_position(position_id: int, *, mark: Decimal, fee_rate: Decimal, no
         # the liquidation price (the mark has since come back).
         price = mark if crossed_now else position.liquidation_price
         fee = q(position.quantity * price * fee_rate)
-        trade = Trade.objects.create(
+        trade = reduce_only_trade(
             account=account,
             symbol=position.symbol,
             side=closing_side(position.side),
-            requested_quantity=position.quantity,
             quantity=position.quantity,
             leverage=position.leverage,
-            reduce_only=True,
             client_order_id=f"liq-{position.pk}",
             reason=TradeReason.LIQUIDATION,
         )
@@ -645,16 +648,14 @@ def fill_triggered_order(
         # Seen only in a candle: the price has come back. Fill no better than the trigger.
         price = min(price, order.trigger_price) if order.side == "SELL" else max(price, order.trigger_price)
     fee = q(quantity * price * settings.PAPER_TAKER_FEE_RATE)
-    trade = Trade.objects.create(
+    trade = reduce_only_trade(
         account=account,
         symbol=order.symbol,
         side=order.side,
-        requested_quantity=quantity,
         quantity=quantity,
         leverage=position.leverage,
-        reduce_only=True,
         client_order_id=f"{order.client_order_id}-f",
-        reason=TradeReason.TAKE_PROFIT if order.kind == PendingOrderKind.TAKE_PROFIT else TradeReason.STOP_LOSS,
+        reason=protective_fill_reason(order.kind),
     )
     booked = book_fill(
         account=account,

@@ -52,7 +52,14 @@ from execution.models import (
 from execution.services.adapters.base import Fill
 from execution.services.adapters.live import LiveExecutionAdapter, exchange_error
 from execution.services.audit import batched_events, record_event, transition
-from execution.services.ledger import book_fill, lock_account, open_position, refresh_risk_fields
+from execution.services.ledger import (
+    book_fill,
+    lock_account,
+    open_position,
+    protective_fill_reason,
+    reduce_only_trade,
+    refresh_risk_fields,
+)
 from execution.services.orders import resolve_by_client_id
 from execution.services.position_math import closing_side, q
 from execution.services.protection import ProtectionSpec, place_on_exchange, replace_protection
@@ -331,16 +338,14 @@ class Reconciler:
             account = lock_account(self.account.pk)
             leg.refresh_from_db()
             position = open_position(account, leg.symbol)
-            trade = Trade.objects.create(
+            trade = reduce_only_trade(
                 account=account,
                 symbol=leg.symbol,
                 side=leg.side,
-                requested_quantity=fill.quantity,
                 quantity=fill.quantity,
                 leverage=position.leverage if position else None,
-                reduce_only=True,
-                client_order_id=f"{leg.client_order_id}-f"[:36],
-                reason=TradeReason.TAKE_PROFIT if leg.kind == PendingOrderKind.TAKE_PROFIT else TradeReason.STOP_LOSS,
+                client_order_id=f"{leg.client_order_id}-f",
+                reason=protective_fill_reason(leg.kind),
             )
             if position is not None:
                 book_fill(
@@ -509,15 +514,13 @@ class Reconciler:
         with transaction.atomic(), batched_events():
             account = lock_account(self.account.pk)
             position = Position.objects.select_for_update().get(pk=position.pk)
-            trade = Trade.objects.create(
+            trade = reduce_only_trade(
                 account=account,
                 symbol=position.symbol,
                 side=closing_side(position.side),
-                requested_quantity=position.quantity,
                 quantity=position.quantity,
                 leverage=position.leverage,
-                reduce_only=True,
-                client_order_id=f"rc{self.run_record.pk}-{position.pk}"[:36],
+                client_order_id=f"rc{self.run_record.pk}-{position.pk}",
                 reason=TradeReason.RECONCILIATION,
             )
             book_fill(
