@@ -45,6 +45,10 @@ class RiskCheckFailed(ExecutionError):
         super().__init__(message, code=code, details=details)
 
 
+class PolicyDenied(RiskCheckFailed):
+    """A denial by the account's risk policy (as opposed to bad input): it is audited."""
+
+
 class InvalidOrderInput(ExecutionError):
     """An argument is malformed (bad side, not a number...). Nothing was written."""
 

@@ -28,6 +28,7 @@ from execution.exceptions import (
     ExchangeRejected,
     ExecutionError,
     OrderOutcomeUnknown,
+    PolicyDenied,
     ProtectionFailed,
     RiskCheckFailed,
 )
@@ -178,9 +179,8 @@ class ExecutionService:
             if replay is None:
                 raise
             return replay
-        except RiskCheckFailed as denial:
-            if getattr(denial, "policy", False):
-                self._record_denial(request, denial)
+        except PolicyDenied as denial:  # input refusals (plain RiskCheckFailed) write nothing
+            self._record_denial(request, denial)
             raise
 
     def _reserve(
@@ -200,11 +200,7 @@ class ExecutionService:
             check_protection(plan, snapshot.mark_price)
             context = self._risk_context(account, plan, snapshot, pre_trade, position, positions)
             context = replace(context, safety_close=reason == TradeReason.PROTECTION_FAILURE)
-            try:
-                run_policy_checks(context)
-            except RiskCheckFailed as denial:
-                denial.policy = True  # type: ignore[attr-defined]
-                raise
+            run_policy_checks(context)
             trade = Trade.objects.create(
                 account=account,
                 symbol=request.symbol,

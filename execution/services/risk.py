@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import Account, TradingState
 from execution.aster.rules import SymbolRules
-from execution.exceptions import RiskCheckFailed
+from execution.exceptions import PolicyDenied, RiskCheckFailed
 from execution.models import Position
 from execution.services.market_data import MarketSnapshot, check_fresh
 from execution.services.position_math import MaintenanceTier, direction, position_side_for, tier_for
@@ -245,6 +245,10 @@ POLICY_CHECKS = (check_trading_state, check_leverage, check_cooldown, check_min_
 
 
 def run_policy_checks(ctx: RiskContext) -> None:
-    check_fresh(ctx.snapshot.time_ms, what="the mark price", now=ctx.now.timestamp())
-    for check in POLICY_CHECKS:
-        check(ctx)
+    """The account's policy; a denial is raised as PolicyDenied (audited by the caller)."""
+    try:
+        check_fresh(ctx.snapshot.time_ms, what="the mark price", now=ctx.now.timestamp())
+        for check in POLICY_CHECKS:
+            check(ctx)
+    except RiskCheckFailed as denial:
+        raise PolicyDenied(denial.code, denial.message, details=denial.details) from None
