@@ -35,5 +35,5 @@ def reconcile_live_positions(self: Any, account_id: int | None = None) -> dict[s
     if self.request.called_directly:
         return reconcile_accounts(ids)
     for each in ids:
-        reconcile_account_task.delay(each)
+        reconcile_account_task.delay_on_commit(each)  # sent once the caller's transaction commits
     return {"queued": len(ids)}

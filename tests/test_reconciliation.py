@@ -358,3 +358,17 @@ def test_task_called_directly_reconciles_every_live_account_despite_failures(exc
     assert result[str(account.pk)] == "in_sync"
     assert result[str(broken.pk)].startswith("error") or result[str(broken.pk)] == "failed"
     assert ReconciliationRun.objects.filter(account=account, status="in_sync").exists()
+
+
+def test_beat_task_fans_out_one_task_per_live_account_after_commit(
+    account, monkeypatch, django_capture_on_commit_callbacks
+):
+    from execution import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.reconcile_account_task, "delay", lambda account_id: sent.append(account_id))
+    second = LiveV1AccountFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.reconcile_live_positions.apply().get()
+    assert result == {"queued": 2}
+    assert sorted(sent) == sorted([account.pk, second.pk])
