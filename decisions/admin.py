@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from decisions.models import Decision
-from execution.admin import ModeFilter, ReadOnlyAdmin, account_mode
+from execution.admin import ModeFilter, ReadOnlyAdmin, account_mode, decimal_column
 
 
 @admin.register(Decision)
@@ -13,10 +13,10 @@ class DecisionAdmin(ReadOnlyAdmin):
         account_mode,
         "symbol",
         "action",
-        "quantity",
+        decimal_column("quantity"),
         "leverage",
-        "take_profit",
-        "stop_loss",
+        decimal_column("take_profit"),
+        decimal_column("stop_loss"),
         "status",
         "reason",
         "trade",

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from execution.aster.numbers import format_decimal
 from execution.models import (
     ExecutionEvent,
     FundingPayment,
@@ -43,6 +44,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def decimal_column(field: str, label: str | None = None) -> Any:
+    """A list column showing a Decimal without the 10 storage decimals ("65000.5", not "65000.5000000000")."""
+
+    def show(obj: Any) -> str:
+        value = getattr(obj, field)
+        return "" if value is None else format_decimal(value)
+
+    show.short_description = label or field.replace("_", " ")  # type: ignore[attr-defined]
+    show.admin_order_field = field  # type: ignore[attr-defined]
+    return show
+
+
 def account_mode(obj: Any) -> str:
     return obj.account.mode if obj.account_id else ""
 
@@ -58,13 +71,13 @@ class PositionAdmin(ReadOnlyAdmin):
         account_mode,
         "symbol",
         "side",
-        "quantity",
-        "entry_price",
+        decimal_column("quantity"),
+        decimal_column("entry_price", "entry"),
         "leverage",
-        "mark_price",
-        "unrealized_pnl",
-        "realized_pnl",
-        "liquidation_price",
+        decimal_column("mark_price", "mark"),
+        decimal_column("unrealized_pnl", "uPnL"),
+        decimal_column("realized_pnl", "realized"),
+        decimal_column("liquidation_price", "liquidation"),
         "status",
         "opened_at",
     ]
@@ -83,10 +96,10 @@ class TradeAdmin(ReadOnlyAdmin):
         account_mode,
         "symbol",
         "side",
-        "quantity",
-        "price",
-        "fee",
-        "realized_pnl",
+        decimal_column("quantity"),
+        decimal_column("price"),
+        decimal_column("fee"),
+        decimal_column("realized_pnl", "realized"),
         "reason",
         "status",
         "client_order_id",
@@ -107,10 +120,10 @@ class PendingOrderAdmin(ReadOnlyAdmin):
         "symbol",
         "kind",
         "side",
-        "trigger_price",
+        decimal_column("trigger_price", "trigger"),
         "working_type",
         "status",
-        "sibling",
+        "sibling_id",
         "client_order_id",
         "exchange_order_id",
         "created_at",
@@ -140,7 +153,16 @@ class ExecutionEventAdmin(ReadOnlyAdmin):
 
 @admin.register(FundingPayment)
 class FundingPaymentAdmin(ReadOnlyAdmin):
-    list_display = ["funding_time", "account", "symbol", "position", "rate", "mark_price", "quantity", "amount"]
+    list_display = [
+        "funding_time",
+        "account",
+        "symbol",
+        "position",
+        decimal_column("rate"),
+        decimal_column("mark_price", "mark"),
+        decimal_column("quantity"),
+        decimal_column("amount"),
+    ]
     list_filter = ["symbol", "account"]
     list_select_related = ["account", "position"]
     date_hierarchy = "funding_time"
