@@ -268,3 +268,21 @@ def test_batched_and_per_order_fills_book_the_same_numbers(market, monkeypatch):
         )
 
     assert booked(batched) == booked(single)
+
+
+def test_a_quiet_sweep_costs_the_same_queries_for_many_pending_orders(market):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def quiet_sweep_queries() -> int:
+        cache.clear()
+        sweep_paper_triggers()  # warm: candles, funding marker, marking
+        with CaptureQueriesContext(connection) as captured:
+            sweep_paper_triggers()
+        return len(captured.captured_queries)
+
+    open_long(PaperAccountFactory(paper_balance=Decimal("100000")), stop_loss="60000", take_profit="70000")
+    few = quiet_sweep_queries()
+    for _ in range(10):
+        open_long(PaperAccountFactory(paper_balance=Decimal("100000")), stop_loss="60000", take_profit="70000")
+    assert quiet_sweep_queries() == few
