@@ -432,6 +432,22 @@ def test_418_ban_stops_calls_until_the_ban_ends(public, mocked, fake_time):
     assert len(mocked.calls) == 1
 
 
+def test_418_ban_end_is_read_from_the_message(public, mocked, fake_time):
+    ban_end_ms = int((NOW + 3600) * 1000)
+    mocked.get(
+        f"{BASE}/fapi/v1/time",
+        status=418,
+        json={"code": -1003, "msg": f"Way too many requests; IP banned until {ban_end_ms}."},
+    )
+    with pytest.raises(AsterRateLimited) as caught:
+        public.server_time()
+    assert caught.value.retry_at == pytest.approx(NOW + 3600)
+    fake_time.now += 300  # past the default 120 s, still inside the ban
+    with pytest.raises(AsterRateLimited):
+        public.server_time()
+    assert len(mocked.calls) == 1
+
+
 def test_client_slows_down_before_the_weight_budget_runs_out(public, mocked, fake_time):
     fake_time.now = 1_700_000_038.0  # two seconds before the minute ends
     mocked.get(f"{BASE}/fapi/v1/time", json={"serverTime": 1}, headers={"X-MBX-USED-WEIGHT-1M": "2200"})

@@ -50,6 +50,7 @@ from execution.aster.signing import Credentials, Params, V1Credentials, V1Signer
 
 CLIENT_ORDER_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
+BANNED_UNTIL_RE = re.compile(r"until (\d{13})")
 SIDES = ("BUY", "SELL")
 ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
 TRIGGER_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
@@ -238,6 +239,10 @@ class AsterClient:
         code, msg = self._error_of(payload)
         if status in (429, 418):
             retry_at = self._clock() + retry_after_seconds(response.headers, 60.0 if status == 429 else 120.0)
+            banned_until = BANNED_UNTIL_RE.search(msg or "")
+            if status == 418 and banned_until:  # "IP banned until 1700000000000": the ban's own end
+                retry_at = max(retry_at, int(banned_until.group(1)) / 1000)
+                self.budget.block(retry_at)
             raise AsterRateLimited(msg or "rate limited", retry_at=retry_at, code=code, http_status=status)
         if submission_id is not None and (status >= 500 or code in UNKNOWN_OUTCOME_CODES):
             raise AsterOutcomeUnknown(

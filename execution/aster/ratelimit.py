@@ -43,6 +43,8 @@ class WeightBudget(Protocol):
 
     def record_response(self, status: int, headers: Mapping[str, str]) -> None: ...
 
+    def block(self, until: float) -> None: ...
+
 
 class _BudgetRules:
     """What to do with the numbers; storage is the subclass's."""
@@ -97,6 +99,10 @@ class _BudgetRules:
             self.sleep(wait)
             minute = minute_of(self.clock())
         self._add(minute, weight)
+
+    def block(self, until: float) -> None:
+        """No requests before `until` (epoch seconds), e.g. the end of a 418 ban."""
+        self._block_until(until)
 
     def record_response(self, status: int, headers: Mapping[str, str]) -> None:
         now = self.clock()
