@@ -24,7 +24,15 @@ from execution.models import (
 )
 from execution.services.audit import record_event, transition
 from execution.services.brackets import tiers_for_symbol
-from execution.services.position_math import FillOutcome, Holding, apply_fill, liquidation_price, q, unrealized_pnl
+from execution.services.position_math import (
+    FillOutcome,
+    Holding,
+    apply_fill,
+    closing_side,
+    liquidation_price,
+    q,
+    unrealized_pnl,
+)
 
 ACTIVE_PENDING = (PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED, PendingOrderStatus.FAILED)
 
@@ -288,4 +296,40 @@ def _fill_trade(
         account=account,
         update_fields=["quantity", "price", "fee", "realized_pnl", "position", "filled_at", "exchange_order_id"],
         data={"quantity": trade.quantity, "price": trade.price, "fee": trade.fee, "realized_pnl": trade.realized_pnl},
+    )
+
+
+def close_whole_position(
+    *,
+    account: Account,
+    position: Position,
+    price: Decimal,
+    fee: Decimal,
+    reason: str,
+    client_order_id: str,
+    now: datetime,
+    exchange_order_id: str = "",
+    realized_floor: Decimal | None = None,
+) -> BookedFill:
+    """Book the close of all of `position` at `price` (liquidation, reconciliation)."""
+    trade = reduce_only_trade(
+        account=account,
+        symbol=position.symbol,
+        side=closing_side(position.side),
+        quantity=position.quantity,
+        leverage=position.leverage,
+        client_order_id=client_order_id,
+        reason=reason,
+    )
+    return book_fill(
+        account=account,
+        position=position,
+        trade=trade,
+        quantity=position.quantity,
+        price=price,
+        fee=fee,
+        leverage=position.leverage,
+        now=now,
+        exchange_order_id=exchange_order_id,
+        realized_floor=realized_floor,
     )

@@ -55,13 +55,14 @@ from execution.services.batch_fills import fill_account_batch
 from execution.services.exchange import public_client
 from execution.services.ledger import (
     book_fill,
+    close_whole_position,
     lock_account,
     open_position,
     protective_fill_reason,
     reduce_only_trade,
 )
 from execution.services.market_data import book_covering, fetch, symbol_rules
-from execution.services.position_math import closing_side, funding_payment, q, unrealized_pnl
+from execution.services.position_math import funding_payment, q, unrealized_pnl
 
 logger = logging.getLogger(__name__)
 
@@ -410,23 +411,13 @@ def liquidate_position(position_id: int, *, mark: Decimal, fee_rate: Decimal, no
         # the liquidation price (the mark has since come back).
         price = mark if crossed_now else position.liquidation_price
         fee = q(position.quantity * price * fee_rate)
-        trade = reduce_only_trade(
-            account=account,
-            symbol=position.symbol,
-            side=closing_side(position.side),
-            quantity=position.quantity,
-            leverage=position.leverage,
-            client_order_id=f"liq-{position.pk}",
-            reason=TradeReason.LIQUIDATION,
-        )
-        book_fill(
+        close_whole_position(
             account=account,
             position=position,
-            trade=trade,
-            quantity=position.quantity,
             price=price,
             fee=fee,
-            leverage=position.leverage,
+            reason=TradeReason.LIQUIDATION,
+            client_order_id=f"liq-{position.pk}",
             now=now,
             realized_floor=-position.margin,
         )

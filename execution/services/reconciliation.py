@@ -54,6 +54,7 @@ from execution.services.adapters.live import LiveExecutionAdapter, exchange_erro
 from execution.services.audit import batched_events, record_event, transition
 from execution.services.ledger import (
     book_fill,
+    close_whole_position,
     lock_account,
     open_position,
     protective_fill_reason,
@@ -514,23 +515,13 @@ class Reconciler:
         with transaction.atomic(), batched_events():
             account = lock_account(self.account.pk)
             position = Position.objects.select_for_update().get(pk=position.pk)
-            trade = reduce_only_trade(
-                account=account,
-                symbol=position.symbol,
-                side=closing_side(position.side),
-                quantity=position.quantity,
-                leverage=position.leverage,
-                client_order_id=f"rc{self.run_record.pk}-{position.pk}",
-                reason=TradeReason.RECONCILIATION,
-            )
-            book_fill(
+            close_whole_position(
                 account=account,
                 position=position,
-                trade=trade,
-                quantity=position.quantity,
                 price=price,
                 fee=fee,
-                leverage=position.leverage,
+                reason=TradeReason.RECONCILIATION,
+                client_order_id=f"rc{self.run_record.pk}-{position.pk}",
                 now=timezone.now(),
                 exchange_order_id=exchange_order_id,
             )
