@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
@@ -112,3 +113,34 @@ class Account(models.Model):
         from accounts.credentials import validate_credentials
 
         validate_credentials(self)
+
+
+class ExecutionEvent(models.Model):
+    """Append-only audit row: one per state change, written in the same transaction."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="events", null=True, blank=True)
+    kind = models.CharField(max_length=64, db_index=True)
+    subject_type = models.CharField(max_length=32, blank=True, default="")
+    subject_id = models.BigIntegerField(null=True, blank=True)
+    from_status = models.CharField(max_length=16, blank=True, default="")
+    to_status = models.CharField(max_length=16, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        # The table keeps the name it had when the model lived in `execution` (moved, not copied).
+        db_table = "execution_executionevent"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["subject_type", "subject_id"], name="event_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.subject_type}#{self.subject_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("ExecutionEvent rows are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("ExecutionEvent rows are append-only.")

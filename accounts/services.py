@@ -10,7 +10,7 @@ from django.db import connection, transaction
 
 from accounts import encrypted_fields
 from accounts.models import Account, TradingState
-from execution.services.audit import record_event
+from accounts.audit import record_event
 
 EDITABLE_FIELDS = frozenset(
     {

@@ -13,7 +13,7 @@ from accounts.models import Account
 from decisions.models import Decision, DecisionAction, DecisionStatus
 from execution.exceptions import ExecutionError, RiskCheckFailed
 from execution.services import ExecutionService
-from execution.services.audit import record_event, transition
+from accounts.audit import record_event, transition
 
 logger = logging.getLogger(__name__)
 OPEN_SIDES = {DecisionAction.OPEN_LONG: "BUY", DecisionAction.OPEN_SHORT: "SELL"}

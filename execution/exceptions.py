@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from accounts.audit import InvalidTransition as InvalidTransition  # a bug or a race, not an execution failure
+
 
 class ExecutionError(Exception):
     """Base of every failure the execution service reports."""
@@ -57,10 +59,6 @@ class InvalidOrderInput(ExecutionError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", details={"field": field})
         self.field = field
-
-
-class InvalidTransition(ExecutionError):
-    code = "INVALID_TRANSITION"
 
 
 class InsufficientLiquidity(ExecutionError):

@@ -1,8 +1,8 @@
 """Trades (order intents and fills), positions, protective orders and the audit trail.
 
 Each stateful model lists its allowed status transitions in one table (`TRANSITIONS`);
-`execution.services.audit.transition` is the only code that changes a status, and it
-writes an ExecutionEvent in the same transaction.
+`accounts.audit` (`transition`, `transition_unsaved`, `bulk_transition`) is the only code that
+changes a status, and it writes an ExecutionEvent in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from django.db import models
 from django.db.models import F, Q
 
 from accounts.models import Account
+from accounts.models import (
+    ExecutionEvent as ExecutionEvent,
+)  # the audit trail lives with accounts (apps depend one way)
 
 
 def money_field(**kwargs: Any) -> models.DecimalField:
@@ -344,32 +347,3 @@ class ReconciliationItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.symbol}: {self.action} [{self.outcome}]"
-
-
-class ExecutionEvent(models.Model):
-    """Append-only audit row: one per state change, written in the same transaction."""
-
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="events", null=True, blank=True)
-    kind = models.CharField(max_length=64, db_index=True)
-    subject_type = models.CharField(max_length=32, blank=True, default="")
-    subject_id = models.BigIntegerField(null=True, blank=True)
-    from_status = models.CharField(max_length=16, blank=True, default="")
-    to_status = models.CharField(max_length=16, blank=True, default="")
-    message = models.TextField(blank=True, default="")
-    data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["subject_type", "subject_id"], name="event_subject")]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.subject_type}#{self.subject_id}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise ValueError("ExecutionEvent rows are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError("ExecutionEvent rows are append-only.")

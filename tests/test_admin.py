@@ -80,11 +80,13 @@ def test_admin_edit_with_blank_secret_keeps_the_stored_one(admin_client):
     assert account.api_secret.reveal() == DEMO_V1_API_SECRET
 
 
-@pytest.mark.parametrize("path", ["position", "trade", "pendingorder", "executionevent"])
+@pytest.mark.parametrize(
+    "path", ["execution/position", "execution/trade", "execution/pendingorder", "accounts/executionevent"]
+)
 def test_execution_pages_are_read_only_and_render(admin_client, path):
-    response = admin_client.get(f"/admin/execution/{path}/?mode=paper")
+    response = admin_client.get(f"/admin/{path}/?mode=paper")
     assert response.status_code == 200
-    assert admin_client.get(f"/admin/execution/{path}/add/").status_code == 403
+    assert admin_client.get(f"/admin/{path}/add/").status_code == 403
 
 
 def test_decision_admin_renders(admin_client):

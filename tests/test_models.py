@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from execution.exceptions import InvalidTransition
 from execution.models import ExecutionEvent, PendingOrder, Position, Trade
-from execution.services.audit import transition
+from accounts.audit import transition
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,7 @@ def test_pending_order_transitions(paper_account):
 
 
 def test_execution_events_are_append_only(paper_account):
-    from execution.services.audit import record_event
+    from accounts.audit import record_event
 
     event = record_event(account=paper_account, kind="test")
     with pytest.raises(ValueError):

@@ -19,7 +19,7 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from eth_keys.datatypes import PrivateKey
 from eth_utils import keccak
 
-from accounts.encrypted_fields import Secret, as_secret
+from secret_value import Secret, as_secret
 
 Params = Sequence[tuple[str, str]]
 

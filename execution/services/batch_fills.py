@@ -27,7 +27,7 @@ from execution.models import (
     TradeStatus,
 )
 from execution.services.adapters.paper import walk_book
-from execution.services.audit import batched_events, record_event, transition_unsaved
+from accounts.audit import batched_events, record_event, transition_unsaved
 from execution.services.bulk_sql import bulk_insert_rows, bulk_update_rows
 from execution.services.ledger import lock_account, protective_fill_reason, refresh_risk_fields
 from execution.services.position_math import Holding, apply_fill, q

@@ -12,7 +12,7 @@ from accounts.models import Account, TradingState
 from accounts.services import set_trading_state
 from execution.exceptions import ExecutionError
 from execution.services.adapters.live import LiveExecutionAdapter
-from execution.services.audit import record_event
+from accounts.audit import record_event
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from execution.models import (
     TradeReason,
     TradeStatus,
 )
-from execution.services.audit import record_event, transition
+from accounts.audit import record_event, transition
 from execution.services.brackets import tiers_for_symbol
 from execution.services.position_math import (
     FillOutcome,

@@ -43,7 +43,7 @@ from execution.models import (
 )
 from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreTradeData
 from execution.services.adapters.factory import get_execution_adapter
-from execution.services.audit import batched_events, record_event, transition
+from accounts.audit import batched_events, record_event, transition
 from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side

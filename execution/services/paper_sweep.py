@@ -43,7 +43,7 @@ from execution.models import (
     WorkingType,
 )
 from execution.services.adapters.paper import walk_book
-from execution.services.audit import (
+from accounts.audit import (
     batched_events,
     discard_events_after,
     insert_events,

@@ -51,7 +51,7 @@ from execution.models import (
 )
 from execution.services.adapters.base import Fill
 from execution.services.adapters.live import LiveExecutionAdapter, exchange_error
-from execution.services.audit import batched_events, record_event, transition
+from accounts.audit import batched_events, record_event, transition
 from execution.services.ledger import (
     book_fill,
     close_whole_position,

@@ -1,32 +1,56 @@
 """The audit trail and the one place statuses change.
 
-Both functions must run inside the caller's transaction, so that a state change and its
-ExecutionEvent commit (or roll back) together.
+Every status change of every stateful model (Trade, Position, PendingOrder, Decision) goes
+through one of three functions here, which check the model's `TRANSITIONS` table and record
+an ExecutionEvent in the caller's transaction, so that a change and its event commit (or roll
+back) together:
+
+- `transition`: one row, saved here;
+- `transition_unsaved`: one row held in memory by a batch writer, which saves it itself;
+- `bulk_transition`: many rows in one UPDATE per from-status, events inserted at once.
+
+It lives in `accounts` (the lowest app) so that account services can audit their own changes
+without importing `execution`: apps depend one way, `accounts` <- `execution` <- `decisions`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.utils import timezone
 
-from accounts.models import Account
-from execution.exceptions import InvalidTransition
-from execution.models import ExecutionEvent
+from accounts.models import Account, ExecutionEvent
 
 _batches = threading.local()
+
+
+class InvalidTransition(Exception):  # noqa: N818 (the name the rest of the code knows)
+    """A status change that the model's TRANSITIONS table does not allow (a bug or a race)."""
+
+    code = "INVALID_TRANSITION"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+# --------------------------------------------------------------------------- events
 
 
 @contextmanager
 def batched_events() -> Iterator[None]:
     """Collect the events recorded inside and insert them with one query on exit.
 
-    Use inside the transaction whose changes they describe, so they commit together.
+    Use inside the transaction whose changes they describe, so they commit together. Events
+    of rows that were not saved yet take their subject's primary key when they are inserted.
     """
     if getattr(_batches, "events", None) is not None:  # already batching: join the outer batch
         yield
@@ -56,6 +80,8 @@ EVENT_COLUMNS = (
 def insert_events(events: list[ExecutionEvent]) -> None:
     """Insert many events: COPY on PostgreSQL (an order of magnitude cheaper than INSERT for
     thousands of rows), fixed-size bulk INSERTs elsewhere (the driver caches their parsing)."""
+    for event in events:
+        _resolve_subject(event)
     if connection.vendor != "postgresql" or len(events) < 50:
         ExecutionEvent.objects.bulk_create(events, batch_size=250)
         return
@@ -79,6 +105,15 @@ def insert_events(events: list[ExecutionEvent]) -> None:
                         event.created_at or now,
                     )
                 )
+
+
+def _resolve_subject(event: ExecutionEvent) -> None:
+    """A batched event of a row inserted later in the same batch gets its key now."""
+    subject = getattr(event, "_subject", None)
+    if event.subject_id is None and subject is not None:
+        if subject.pk is None:
+            raise ValueError(f"the {event.kind} event's subject was never saved")
+        event.subject_id = subject.pk
 
 
 def pending_event_count() -> int:
@@ -114,12 +149,17 @@ def record_event(
         message=message,
         data=data or {},
     )
+    event._subject = subject  # type: ignore[attr-defined]  # for rows saved later in the batch
     batch = getattr(_batches, "events", None)
     if batch is not None:
         batch.append(event)
     else:
+        _resolve_subject(event)
         event.save()
     return event
+
+
+# --------------------------------------------------------------------------- transitions
 
 
 def check_transition(obj: Any, to_status: str) -> None:
@@ -170,7 +210,7 @@ def transition_unsaved(
     data: dict[str, Any] | None = None,
 ) -> None:
     """`transition` for batch writers: check the table, set the status and record the event;
-    the caller saves the object (with bulk_update) in the same transaction."""
+    the caller saves the object (bulk insert or update) in the same transaction and batch."""
     check_transition(obj, to_status)
     from_status = obj.status
     obj.status = to_status
@@ -185,3 +225,62 @@ def transition_unsaved(
         message=message,
         data=data,
     )
+
+
+def bulk_transition(
+    queryset: models.QuerySet[Any],
+    *,
+    to_status: str,
+    now: datetime | None = None,
+    values: dict[str, Any] | None = None,
+    message: str = "",
+) -> list[int]:
+    """Move every row of `queryset` to `to_status` with one UPDATE per from-status, checking
+    each from-status against the model's TRANSITIONS, and insert the rows' events at once.
+
+    The caller holds the rows (`select_for_update`) in its transaction; a row that changed
+    status in between makes the UPDATE's row count differ, and that raises (never a silent
+    partial change). `values` are further columns set on every row. Returns the keys moved.
+    """
+    model = queryset.model
+    now = now or timezone.now()
+    rows = list(queryset.order_by().values_list("pk", "account_id", "status"))
+    by_status: dict[str, list[int]] = defaultdict(list)
+    for pk, _account_id, status in rows:
+        by_status[status].append(pk)
+    for from_status, pks in by_status.items():
+        if to_status not in model.TRANSITIONS.get(from_status, frozenset()):
+            raise InvalidTransition(
+                f"{model.__name__} #{pks[0]} cannot go from {from_status!r} to {to_status!r}.",
+                details={"from": from_status, "to": to_status, "rows": len(pks)},
+            )
+        changes = {"status": to_status, **(values or {})}
+        if any(f.name == "updated_at" for f in model._meta.concrete_fields):
+            changes["updated_at"] = now
+        updated = model._default_manager.filter(pk__in=pks, status=from_status).update(**changes)
+        if updated != len(pks):
+            raise InvalidTransition(
+                f"{len(pks) - updated} {model.__name__} row(s) left {from_status!r} while being moved to "
+                f"{to_status!r}: hold them with select_for_update",
+                details={"from": from_status, "to": to_status},
+            )
+    kind = f"{model._meta.model_name}.{to_status}"
+    events = [
+        ExecutionEvent(
+            account_id=account_id,
+            kind=kind,
+            subject_type=model._meta.model_name or "",
+            subject_id=pk,
+            from_status=status,
+            to_status=to_status,
+            message=message,
+            created_at=now,
+        )
+        for pk, account_id, status in rows
+    ]
+    batch = getattr(_batches, "events", None)
+    if batch is not None:
+        batch.extend(events)
+    elif events:
+        insert_events(events)
+    return [pk for pk, _account_id, _status in rows]
