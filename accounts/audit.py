@@ -31,7 +31,7 @@ from accounts.models import Account, ExecutionEvent
 _batches = threading.local()
 
 
-class InvalidTransition(Exception):  # noqa: N818 (the name the rest of the code knows)
+class InvalidTransition(Exception):
     """A status change that the model's TRANSITIONS table does not allow (a bug or a race)."""
 
     code = "INVALID_TRANSITION"

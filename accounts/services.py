@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from accounts import encrypted_fields
-from accounts.models import Account, TradingState
 from accounts.audit import record_event
+from accounts.models import Account, TradingState
 
 EDITABLE_FIELDS = frozenset(
     {

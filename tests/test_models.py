@@ -4,9 +4,9 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.audit import transition
 from execution.exceptions import InvalidTransition
 from execution.models import ExecutionEvent, PendingOrder, Position, Trade
-from accounts.audit import transition
 
 pytestmark = pytest.mark.django_db
 

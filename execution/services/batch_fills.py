@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from accounts.audit import batched_events, record_event, transition_unsaved
 from accounts.models import Account
 from execution.aster.replies import OrderBook
 from execution.models import (
@@ -27,7 +28,6 @@ from execution.models import (
     TradeStatus,
 )
 from execution.services.adapters.paper import walk_book
-from accounts.audit import batched_events, record_event, transition_unsaved
 from execution.services.bulk_sql import bulk_insert_rows, bulk_update_rows
 from execution.services.ledger import lock_account, protective_fill_reason, refresh_risk_fields
 from execution.services.position_math import Holding, apply_fill, q

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from accounts.audit import record_event
 from accounts.models import Account, TradingState
 from accounts.services import set_trading_state
 from execution.exceptions import ExecutionError
 from execution.services.adapters.live import LiveExecutionAdapter
-from accounts.audit import record_event
 
 logger = logging.getLogger(__name__)
 

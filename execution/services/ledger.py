@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from accounts.audit import record_event, transition
 from accounts.models import Account
 from execution.models import (
     PendingOrder,
@@ -22,7 +23,6 @@ from execution.models import (
     TradeReason,
     TradeStatus,
 )
-from accounts.audit import record_event, transition
 from execution.services.brackets import tiers_for_symbol
 from execution.services.position_math import (
     FillOutcome,

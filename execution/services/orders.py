@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account
 from execution.exceptions import (
     ExchangeRejected,
@@ -43,7 +44,6 @@ from execution.models import (
 )
 from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreTradeData
 from execution.services.adapters.factory import get_execution_adapter
-from accounts.audit import batched_events, record_event, transition
 from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side

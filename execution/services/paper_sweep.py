@@ -28,6 +28,14 @@ from django.db.models import Case, DecimalField, F, Min, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts.audit import (
+    batched_events,
+    discard_events_after,
+    insert_events,
+    pending_event_count,
+    record_event,
+    transition,
+)
 from accounts.models import Account
 from execution.aster.replies import FundingRate, Kline, OrderBook
 from execution.exceptions import ExecutionError
@@ -43,14 +51,6 @@ from execution.models import (
     WorkingType,
 )
 from execution.services.adapters.paper import walk_book
-from accounts.audit import (
-    batched_events,
-    discard_events_after,
-    insert_events,
-    pending_event_count,
-    record_event,
-    transition,
-)
 from execution.services.batch_fills import fill_account_batch
 from execution.services.exchange import public_client
 from execution.services.ledger import (

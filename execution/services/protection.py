@@ -12,10 +12,10 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from accounts.audit import batched_events, record_event
 from accounts.models import Account
 from execution.models import PendingOrder, PendingOrderKind, Position, WorkingType
 from execution.services.adapters.base import ExecutionAdapter, ProtectiveOrderRequest
-from accounts.audit import batched_events, record_event
 from execution.services.ledger import cancel_active_pending, lock_account
 from execution.services.position_math import closing_side
 

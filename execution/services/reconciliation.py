@@ -29,6 +29,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account, TradingState
 from accounts.services import set_trading_state
 from execution.aster.errors import AsterError
@@ -51,7 +52,6 @@ from execution.models import (
 )
 from execution.services.adapters.base import Fill
 from execution.services.adapters.live import LiveExecutionAdapter, exchange_error
-from accounts.audit import batched_events, record_event, transition
 from execution.services.ledger import (
     book_fill,
     close_whole_position,
