@@ -9,11 +9,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from accounts.audit import record_event, transition
 from accounts.models import Account
 from decisions.models import Decision, DecisionAction, DecisionStatus
 from execution.exceptions import ExecutionError, RiskCheckFailed
 from execution.services import ExecutionService
-from accounts.audit import record_event, transition
 
 logger = logging.getLogger(__name__)
 OPEN_SIDES = {DecisionAction.OPEN_LONG: "BUY", DecisionAction.OPEN_SHORT: "SELL"}
