@@ -9,6 +9,7 @@ its tables are emptied first). Market data is served in-process from a SimExchan
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -44,7 +45,8 @@ from local_market import LocalMarketClient  # noqa: E402
 from accounts.models import Account  # noqa: E402
 from execution.aster.simulator.exchange import SimExchange, default_symbols  # noqa: E402
 from execution.models import PendingOrder, Position, Trade  # noqa: E402
-from execution.services import ExecutionService, paper_sweep  # noqa: E402
+from execution.services import ExecutionService  # noqa: E402
+from execution.services.paper import marking, prices, sweep  # noqa: E402
 
 
 def reset_tables() -> None:
@@ -63,9 +65,11 @@ def reset_tables() -> None:
 
 
 def patched(client: LocalMarketClient):
-    return mock.patch.multiple("execution.services.market_data", public_client=lambda: client), mock.patch(
-        "execution.services.paper_sweep.public_client", lambda: client
-    )
+    """Every module that reads public market data, served from the in-process exchange."""
+    stack = contextlib.ExitStack()
+    for module in ("market_data", "paper.prices", "paper.funding"):
+        stack.enter_context(mock.patch(f"execution.services.{module}.public_client", lambda: client))
+    return stack
 
 
 def bench_orders(client: LocalMarketClient, n: int) -> None:
@@ -190,17 +194,16 @@ def bench_sweep(pending: int, symbol_count: int, triggered: int) -> float:
     symbols = sorted(exchange.symbols)[:symbol_count]
     seed_pending(exchange, pending=pending, symbols=symbols, triggered=triggered)
     cache.clear()
-    first, second = patched(client)
-    with first, second:
-        paper_sweep._add_candles = lambda *a, **k: None  # candles: fetched once a minute, not per sweep
+    with patched(client):
+        sweep.add_candles = lambda *a, **k: None  # candles: fetched once a minute, not per sweep
         now = timezone.now()
-        prices = paper_sweep._prices(set(symbols), set(), now, paper_sweep.SweepReport())
+        marks, _skipped = prices.current_prices(set(symbols), with_last=False, now=now)
         started = time.perf_counter()
-        marked = paper_sweep.mark_to_market(prices, now)  # every PAPER_MARK_SECONDS, not every sweep
+        marked = marking.mark_to_market(marks, now)  # every PAPER_MARK_SECONDS, not every sweep
         mark_elapsed = time.perf_counter() - started
         cache.set("paper-sweep:marked-at", now.timestamp())
         started = time.perf_counter()
-        report = paper_sweep.sweep_paper_triggers()
+        report = sweep.sweep_paper_triggers()
         elapsed = time.perf_counter() - started
     print(f"mark to market of {marked:,} open positions (every PAPER_MARK_SECONDS): {mark_elapsed:.3f} s")
     print(
@@ -219,8 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     reset_tables()
     client = LocalMarketClient(SimExchange(seed=1))
-    first, second = patched(client)
-    with first, second:
+    with patched(client):
         bench_orders(client, args.orders)
     triggered = args.pending // 100
     small, small_detect = bench_sweep(args.pending // 10, args.symbols, triggered)

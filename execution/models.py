@@ -139,6 +139,12 @@ class Trade(models.Model):
         return f"{self.side} {self.quantity} {self.symbol} [{self.status}] {self.client_order_id}"
 
 
+# Trades the order path still waits on (their outcome is not booked yet).
+TRADE_IN_FLIGHT = frozenset({TradeStatus.SUBMITTING, TradeStatus.UNKNOWN})
+# Entries that count for the cooldown: sent, maybe sent, or done.
+TRADE_IN_FLIGHT_OR_FILLED = TRADE_IN_FLIGHT | {TradeStatus.FILLED}
+
+
 class Position(models.Model):
     """A one-way position: at most one open row per (account, symbol)."""
 
@@ -274,6 +280,13 @@ class PendingOrder(models.Model):
         return f"{self.kind} {self.side} {self.symbol} @ {self.trigger_price} [{self.status}]"
 
 
+# Not final: a protective order in one of these is cancelled when its position closes (no
+# protective order survives its position). `failed` is here because it can still be cancelled.
+ACTIVE_PROTECTIVE = frozenset({PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED, PendingOrderStatus.FAILED})
+# Armed: expected to rest on the exchange (live) or to trigger (paper). A `failed` leg is not.
+ARMED_PROTECTIVE = frozenset({PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED})
+
+
 class FundingPayment(models.Model):
     """One funding settlement of one paper position: positive amount = paid, negative = received."""
 
@@ -308,6 +321,19 @@ class ReconciliationStatus(models.TextChoices):
 
 class ReconciliationRun(models.Model):
     """One reconciliation of one live account: what differed from the exchange and what was done."""
+
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        ReconciliationStatus.RUNNING: frozenset(
+            {
+                ReconciliationStatus.IN_SYNC,
+                ReconciliationStatus.REPAIRED,
+                ReconciliationStatus.FAILED,
+                ReconciliationStatus.SKIPPED,
+                ReconciliationStatus.DRY_RUN,
+            }
+        ),
+        **{status: frozenset() for status in ReconciliationStatus.values if status != ReconciliationStatus.RUNNING},
+    }
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="reconciliation_runs")
     dry_run = models.BooleanField(default=False)

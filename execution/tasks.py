@@ -7,13 +7,13 @@ from typing import Any
 
 from celery import shared_task
 
-from execution.services import paper_sweep
+from execution.services.paper.sweep import sweep_paper_triggers as sweep
 
 
 @shared_task(name="execution.sweep_paper_triggers", ignore_result=True)
 def sweep_paper_triggers() -> dict[str, Any]:
     """One paper sweep: mark to market, funding, liquidations, TP/SL triggers."""
-    return asdict(paper_sweep.sweep_paper_triggers())
+    return asdict(sweep())
 
 
 @shared_task(name="execution.reconcile_account", ignore_result=True)

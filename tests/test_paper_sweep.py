@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from execution.models import ExecutionEvent, FundingPayment, PendingOrder, Position, Trade
 from execution.services import ExecutionService
-from execution.services.paper_sweep import sweep_paper_triggers
+from execution.services.paper.sweep import sweep_paper_triggers
 from tests.factories import PaperAccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -212,32 +212,35 @@ def _stop_out(market, account):
 
 
 def test_the_batched_fill_path_does_the_work(market, paper_account, monkeypatch):
-    from execution.services import paper_sweep
+    from execution.services.paper import fills
 
     def per_order_path_must_not_run(*args, **kwargs):
         raise AssertionError("the per-order path ran")
 
-    monkeypatch.setattr(paper_sweep, "fill_triggered_order", per_order_path_must_not_run)
+    monkeypatch.setattr(fills, "fill_triggered_order", per_order_path_must_not_run)
     _stop_out(market, paper_account)
     market.set_price("BTCUSDT", "63990")
     assert sweep_paper_triggers().filled == 1
 
 
 def test_a_failing_batch_falls_back_to_filling_order_by_order(market, paper_account, monkeypatch):
-    from execution.services import paper_sweep
+    from execution.services.paper import batch_fills
 
     def broken_batch(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(paper_sweep, "fill_account_batch", broken_batch)
+    monkeypatch.setattr(batch_fills, "fill_account_batch", broken_batch)
     _stop_out(market, paper_account)
     market.set_price("BTCUSDT", "63990")
-    assert sweep_paper_triggers().filled == 1
+    report = sweep_paper_triggers()
+    assert (report.filled, report.batch_fallbacks) == (1, 1)  # the fallback is counted, not silent
     assert PendingOrder.objects.get(kind="take_profit").status == "cancelled"
+    fallback = ExecutionEvent.objects.get(kind="sweep.batch_fallback")
+    assert fallback.account_id == paper_account.pk and "RuntimeError: boom" in fallback.data["error"]
 
 
 def test_batched_and_per_order_fills_book_the_same_numbers(market, monkeypatch):
-    from execution.services import paper_sweep
+    from execution.services.paper import batch_fills
 
     batched, single = PaperAccountFactory(), PaperAccountFactory()
     _stop_out(market, batched)
@@ -246,7 +249,7 @@ def test_batched_and_per_order_fills_book_the_same_numbers(market, monkeypatch):
     market.set_price("BTCUSDT", "65000")
     _stop_out(market, single)
     market.set_price("BTCUSDT", "63990")
-    monkeypatch.setattr(paper_sweep, "fill_account_batch", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(batch_fills, "fill_account_batch", lambda *a, **k: 1 / 0)
     sweep_paper_triggers()
 
     def booked(account):
@@ -254,7 +257,11 @@ def test_batched_and_per_order_fills_book_the_same_numbers(market, monkeypatch):
         position = Position.objects.get(account=account)
         account.refresh_from_db()
         legs = sorted(PendingOrder.objects.filter(account=account).values_list("kind", "status"))
-        events = sorted(ExecutionEvent.objects.filter(account=account).values_list("kind", flat=True))
+        events = sorted(
+            ExecutionEvent.objects.filter(account=account)
+            .exclude(kind="sweep.batch_fallback")
+            .values_list("kind", flat=True)
+        )
         return (
             trade.price,
             trade.fee,

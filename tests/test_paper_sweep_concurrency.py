@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from execution.models import ExecutionEvent, PendingOrder, Position, Trade
-from execution.services.paper_sweep import sweep_paper_triggers
+from execution.services.paper.sweep import sweep_paper_triggers
 from tests.factories import PaperAccountFactory
 
 SYMBOLS = {"BTCUSDT": "0.01", "ETHUSDT": "0.1", "SOLUSDT": "1", "ASTERUSDT": "100"}

@@ -36,5 +36,6 @@ def tiers_from_exchange(brackets: SymbolBrackets) -> tuple[MaintenanceTier, ...]
     )
 
 
-def tiers_for_symbol(symbol: str) -> tuple[MaintenanceTier, ...]:
+def default_tiers() -> tuple[MaintenanceTier, ...]:
+    """The tiers of a position whose symbol's own table is unknown here (every paper position)."""
     return DEFAULT_TIERS

@@ -13,6 +13,7 @@ from decimal import Decimal
 from accounts.audit import record_event, transition
 from accounts.models import Account
 from execution.models import (
+    ACTIVE_PROTECTIVE,
     PendingOrder,
     PendingOrderKind,
     PendingOrderStatus,
@@ -23,7 +24,7 @@ from execution.models import (
     TradeReason,
     TradeStatus,
 )
-from execution.services.brackets import tiers_for_symbol
+from execution.services.brackets import default_tiers
 from execution.services.position_math import (
     FillOutcome,
     Holding,
@@ -33,8 +34,6 @@ from execution.services.position_math import (
     q,
     unrealized_pnl,
 )
-
-ACTIVE_PENDING = (PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED, PendingOrderStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -89,9 +88,7 @@ def protective_fill_reason(kind: str) -> str:
 def refresh_risk_fields(position: Position, mark_price: Decimal | None = None) -> None:
     """Margin (isolated: entry notional / leverage), liquidation price and uPnL after a change."""
     position.margin = q(position.quantity * position.entry_price / position.leverage)
-    lp = liquidation_price(
-        position.side, position.quantity, position.entry_price, position.margin, tiers_for_symbol(position.symbol)
-    )
+    lp = liquidation_price(position.side, position.quantity, position.entry_price, position.margin, default_tiers())
     position.liquidation_price = q(lp) if lp is not None else None
     mark = mark_price if mark_price is not None else position.mark_price
     if mark is not None:
@@ -104,7 +101,7 @@ def cancel_active_pending(
 ) -> int:
     """No protective order survives its position (except `keep`, the one being filled)."""
     cancelled = 0
-    qs = PendingOrder.objects.select_for_update().filter(position=position, status__in=ACTIVE_PENDING)
+    qs = PendingOrder.objects.select_for_update().filter(position=position, status__in=ACTIVE_PROTECTIVE)
     if keep is not None:
         qs = qs.exclude(pk=keep.pk)
     for order in qs:

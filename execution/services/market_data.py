@@ -65,12 +65,22 @@ def market_snapshot(symbol: str, client: AsterClient | None = None) -> MarketSna
     return MarketSnapshot(symbol=symbol, rules=rules, mark_price=index.mark_price, time_ms=index.time_ms)
 
 
+def age_seconds(time_ms: int, now: float | None = None) -> float:
+    """How old the exchange's timestamp is; 0 when the reply carried none (nothing to judge)."""
+    if not time_ms:
+        return 0.0
+    return (now if now is not None else time.time()) - time_ms / 1000
+
+
+def is_stale(time_ms: int, now: float | None = None) -> bool:
+    """The one staleness rule: older than EXECUTION_STALE_PRICE_SECONDS."""
+    return age_seconds(time_ms, now) > settings.EXECUTION_STALE_PRICE_SECONDS
+
+
 def check_fresh(time_ms: int, *, what: str, now: float | None = None) -> None:
     """STALE_PRICE when the exchange's timestamp is older than EXECUTION_STALE_PRICE_SECONDS."""
-    if not time_ms:
-        return
-    age = (now if now is not None else time.time()) - time_ms / 1000
-    if age > settings.EXECUTION_STALE_PRICE_SECONDS:
+    if is_stale(time_ms, now):
+        age = age_seconds(time_ms, now)
         raise RiskCheckFailed(
             "STALE_PRICE", f"{what} is {age:.0f} s old (limit {settings.EXECUTION_STALE_PRICE_SECONDS} s)"
         )

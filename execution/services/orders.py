@@ -34,6 +34,7 @@ from execution.exceptions import (
     RiskCheckFailed,
 )
 from execution.models import (
+    TRADE_IN_FLIGHT_OR_FILLED,
     PendingOrder,
     PendingOrderStatus,
     Position,
@@ -57,9 +58,9 @@ from execution.services.risk import (
     plan_order,
     run_policy_checks,
 )
+from execution.services.unknown_outcomes import UNKNOWN_QUERY_DELAYS, resolve_by_client_id
 
 logger = logging.getLogger(__name__)
-IN_FLIGHT_OR_FILLED = (TradeStatus.SUBMITTING, TradeStatus.UNKNOWN, TradeStatus.FILLED)
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ class ExecutionService:
         except OrderOutcomeUnknown:
             fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
         result = self._apply(intent, fill)
-        if result.pending_orders and self.adapter.mode == "live":
-            result = self._protect_live(result)
+        if result.pending_orders:
+            result = self._protect(result)
         return result
 
     def close_position(
@@ -233,7 +234,7 @@ class ExecutionService:
         last_entry_at = None
         if account.cooldown_seconds and not plan.only_reduces:
             last_entry_at = (
-                Trade.objects.filter(account=account, reason=TradeReason.ENTRY, status__in=IN_FLIGHT_OR_FILLED)
+                Trade.objects.filter(account=account, reason=TradeReason.ENTRY, status__in=TRADE_IN_FLIGHT_OR_FILLED)
                 .order_by("-created_at")
                 .values_list("created_at", flat=True)
                 .first()
@@ -371,10 +372,11 @@ class ExecutionService:
             trade=booked.trade, position=booked.position or booked.closed_position, pending_orders=pending
         )
 
-    # ------------------------------------------------------------------ live protection
+    # ------------------------------------------------------------------ 4. protection at the venue
 
-    def _protect_live(self, result: ExecutionResult) -> ExecutionResult:
-        """Place the recorded TP/SL legs on the exchange (after the fill's transaction)."""
+    def _protect(self, result: ExecutionResult) -> ExecutionResult:
+        """Hand the recorded TP/SL legs to the venue (after the fill's transaction). Paper has
+        no venue: its adapter accepts them as they are, and the rows are the orders."""
         try:
             place_on_exchange(adapter=self.adapter, account=self.account, orders=result.pending_orders)
         except ProtectionFailed as failure:
@@ -421,32 +423,6 @@ class ExecutionService:
             except ExecutionError as exc:
                 failure.details["close_failed"] = str(exc)
                 logger.critical("could not close unprotected position %s: %s", position.pk, exc)
-
-
-UNKNOWN_QUERY_DELAYS = (0.25, 0.5, 1.0, 2.0)
-
-
-def resolve_by_client_id(
-    adapter: ExecutionAdapter, trade: Trade, *, sleep: Callable[[float], None] = time.sleep
-) -> Fill | str:
-    """A Fill if the exchange executed the order, 'not_filled' if it knows it and it did not
-    execute, 'unknown' if it still cannot say (not found yet, or unreachable)."""
-    lookup = getattr(adapter, "lookup_order", None)
-    if lookup is None:
-        return "unknown"
-    for attempt, delay in enumerate(UNKNOWN_QUERY_DELAYS):
-        if attempt:
-            sleep(delay)
-        try:
-            order = lookup(symbol=trade.symbol, client_order_id=trade.client_order_id)
-        except ExecutionError as exc:
-            logger.warning("query of %s failed (%s); will retry", trade.client_order_id, exc)
-            continue
-        if order is None or order.is_open:
-            continue
-        fill = adapter.fill_from(order)  # type: ignore[attr-defined]
-        return fill if fill is not None else "not_filled"
-    return "unknown"
 
 
 def describe(result: ExecutionResult) -> dict[str, Any]:

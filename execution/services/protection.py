@@ -88,7 +88,8 @@ def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: li
     """Send recorded legs to the venue (no transaction held), then record their exchange ids.
 
     Raises ProtectionFailed when a leg is refused; legs placed before it stay placed (the
-    caller decides what to cancel).
+    caller decides what to cancel). A venue-less adapter (paper) acknowledges without an
+    exchange id, and there is nothing to record.
     """
     requests = [
         ProtectiveOrderRequest(
@@ -103,6 +104,8 @@ def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: li
         for order in orders
     ]
     acks = adapter.place_protective_orders(requests)
+    if not any(ack.exchange_order_id for ack in acks):
+        return
     with transaction.atomic(), batched_events():
         locked = lock_account(account.pk)
         for order, ack in zip(orders, acks, strict=True):

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from execution.exceptions import ExecutionError
-from execution.services.paper_sweep import sweep_paper_triggers
+from execution.services.paper.sweep import sweep_paper_triggers
 
 
 class Command(BaseCommand):

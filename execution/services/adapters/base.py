@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from accounts.models import Account
-from execution.services.brackets import tiers_for_symbol
+from execution.services.brackets import default_tiers
 from execution.services.position_math import MaintenanceTier
 
 
@@ -68,6 +68,46 @@ class RemotePosition:
 
 
 @dataclass(frozen=True)
+class RemoteOrder:
+    """An order as the venue reports it (by client id, or among the open orders)."""
+
+    symbol: str
+    client_order_id: str
+    exchange_order_id: str
+    side: str
+    type: str
+    status: str  # the venue's: NEW, PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED, ...
+    executed_quantity: Decimal = Decimal("0")
+    average_price: Decimal = Decimal("0")
+    quote_quantity: Decimal = Decimal("0")
+    stop_price: Decimal = Decimal("0")
+    close_position: bool = False
+    reduce_only: bool = False
+    update_time_ms: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    @property
+    def is_protective(self) -> bool:
+        """A reduce-only or close-position order: it can only shrink a position."""
+        return self.close_position or self.reduce_only
+
+
+@dataclass(frozen=True)
+class RemoteTrade:
+    """One execution of the account's, as the venue reports it."""
+
+    symbol: str
+    exchange_order_id: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    commission: Decimal
+
+
+@dataclass(frozen=True)
 class PreTradeData:
     """What the risk checks need from the venue, fetched before the reserve transaction.
 
@@ -85,7 +125,7 @@ class ExecutionAdapter(ABC):
         self.account = account
 
     def pre_trade_data(self, symbol: str) -> PreTradeData:
-        return PreTradeData(available_balance=None, tiers=tiers_for_symbol(symbol))
+        return PreTradeData(available_balance=None, tiers=default_tiers())
 
     @abstractmethod
     def execute_market_order(self, order: MarketOrder) -> Fill:
@@ -100,8 +140,29 @@ class ExecutionAdapter(ABC):
         """Cancel one order by client id. Cancelling an order that is already gone is not an error."""
 
     @abstractmethod
+    def lookup_order(self, *, symbol: str, client_order_id: str) -> RemoteOrder | None:
+        """The venue's view of one order by client id; None when the venue does not know it."""
+
+    @abstractmethod
+    def fill_of(self, order: RemoteOrder) -> Fill | None:
+        """What a (settled) order executed, fee included; None when nothing executed."""
+
+    @abstractmethod
+    def open_orders(self) -> list[RemoteOrder]:
+        """The account's orders resting on the venue."""
+
+    @abstractmethod
     def fetch_positions(self) -> list[RemotePosition]:
         """The venue's open positions for this account."""
+
+    @abstractmethod
+    def trades_since(self, symbol: str, *, start_time_ms: int) -> list[RemoteTrade]:
+        """The account's executions in `symbol` since a time (oldest first)."""
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests this adapter has sent to the venue (0 for a venue-less adapter)."""
+        return 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} account={self.account.pk}>"

@@ -35,7 +35,9 @@ from execution.services.adapters.base import (
     PreTradeData,
     ProtectiveOrderAck,
     ProtectiveOrderRequest,
+    RemoteOrder,
     RemotePosition,
+    RemoteTrade,
 )
 from execution.services.brackets import DEFAULT_TIERS, tiers_from_exchange
 from execution.services.exchange import client_for_account
@@ -148,57 +150,57 @@ class LiveExecutionAdapter(ExecutionAdapter):
             )
         except AsterError as exc:
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
-        result = self._settled(result)
-        fill = self.fill_from(result)
+        settled = self._settled(remote_order(result))
+        fill = self.fill_of(settled)
         if fill is None:
             raise ExchangeRejected(
-                f"the exchange did not fill {order.client_order_id} (status {result.status})",
+                f"the exchange did not fill {order.client_order_id} (status {settled.status})",
                 code="EXCHANGE_NOT_FILLED",
-                details={"status": result.status},
+                details={"status": settled.status},
             )
         return fill
 
-    def _settled(self, result: OrderResult) -> OrderResult:
+    def _settled(self, order: RemoteOrder) -> RemoteOrder:
         """A MARKET order answered NEW (ACK semantics) is polled until it settles."""
         for delay in FILL_POLLS:
-            if not result.is_open:
-                return result
+            if not order.is_open:
+                return order
             self._sleep(delay)
             try:
-                result = self.client.query_order(result.symbol, client_order_id=result.client_order_id)
+                order = remote_order(self.client.query_order(order.symbol, client_order_id=order.client_order_id))
             except AsterError as exc:
                 raise exchange_error(exc, what="order query") from exc
-        return result
+        return order
 
-    def fill_from(self, result: OrderResult) -> Fill | None:
+    def fill_of(self, order: RemoteOrder) -> Fill | None:
         """The fill an exchange order reports (None when nothing executed)."""
-        if result.executed_qty <= 0:
+        if order.executed_quantity <= 0:
             return None
-        price = result.avg_price if result.avg_price > 0 else result.cum_quote / result.executed_qty
+        price = order.average_price if order.average_price > 0 else order.quote_quantity / order.executed_quantity
         return Fill(
-            quantity=result.executed_qty,
+            quantity=order.executed_quantity,
             price=price,
-            fee=self._commission(result, price),
-            exchange_order_id=str(result.order_id),
+            fee=self._commission(order, price),
+            exchange_order_id=order.exchange_order_id,
         )
 
-    def _commission(self, result: OrderResult, price: Decimal) -> Decimal:
+    def _commission(self, order: RemoteOrder, price: Decimal) -> Decimal:
         """The order's commission from userTrades; an estimate at the taker rate if unavailable."""
         try:
-            start = max(result.update_time_ms - 60_000, 0) if result.update_time_ms else None
-            trades = self.client.user_trades(result.symbol, start_time_ms=start, limit=100)
+            start = max(order.update_time_ms - 60_000, 0) if order.update_time_ms else None
+            trades = self.client.user_trades(order.symbol, start_time_ms=start, limit=100)
         except AsterError as exc:
-            logger.warning("userTrades unavailable for order %s (%s): fee estimated", result.order_id, exc)
+            logger.warning("userTrades unavailable for order %s (%s): fee estimated", order.exchange_order_id, exc)
             trades = []
-        mine = [t for t in trades if t.order_id == result.order_id]
+        mine = [t for t in trades if str(t.order_id) == order.exchange_order_id]
         if mine:
             return q(sum((abs(t.commission) for t in mine), Decimal("0")))
-        return q(result.executed_qty * price * settings.PAPER_TAKER_FEE_RATE)
+        return q(order.executed_quantity * price * settings.PAPER_TAKER_FEE_RATE)
 
-    def lookup_order(self, *, symbol: str, client_order_id: str) -> OrderResult | None:
+    def lookup_order(self, *, symbol: str, client_order_id: str) -> RemoteOrder | None:
         """The exchange's view of an order by client id; None when it does not know it."""
         try:
-            return self.client.query_order(symbol, client_order_id=client_order_id)
+            return remote_order(self.client.query_order(symbol, client_order_id=client_order_id))
         except AsterInvalidRequest as exc:
             if exc.code in GONE_CODES:
                 return None
@@ -248,9 +250,9 @@ class LiveExecutionAdapter(ExecutionAdapter):
         except AsterError as exc:
             raise exchange_error(exc, what=f"cancel {client_order_id}") from exc
 
-    def open_orders(self) -> list[OrderResult]:
+    def open_orders(self) -> list[RemoteOrder]:
         try:
-            return self.client.open_orders()
+            return [remote_order(result) for result in self.client.open_orders()]
         except AsterError as exc:
             raise exchange_error(exc, what="open orders") from exc
 
@@ -273,3 +275,42 @@ class LiveExecutionAdapter(ExecutionAdapter):
             for row in rows
             if row.position_amt != 0
         ]
+
+    def trades_since(self, symbol: str, *, start_time_ms: int) -> list[RemoteTrade]:
+        try:
+            trades = self.client.user_trades(symbol, start_time_ms=start_time_ms, limit=1000)
+        except AsterError as exc:
+            raise exchange_error(exc, what="userTrades") from exc
+        return [
+            RemoteTrade(
+                symbol=t.symbol,
+                exchange_order_id=str(t.order_id),
+                side=t.side,
+                quantity=t.qty,
+                price=t.price,
+                commission=abs(t.commission),
+            )
+            for t in trades
+        ]
+
+    @property
+    def requests_sent(self) -> int:
+        return self.client.requests_sent
+
+
+def remote_order(result: OrderResult) -> RemoteOrder:
+    return RemoteOrder(
+        symbol=result.symbol,
+        client_order_id=result.client_order_id,
+        exchange_order_id=str(result.order_id),
+        side=result.side,
+        type=result.type,
+        status=result.status,
+        executed_quantity=result.executed_qty,
+        average_price=result.avg_price,
+        quote_quantity=result.cum_quote,
+        stop_price=result.stop_price,
+        close_position=result.close_position,
+        reduce_only=result.reduce_only,
+        update_time_ms=result.update_time_ms,
+    )

@@ -1,53 +1,25 @@
-"""Paper trading: fills simulated against the real order book; nothing is sent to a trading endpoint."""
+"""Paper trading: fills simulated against the real order book; nothing is sent to a trading endpoint.
+
+Paper has no venue: protective orders are PendingOrder rows that the sweep triggers, so the
+venue-facing methods give the paper answer (nothing resting, nothing to cancel, no order known
+to a venue), and positions are the database's (the paper ledger is the venue).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 
-from django.conf import settings
-
-from execution.aster.replies import BookLevel
-from execution.exceptions import InsufficientLiquidity
-from execution.models import Position, PositionStatus
 from execution.services.adapters.base import (
     ExecutionAdapter,
     Fill,
     MarketOrder,
     ProtectiveOrderAck,
     ProtectiveOrderRequest,
+    RemoteOrder,
     RemotePosition,
+    RemoteTrade,
 )
-from execution.services.market_data import book_covering, check_fresh
-from execution.services.position_math import q
-
-
-def walk_book(levels: Sequence[BookLevel], quantity: Decimal) -> tuple[Decimal, Decimal]:
-    """Take `quantity` from the best level onwards. Returns (filled quantity, quote amount)."""
-    remaining, filled, quote = quantity, Decimal("0"), Decimal("0")
-    for level in levels:
-        if remaining <= 0:
-            break
-        take = min(remaining, level.quantity)
-        filled += take
-        quote += take * level.price
-        remaining -= take
-    return filled, quote
-
-
-def simulate_market_fill(symbol: str, side: str, quantity: Decimal) -> Fill:
-    """A taker fill at the volume-weighted price of the book levels it consumes, with the taker fee."""
-    book = book_covering(symbol, side, quantity)
-    check_fresh(book.time_ms, what=f"the {symbol} order book")
-    levels = book.asks if side == "BUY" else book.bids
-    filled, quote = walk_book(levels, quantity)
-    if filled < quantity:
-        raise InsufficientLiquidity(
-            f"the visible {symbol} book holds {filled} on the {'ask' if side == 'BUY' else 'bid'} side; "
-            f"{quantity} cannot be filled",
-            details={"visible": str(filled), "requested": str(quantity)},
-        )
-    return Fill(quantity=quantity, price=q(quote / filled), fee=q(quote * settings.PAPER_TAKER_FEE_RATE))
+from execution.services.paper.book import simulate_market_fill
 
 
 class PaperExecutionAdapter(ExecutionAdapter):
@@ -64,18 +36,19 @@ class PaperExecutionAdapter(ExecutionAdapter):
         # A paper order is cancelled by its PendingOrder's status; there is no venue.
         return None
 
+    def lookup_order(self, *, symbol: str, client_order_id: str) -> RemoteOrder | None:
+        # A paper market order fills (or fails) inside the call: its outcome is never unknown.
+        return None
+
+    def fill_of(self, order: RemoteOrder) -> Fill | None:
+        return None
+
+    def open_orders(self) -> list[RemoteOrder]:
+        return []
+
     def fetch_positions(self) -> list[RemotePosition]:
-        rows = Position.objects.filter(account=self.account, status=PositionStatus.OPEN)
-        return [
-            RemotePosition(
-                symbol=row.symbol,
-                side=row.side,
-                quantity=row.quantity,
-                entry_price=row.entry_price,
-                leverage=row.leverage,
-                mark_price=row.mark_price,
-                unrealized_pnl=row.unrealized_pnl,
-                liquidation_price=row.liquidation_price,
-            )
-            for row in rows
-        ]
+        # No venue holds paper positions; the paper ledger (the database) is their only record.
+        return []
+
+    def trades_since(self, symbol: str, *, start_time_ms: int) -> list[RemoteTrade]:
+        return []

@@ -1,9 +1,10 @@
-"""Filling one account's triggered paper orders with a fixed number of statements.
+"""Writing one account's triggered-order fills with a fixed number of statements.
 
 The sweep's fast path: one account lock, one read of the orders, positions and their legs,
-the arithmetic in memory, then bulk inserts and updates and one batch of audit events. The
-result is the one the per-order path (`paper_sweep.fill_triggered_order`) gives; if anything
-goes wrong the whole batch rolls back and the sweep falls back to that path.
+the plans (`fill_plan.plan_trigger_fill`, the same decisions the per-order writer books)
+applied in memory, then bulk inserts and updates and one batch of audit events. Every status
+change goes through `transition_unsaved`; the rows are then written in bulk in the same
+transaction. Its rows and events are the per-order writer's (a property test compares them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from accounts.audit import batched_events, record_event, transition_unsaved
 from accounts.models import Account
 from execution.aster.replies import OrderBook
 from execution.models import (
+    ACTIVE_PROTECTIVE,
     PendingOrder,
     PendingOrderStatus,
     Position,
@@ -27,12 +29,13 @@ from execution.models import (
     Trade,
     TradeStatus,
 )
-from execution.services.adapters.paper import walk_book
 from execution.services.bulk_sql import bulk_insert_rows, bulk_update_rows
 from execution.services.ledger import lock_account, protective_fill_reason, refresh_risk_fields
-from execution.services.position_math import Holding, apply_fill, q
+from execution.services.paper.fill_plan import FAILED, FILLED, TriggerFill, fill_client_order_id, plan_trigger_fill
+from execution.services.paper.prices import SymbolPrices
+from execution.services.position_math import q
 
-ACTIVE = (PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED, PendingOrderStatus.FAILED)
+# "status" is written here for rows that went through transition_unsaved (see the module doc).
 ORDER_FIELDS = ["status", "trade", "closed_at", "error_message", "updated_at"]
 POSITION_FIELDS = [
     "status",
@@ -61,8 +64,8 @@ class Batch:
     touched_positions: dict[int, Position] = field(default_factory=dict)
     realized: Decimal = Decimal("0")
 
-    def set_order(self, order: PendingOrder, status: str, message: str = "") -> None:
-        transition_unsaved(order, to_status=status, account=self.account, message=message)
+    def set_order(self, order: PendingOrder, status: str, message: str = "", data: dict | None = None) -> None:
+        transition_unsaved(order, to_status=status, account=self.account, message=message, data=data)
         if status in (PendingOrderStatus.FILLED, PendingOrderStatus.CANCELLED):
             order.closed_at = self.now
         self.touched_orders[order.pk] = order
@@ -72,14 +75,14 @@ def fill_account_batch(
     account_id: int,
     orders: list[PendingOrder],
     books: dict[tuple[str, str], OrderBook],
-    prices: dict[str, object],
+    prices: dict[str, SymbolPrices],
     now: datetime,
 ) -> list[str]:
     """Fill the account's claimed orders (in the given order: stops first). Returns outcomes."""
     with transaction.atomic(), batched_events():
         batch = _load(account_id, orders, now)
         outcomes = [
-            _fill(batch, order.pk, books[(order.symbol, order.side)], prices.get(order.symbol)) for order in orders
+            _apply(batch, order.pk, books[(order.symbol, order.side)], prices.get(order.symbol)) for order in orders
         ]
         _write(batch)
     return outcomes
@@ -95,7 +98,7 @@ def _load(account_id: int, orders: list[PendingOrder], now: datetime) -> Batch:
         )
     }
     rows = PendingOrder.objects.select_for_update().filter(
-        Q(pk__in=[o.pk for o in orders]) | Q(position__in=list(positions.values()), status__in=ACTIVE)
+        Q(pk__in=[o.pk for o in orders]) | Q(position__in=list(positions.values()), status__in=ACTIVE_PROTECTIVE)
     )
     batch = Batch(account=account, now=now, orders={row.pk: row for row in rows}, positions=positions)
     for row in batch.orders.values():
@@ -104,43 +107,35 @@ def _load(account_id: int, orders: list[PendingOrder], now: datetime) -> Batch:
     return batch
 
 
-def _fill(batch: Batch, order_id: int, book: OrderBook, entry: object) -> str:
-    from execution.services.paper_sweep import SymbolPrices, is_crossed
-
+def _apply(batch: Batch, order_id: int, book: OrderBook, entry: SymbolPrices | None) -> str:
     order = batch.orders[order_id]
-    if order.status != PendingOrderStatus.TRIGGERED:
-        return "cancelled" if order.status == PendingOrderStatus.CANCELLED else "filled"
     position = batch.positions.get(order.symbol)
-    if position is None or position.pk != order.position_id:
-        batch.set_order(order, PendingOrderStatus.CANCELLED, "its position is already closed")
-        return "cancelled"
-    quantity = min(order.quantity or position.quantity, position.quantity)
-    filled, quote = walk_book(book.asks if order.side == "BUY" else book.bids, quantity)
-    if filled < quantity:
-        order.error_message = f"the visible book holds {filled}; {quantity} could not be filled"
-        batch.set_order(order, PendingOrderStatus.FAILED, order.error_message)
+    plan = plan_trigger_fill(
+        order=order, position=position, book=book, entry=entry, fee_rate=settings.PAPER_TAKER_FEE_RATE
+    )
+    if plan.already_final:
+        return plan.outcome
+    if plan.outcome == FILLED:
+        assert position is not None
+        _book(batch, order, position, plan)
+    elif plan.outcome == FAILED:
+        assert position is not None
+        order.error_message = plan.message
+        batch.set_order(order, PendingOrderStatus.FAILED, plan.message)
         position.needs_protection = True
         batch.touched_positions[position.pk] = position
-        return "failed"
-    price = q(quote / filled)
-    if isinstance(entry, SymbolPrices) and not is_crossed(order, entry.price(order.working_type)):
-        price = min(price, order.trigger_price) if order.side == "SELL" else max(price, order.trigger_price)
-    fee = q(quantity * price * settings.PAPER_TAKER_FEE_RATE)
-    _book(batch, order, position, quantity, price, fee)
-    return "filled"
+    else:
+        batch.set_order(order, PendingOrderStatus.CANCELLED, plan.message)
+    return plan.outcome
 
 
-def _book(
-    batch: Batch, order: PendingOrder, position: Position, quantity: Decimal, price: Decimal, fee: Decimal
-) -> None:
-    outcome = apply_fill(
-        Holding(position.side, position.quantity, position.entry_price), side=order.side, quantity=quantity, price=price
-    )
-    net = outcome.gross_realized_pnl - fee
+def _book(batch: Batch, order: PendingOrder, position: Position, plan: TriggerFill) -> None:
+    assert plan.effect is not None
+    net = plan.net_realized
     position.realized_pnl = q(position.realized_pnl + net)
-    position.fees_paid = q(position.fees_paid + fee)
+    position.fees_paid = q(position.fees_paid + plan.fee)
     batch.touched_positions[position.pk] = position
-    if outcome.closed_everything:
+    if plan.closes_position:
         position.quantity, position.margin, position.unrealized_pnl = Decimal("0"), Decimal("0"), Decimal("0")
         position.liquidation_price, position.closed_at = None, batch.now
         transition_unsaved(
@@ -151,59 +146,53 @@ def _book(
         )
         del batch.positions[position.symbol]
         for other in batch.legs_by_position.get(position.pk, []):  # no protective order survives its position
-            if other.pk != order.pk and other.status in ACTIVE:
+            if other.pk != order.pk and other.status in ACTIVE_PROTECTIVE:
                 batch.set_order(other, PendingOrderStatus.CANCELLED, "position closed")
     else:
-        position.quantity = outcome.after.quantity
+        position.quantity = plan.effect.after.quantity
         refresh_risk_fields(position)
         record_event(
             account=batch.account,
             kind="position.reduced",
             subject=position,
-            data={"closed": outcome.closed_quantity, "quantity": position.quantity},
+            data={"closed": plan.effect.closed_quantity, "quantity": position.quantity},
         )
         sibling = batch.orders.get(order.sibling_id) if order.sibling_id else None
-        if sibling is not None and sibling.status in ACTIVE:
+        if sibling is not None and sibling.status in ACTIVE_PROTECTIVE:
             batch.set_order(sibling, PendingOrderStatus.CANCELLED, f"its sibling {order.kind} filled")
     trade = Trade(
         account=batch.account,
         position=position,
         symbol=order.symbol,
         side=order.side,
-        requested_quantity=quantity,
-        quantity=quantity,
-        price=price,
-        fee=fee,
+        requested_quantity=plan.quantity,
+        quantity=plan.quantity,
+        price=plan.price,
+        fee=plan.fee,
         realized_pnl=q(net),
         leverage=position.leverage,
         reduce_only=True,
-        client_order_id=f"{order.client_order_id}-f",
-        status=TradeStatus.FILLED,
+        client_order_id=fill_client_order_id(order),
         filled_at=batch.now,
         reason=protective_fill_reason(order.kind),
     )
+    # The intent and its fill at once: submitting -> filled, audited like the ledger's fill.
+    transition_unsaved(
+        trade,
+        to_status=TradeStatus.FILLED,
+        account=batch.account,
+        data={"quantity": trade.quantity, "price": trade.price, "fee": trade.fee, "realized_pnl": trade.realized_pnl},
+    )
     batch.trades.append((trade, order))
-    batch.set_order(order, PendingOrderStatus.FILLED)
+    batch.set_order(order, PendingOrderStatus.FILLED, data={"price": plan.price, "quantity": plan.quantity})
     batch.realized += net
 
 
 def _write(batch: Batch) -> None:
+    # The trades first: their keys are what the orders' `trade` and the batched events point to.
     trades = bulk_insert_rows(Trade, [trade for trade, _ in batch.trades])
     for trade, (_, order) in zip(trades, batch.trades, strict=True):
         order.trade = trade
-        record_event(
-            account=batch.account,
-            kind="trade.filled",
-            subject=trade,
-            to_status=TradeStatus.FILLED,
-            data={
-                "quantity": trade.quantity,
-                "price": trade.price,
-                "fee": trade.fee,
-                "realized_pnl": trade.realized_pnl,
-                "pending_order": order.pk,
-            },
-        )
     bulk_update_rows(PendingOrder, list(batch.touched_orders.values()), ORDER_FIELDS)
     bulk_update_rows(Position, list(batch.touched_positions.values()), POSITION_FIELDS)
     if batch.realized:

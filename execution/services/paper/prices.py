@@ -1,0 +1,109 @@
+"""What the sweep knows of prices: the mark (and last) price per symbol, and the completed
+1-minute candles since the last sweep, so that a crossing between two sweeps is not missed.
+
+Per sweep: one premiumIndex request for every symbol, one ticker/price request when a
+CONTRACT_PRICE order is pending, and klines per symbol at most once a minute (cached).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.cache import cache
+
+from execution.aster.replies import Kline
+from execution.models import WorkingType
+from execution.services.exchange import public_client
+from execution.services.market_data import fetch, is_stale
+
+logger = logging.getLogger(__name__)
+
+KLINE_CANDLES = 3  # the current minute and the two before it
+
+
+@dataclass(frozen=True)
+class Candle:
+    open_time: datetime
+    low: Decimal
+    high: Decimal
+
+
+@dataclass
+class SymbolPrices:
+    mark: Decimal
+    last: Decimal | None
+    next_funding_time_ms: int = 0
+    mark_candles: list[Candle] = field(default_factory=list)
+    last_candles: list[Candle] = field(default_factory=list)
+
+    def price(self, working_type: str) -> Decimal:
+        """The price an order of this working type triggers on (the mark when no last price)."""
+        if working_type == WorkingType.CONTRACT_PRICE and self.last is not None:
+            return self.last
+        return self.mark
+
+    def candles(self, working_type: str) -> list[Candle]:
+        return self.mark_candles if working_type == WorkingType.MARK_PRICE else self.last_candles
+
+    def bounds(self) -> tuple[Decimal, Decimal]:
+        """The lowest and highest price any order of the symbol could have seen."""
+        prices = [self.mark] + ([self.last] if self.last is not None else [])
+        lows = prices + [c.low for c in (*self.mark_candles, *self.last_candles)]
+        highs = prices + [c.high for c in (*self.mark_candles, *self.last_candles)]
+        return min(lows), max(highs)
+
+
+def current_prices(symbols: set[str], *, with_last: bool, now: datetime) -> tuple[dict[str, SymbolPrices], list[str]]:
+    """Fresh prices per symbol, and the symbols skipped for want of a fresh mark (nothing
+    triggers, liquidates or marks on old data)."""
+    client = public_client()
+    marks = fetch("premiumIndex", client.premium_indexes)
+    lasts = fetch("ticker/price", client.ticker_prices) if with_last else {}
+    prices, skipped = {}, []
+    for symbol in symbols:
+        index = marks.get(symbol)
+        if index is None or is_stale(index.time_ms, now.timestamp()):
+            skipped.append(symbol)
+            continue
+        last = lasts.get(symbol)
+        prices[symbol] = SymbolPrices(
+            mark=index.mark_price, last=last.price if last else None, next_funding_time_ms=index.next_funding_time_ms
+        )
+    if skipped:
+        logger.warning("paper sweep skipped symbols without a fresh mark price: %s", sorted(skipped))
+    return prices, skipped
+
+
+def add_candles(prices: dict[str, SymbolPrices], *, last_for: set[str], now: datetime) -> None:
+    """Completed 1-minute mark candles for every symbol, last-price candles for `last_for`."""
+    for symbol, entry in prices.items():
+        entry.mark_candles = candles(symbol, mark=True, now=now)
+        if symbol in last_for:
+            entry.last_candles = candles(symbol, mark=False, now=now)
+
+
+def candles(symbol: str, *, mark: bool, now: datetime) -> list[Candle]:
+    """The completed candles of the last few minutes, fetched at most once a minute per symbol."""
+    minute = int(now.timestamp() // 60)
+    key = f"paper-sweep:candles:{'mark' if mark else 'last'}:{symbol}"
+    cached = cache.get(key)
+    if cached is not None and cached[0] == minute:
+        return list(cached[1])
+    client = public_client()
+    try:
+        call = client.mark_price_klines if mark else client.klines
+        klines: list[Kline] = call(symbol, limit=KLINE_CANDLES)
+    except Exception as exc:  # crossings between sweeps are a refinement: never fail the sweep for them
+        logger.warning("paper sweep: no %s klines for %s: %s", "mark" if mark else "last", symbol, exc)
+        return []
+    now_ms = now.timestamp() * 1000
+    completed = [
+        Candle(datetime.fromtimestamp(k.open_time_ms / 1000, tz=now.tzinfo), k.low, k.high)
+        for k in klines
+        if k.close_time_ms < now_ms
+    ]
+    cache.set(key, (minute, completed), timeout=120)
+    return completed

@@ -1,0 +1,133 @@
+"""What one reconciliation run works with: the exchange's view (read once), the differences it
+finds, and how a repair is recorded (and skipped in a dry run)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from accounts.models import Account
+from execution.aster.numbers import format_decimal
+from execution.exceptions import ExecutionError
+from execution.models import PendingOrder, Position, ReconciliationRun, Trade
+from execution.services.adapters.base import ExecutionAdapter, RemoteOrder, RemotePosition
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Difference:
+    kind: str
+    symbol: str
+    local: dict[str, Any] = field(default_factory=dict)
+    remote: dict[str, Any] = field(default_factory=dict)
+    action: str = ""
+    outcome: str = ""
+    message: str = ""
+
+
+@dataclass
+class Snapshot:
+    """The exchange's view, read once per run."""
+
+    positions: dict[str, RemotePosition]
+    orders: list[RemoteOrder]
+
+    @property
+    def open_client_ids(self) -> set[str]:
+        return {o.client_order_id for o in self.orders}
+
+
+@dataclass
+class RunContext:
+    account: Account
+    adapter: ExecutionAdapter
+    run: ReconciliationRun
+    dry_run: bool
+    differences: list[Difference] = field(default_factory=list)
+    cancelled_remote: set[str] = field(default_factory=set)  # client ids this run cancelled on the exchange
+
+    def read_exchange(self) -> Snapshot:
+        positions = {p.symbol: p for p in self.adapter.fetch_positions()}
+        return Snapshot(positions, self.adapter.open_orders())
+
+    def cancel_remote(self, symbol: str, client_order_id: str) -> None:
+        """Cancel on the exchange once per run (a leg can be reached by two repairs)."""
+        if client_order_id not in self.cancelled_remote:
+            self.adapter.cancel_order(symbol=symbol, client_order_id=client_order_id)
+            self.cancelled_remote.add(client_order_id)
+
+    def repair(self, difference: Difference, action: str, repair: Callable[[], str | None]) -> None:
+        """Record the difference; run its repair unless this is a dry run."""
+        difference.action = action
+        self.differences.append(difference)
+        if self.dry_run:
+            difference.outcome = "dry_run"
+            return
+        try:
+            message = repair()
+            difference.outcome, difference.message = "repaired", message or ""
+        except ExecutionError as exc:
+            difference.outcome, difference.message = "failed", str(exc)
+            logger.error(
+                "reconciliation of account %s: %s %s failed: %s",
+                self.account.pk,
+                difference.kind,
+                difference.symbol,
+                exc,
+            )
+
+
+# --------------------------------------------------------------------------- views recorded on items
+
+
+def position_view(position: Position) -> dict[str, Any]:
+    return {
+        "id": position.pk,
+        "side": position.side,
+        "quantity": format_decimal(position.quantity),
+        "entry_price": format_decimal(position.entry_price),
+        "leverage": position.leverage,
+    }
+
+
+def remote_position_view(remote: RemotePosition) -> dict[str, Any]:
+    signed = remote.quantity if remote.side == "LONG" else -remote.quantity
+    return {
+        "positionAmt": format_decimal(signed),
+        "entryPrice": format_decimal(remote.entry_price),
+        "leverage": remote.leverage,
+        "markPrice": str(remote.mark_price),
+    }
+
+
+def leg_view(leg: PendingOrder) -> dict[str, Any]:
+    return {
+        "id": leg.pk,
+        "kind": leg.kind,
+        "client_order_id": leg.client_order_id,
+        "trigger_price": str(leg.trigger_price),
+        "status": leg.status,
+    }
+
+
+def order_view(order: RemoteOrder) -> dict[str, Any]:
+    return {
+        "clientOrderId": order.client_order_id,
+        "type": order.type,
+        "side": order.side,
+        "stopPrice": str(order.stop_price),
+        "closePosition": order.close_position,
+        "reduceOnly": order.reduce_only,
+    }
+
+
+def trade_view(trade: Trade) -> dict[str, Any]:
+    return {
+        "client_order_id": trade.client_order_id,
+        "side": trade.side,
+        "quantity": str(trade.quantity),
+        "status": trade.status,
+    }

@@ -1,0 +1,185 @@
+"""Repairs of orders: in-flight intents of unknown outcome, protective legs that are no longer
+open on the exchange, and protective orders resting for a symbol without a position."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import batched_events, transition
+from execution.exceptions import ExecutionError
+from execution.models import ACTIVE_PROTECTIVE, ARMED_PROTECTIVE, PendingOrder, PendingOrderStatus, Trade, TradeStatus
+from execution.services.adapters.base import Fill, RemoteOrder
+from execution.services.ledger import book_fill, lock_account, open_position, protective_fill_reason, reduce_only_trade
+from execution.services.reconciliation.context import Difference, RunContext, Snapshot, leg_view, order_view, trade_view
+from execution.services.unknown_outcomes import resolve_by_client_id
+
+# 1 ------------------------------------------------------------------ unknown intents
+
+
+def resolve_unknown_intents(ctx: RunContext) -> None:
+    for trade in Trade.objects.filter(account=ctx.account, status=TradeStatus.UNKNOWN):
+        ctx.repair(
+            Difference("unknown_intent", trade.symbol, local=trade_view(trade)),
+            f"query {trade.client_order_id} and apply the exchange's answer",
+            partial(_apply_unknown, ctx, trade),
+        )
+
+
+def _apply_unknown(ctx: RunContext, trade: Trade) -> str:
+    outcome = resolve_by_client_id(ctx.adapter, trade, sleep=lambda _s: None)
+    if isinstance(outcome, Fill):
+        with transaction.atomic(), batched_events():
+            account = lock_account(ctx.account.pk)
+            book_fill(
+                account=account,
+                position=open_position(account, trade.symbol),
+                trade=trade,
+                quantity=outcome.quantity,
+                price=outcome.price,
+                fee=outcome.fee,
+                leverage=trade.leverage or 1,
+                now=timezone.now(),
+                exchange_order_id=outcome.exchange_order_id,
+            )
+        return f"filled {outcome.quantity} @ {outcome.price}"
+    if outcome == "not_filled":
+        with transaction.atomic():
+            account = lock_account(ctx.account.pk)
+            trade.refresh_from_db()
+            transition(
+                trade, to_status=TradeStatus.CANCELLED, account=account, message="the exchange reports it not filled"
+            )
+        return "not filled on the exchange: cancelled"
+    raise ExecutionError(f"{trade.client_order_id} is still unknown to the exchange", code="STILL_UNKNOWN")
+
+
+# 2 ------------------------------------------------------------------ protective legs no longer open
+
+
+def check_gone_legs(ctx: RunContext, snapshot: Snapshot) -> None:
+    open_ids = snapshot.open_client_ids
+    legs = PendingOrder.objects.filter(account=ctx.account, status__in=ARMED_PROTECTIVE).exclude(exchange_order_id="")
+    for leg in legs:
+        if leg.client_order_id in open_ids:
+            continue
+        ctx.repair(
+            Difference("protective_order_gone", leg.symbol, local=leg_view(leg), remote={"open": False}),
+            f"query {leg.client_order_id} and apply its final state",
+            partial(_apply_gone_leg, ctx, leg),
+        )
+
+
+def _apply_gone_leg(ctx: RunContext, leg: PendingOrder) -> str:
+    result = ctx.adapter.lookup_order(symbol=leg.symbol, client_order_id=leg.client_order_id)
+    fill = ctx.adapter.fill_of(result) if result is not None else None
+    if fill is None:
+        status = result.status if result is not None else "NOT_FOUND"
+        with transaction.atomic(), batched_events():
+            account = lock_account(ctx.account.pk)
+            leg.refresh_from_db()
+            if leg.status in ARMED_PROTECTIVE:
+                leg.closed_at = timezone.now()
+                transition(
+                    leg,
+                    to_status=PendingOrderStatus.CANCELLED,
+                    account=account,
+                    message=f"exchange status {status}",
+                    update_fields=["closed_at"],
+                )
+        return f"{status}: marked cancelled"
+    others = list(
+        PendingOrder.objects.filter(position=leg.position, status__in=ARMED_PROTECTIVE)
+        .exclude(pk=leg.pk)
+        .exclude(exchange_order_id="")
+    )
+    _book_leg_fill(ctx, leg, fill)
+    for other in others:  # cancelled locally with the fill: cancel them where they rest too
+        ctx.cancel_remote(other.symbol, other.client_order_id)
+    return f"filled {fill.quantity} @ {fill.price}"
+
+
+def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:
+    """Book the leg's fill (its position reduced or closed) and cancel its sibling."""
+    now = timezone.now()
+    with transaction.atomic(), batched_events():
+        account = lock_account(ctx.account.pk)
+        leg.refresh_from_db()
+        position = open_position(account, leg.symbol)
+        trade = None
+        if position is not None:  # no local position: the leg's fill has nothing to book against
+            trade = reduce_only_trade(
+                account=account,
+                symbol=leg.symbol,
+                side=leg.side,
+                quantity=fill.quantity,
+                leverage=position.leverage,
+                client_order_id=f"{leg.client_order_id}-f",
+                reason=protective_fill_reason(leg.kind),
+            )
+            book_fill(
+                account=account,
+                position=position,
+                trade=trade,
+                quantity=min(fill.quantity, position.quantity),
+                price=fill.price,
+                fee=fill.fee,
+                leverage=position.leverage,
+                now=now,
+                exchange_order_id=fill.exchange_order_id,
+                keep_pending=leg,
+            )
+        leg.trade, leg.closed_at = trade, now
+        transition(
+            leg,
+            to_status=PendingOrderStatus.FILLED,
+            account=account,
+            update_fields=["trade", "closed_at"],
+            data={"price": fill.price, "quantity": fill.quantity},
+        )
+        sibling = PendingOrder.objects.filter(pk=leg.sibling_id).first() if leg.sibling_id else None
+        if sibling is not None and sibling.status in ACTIVE_PROTECTIVE:
+            sibling.closed_at = now
+            transition(
+                sibling,
+                to_status=PendingOrderStatus.CANCELLED,
+                account=account,
+                message=f"its sibling {leg.kind} filled",
+                update_fields=["closed_at"],
+            )
+
+
+# 4 ------------------------------------------------------------------ orphans
+
+
+def cancel_orphans(ctx: RunContext, snapshot: Snapshot) -> None:
+    for order in snapshot.orders:
+        if order.symbol in snapshot.positions or not order.is_protective:
+            continue
+        if order.client_order_id in ctx.cancelled_remote:
+            continue  # already cancelled with its position
+        ctx.repair(
+            Difference("orphan_protective_order", order.symbol, remote=order_view(order)),
+            f"cancel {order.client_order_id} on the exchange",
+            partial(_cancel_orphan, ctx, order),
+        )
+
+
+def _cancel_orphan(ctx: RunContext, order: RemoteOrder) -> str:
+    ctx.cancel_remote(order.symbol, order.client_order_id)
+    with transaction.atomic(), batched_events():
+        account = lock_account(ctx.account.pk)
+        for leg in PendingOrder.objects.filter(
+            account=account, client_order_id=order.client_order_id, status__in=ARMED_PROTECTIVE
+        ):
+            leg.closed_at = timezone.now()
+            transition(
+                leg,
+                to_status=PendingOrderStatus.CANCELLED,
+                account=account,
+                message="orphan: no position on the exchange",
+                update_fields=["closed_at"],
+            )
+    return "cancelled"

@@ -1,0 +1,87 @@
+"""The protective-order invariant: an open position that asked for protection (or was adopted)
+has its take-profit / stop-loss resting on the exchange; missing legs are placed again."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.audit import batched_events
+from execution.aster.numbers import round_to_tick
+from execution.models import ARMED_PROTECTIVE, PendingOrder, PendingOrderKind, Position, PositionStatus
+from execution.services.ledger import lock_account
+from execution.services.market_data import symbol_rules
+from execution.services.protection import ProtectionSpec, place_on_exchange, replace_protection
+from execution.services.reconciliation.context import Difference, RunContext, Snapshot, position_view
+
+SMALLEST_TICK = Decimal("0.00000001")
+
+
+def enforce_protection(ctx: RunContext, snapshot: Snapshot) -> None:
+    resting = snapshot.open_client_ids
+    positions = Position.objects.filter(account=ctx.account, status=PositionStatus.OPEN).filter(
+        Q(needs_protection=True) | Q(take_profit__isnull=False) | Q(stop_loss__isnull=False)
+    )
+    legs_by_position: dict[int, list[PendingOrder]] = {}
+    for leg in PendingOrder.objects.filter(account=ctx.account, status__in=ARMED_PROTECTIVE):
+        legs_by_position.setdefault(leg.position_id or 0, []).append(leg)
+    for position in positions:
+        if position.symbol not in snapshot.positions:
+            continue  # flat on the exchange: closed by the position repairs (or, in a dry run, would be)
+        live_legs = [leg for leg in legs_by_position.get(position.pk, []) if leg.client_order_id in resting]
+        missing = wanted_kinds(position) - {leg.kind for leg in live_legs}
+        if not missing and not position.needs_protection:
+            continue
+        ctx.repair(
+            Difference(
+                "position_unprotected",
+                position.symbol,
+                local=position_view(position),
+                remote={"resting_legs": [leg.client_order_id for leg in live_legs], "missing": sorted(missing)},
+            ),
+            "place its take-profit / stop-loss again",
+            partial(_protect, ctx, position, live_legs, snapshot),
+        )
+
+
+def _protect(ctx: RunContext, position: Position, live_legs: list[PendingOrder], snapshot: Snapshot) -> str:
+    for leg in live_legs:  # replace, not duplicate
+        ctx.cancel_remote(leg.symbol, leg.client_order_id)
+    mark = snapshot.positions[position.symbol].mark_price or position.mark_price or position.entry_price
+    spec = protection_for(position, mark)
+    with transaction.atomic(), batched_events():
+        account = lock_account(ctx.account.pk)
+        position = Position.objects.select_for_update().get(pk=position.pk)
+        legs = replace_protection(
+            account=account,
+            position=position,
+            spec=spec,
+            base_client_id=f"p{position.pk}-r{ctx.run.pk}",
+            now=timezone.now(),
+        )
+    place_on_exchange(adapter=ctx.adapter, account=ctx.account, orders=legs)
+    return ", ".join(f"{leg.kind} at {leg.trigger_price}" for leg in legs)
+
+
+def wanted_kinds(position: Position) -> set[str]:
+    wanted = set()
+    if position.take_profit is not None:
+        wanted.add(PendingOrderKind.TAKE_PROFIT.value)
+    if position.stop_loss is not None or position.needs_protection:
+        wanted.add(PendingOrderKind.STOP_LOSS.value)
+    return wanted
+
+
+def protection_for(position: Position, mark: Decimal) -> ProtectionSpec:
+    """What the position asked for; an adopted one gets a stop EXECUTION_ADOPTED_STOP_PCT from the mark."""
+    sign = 1 if position.side == "LONG" else -1
+    stop, take = position.stop_loss, position.take_profit
+    if stop is None and take is None:
+        stop = mark * (1 - sign * settings.EXECUTION_ADOPTED_STOP_PCT)
+    tick = symbol_rules(position.symbol).tick_size or SMALLEST_TICK
+    return ProtectionSpec(take_profit=take, stop_loss=round_to_tick(stop, tick) if stop is not None else None)

@@ -1,0 +1,171 @@
+"""Reconciliation runs: one live account against the exchange, under a lease, fail-closed.
+
+One run per account holds a lease on the account row (claimed with a conditional UPDATE, so
+two workers never reconcile one account at once) and reads the positions and open orders once
+each through the account's adapter; only a difference costs more requests (order queries,
+trades, cancels, placements). Repairs run in this order, because earlier ones explain later
+differences:
+
+1. `unknown` intents: resolved by client order id;
+2. protective orders no longer open on the exchange: queried; a fill is booked (its sibling
+   cancelled, on the exchange too), a cancel or expiry recorded;
+3. positions: adopted, closed, corrected, or replaced;
+4. orphan protective orders (resting for a symbol without a position): cancelled;
+5. the protective-order invariant: an open position that asked for protection gets it again.
+
+A difference that cannot be repaired puts the account in `reducing` (fail-closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.audit import transition
+from accounts.models import Account, TradingState
+from accounts.services import set_trading_state
+from execution.exceptions import ExecutionError
+from execution.models import ReconciliationItem, ReconciliationRun, ReconciliationStatus
+from execution.services.adapters.base import ExecutionAdapter
+from execution.services.adapters.factory import get_execution_adapter
+from execution.services.reconciliation.context import Difference, RunContext
+from execution.services.reconciliation.orders_repair import cancel_orphans, check_gone_legs, resolve_unknown_intents
+from execution.services.reconciliation.positions_repair import check_positions
+from execution.services.reconciliation.protection_repair import enforce_protection
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def claim_lease(account: Account, now: datetime) -> bool:
+    """Conditional UPDATE: exactly one worker gets the account; a dead worker's lease expires."""
+    claimed = (
+        Account.objects.filter(pk=account.pk)
+        .filter(Q(reconcile_lease_until__isnull=True) | Q(reconcile_lease_until__lt=now))
+        .update(reconcile_lease_until=now + LEASE)
+    )
+    return claimed == 1
+
+
+def release_lease(account: Account) -> None:
+    Account.objects.filter(pk=account.pk).update(reconcile_lease_until=None)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def reconcile_account(
+    account: Account, *, dry_run: bool = False, adapter: ExecutionAdapter | None = None
+) -> ReconciliationRun:
+    """Compare one live account with the exchange and repair (unless dry_run) every difference."""
+    if account.is_paper_trading:
+        raise ExecutionError(
+            f"account {account.pk} is a paper account: only live accounts are reconciled", code="NOT_LIVE"
+        )
+    now = timezone.now()
+    run = ReconciliationRun.objects.create(account=account, dry_run=dry_run)
+    if not dry_run and not claim_lease(account, now):
+        return _finish(run, ReconciliationStatus.SKIPPED, [], "another reconciliation holds the account")
+    try:
+        adapter = adapter or get_execution_adapter(account)
+        before = adapter.requests_sent
+        differences = _run(RunContext(account=account, adapter=adapter, run=run, dry_run=dry_run))
+        run.http_calls = adapter.requests_sent - before
+    except ExecutionError as exc:
+        logger.error("reconciliation of account %s failed: %s", account.pk, exc)
+        return _finish(run, ReconciliationStatus.FAILED, [], str(exc))
+    finally:
+        if not dry_run:
+            release_lease(account)
+    return _conclude(account, run, differences, dry_run=dry_run)
+
+
+def _run(ctx: RunContext) -> list[Difference]:
+    snapshot = ctx.read_exchange()
+    resolve_unknown_intents(ctx)
+    check_gone_legs(ctx, snapshot)
+    check_positions(ctx, snapshot)
+    cancel_orphans(ctx, snapshot)
+    enforce_protection(ctx, snapshot)
+    return ctx.differences
+
+
+def live_account_ids() -> list[int]:
+    return list(Account.objects.filter(is_paper_trading=False).order_by("pk").values_list("pk", flat=True))
+
+
+def reconcile_accounts(account_ids: list[int], *, dry_run: bool = False) -> dict[str, Any]:
+    """Reconcile accounts one after the other; one account's failure does not stop the others."""
+    runs: dict[str, Any] = {}
+    for account in Account.objects.filter(pk__in=account_ids).order_by("pk"):
+        try:
+            run = reconcile_account(account, dry_run=dry_run)
+            runs[str(account.pk)] = run.status
+        except Exception as exc:  # an account must never take the others down with it
+            logger.exception("reconciliation of account %s crashed", account.pk)
+            runs[str(account.pk)] = f"error: {exc}"
+    return runs
+
+
+# --------------------------------------------------------------------------- conclusion
+
+
+def _conclude(
+    account: Account, run: ReconciliationRun, differences: list[Difference], *, dry_run: bool
+) -> ReconciliationRun:
+    failed = [d for d in differences if d.outcome == "failed"]
+    if dry_run:
+        status = ReconciliationStatus.DRY_RUN
+    elif failed:
+        status = ReconciliationStatus.FAILED
+        _fail_closed(account, failed)
+    else:
+        status = ReconciliationStatus.REPAIRED if differences else ReconciliationStatus.IN_SYNC
+    return _finish(run, status, differences, f"{len(differences)} difference(s), {len(failed)} not repaired")
+
+
+def _finish(run: ReconciliationRun, status: str, differences: list[Difference], message: str) -> ReconciliationRun:
+    with transaction.atomic():
+        ReconciliationItem.objects.bulk_create(
+            ReconciliationItem(
+                run=run,
+                kind=d.kind,
+                symbol=d.symbol,
+                local=d.local,
+                remote=d.remote,
+                action=d.action,
+                outcome=d.outcome,
+                message=d.message,
+            )
+            for d in differences
+        )
+        run.differences, run.message, run.finished_at = len(differences), message, timezone.now()
+        transition(
+            run,
+            to_status=status,
+            account=run.account,
+            message=message,
+            update_fields=["differences", "message", "finished_at", "http_calls"],
+        )
+    return run
+
+
+def _fail_closed(account: Account, failed: list[Difference]) -> None:
+    """An unrepaired difference: no new exposure until an operator looks (state `reducing`)."""
+    summary = "; ".join(f"{d.kind} {d.symbol}: {d.message}" for d in failed)
+    set_trading_state(
+        account=account,
+        state=TradingState.REDUCING,
+        only_from=TradingState.ACTIVE,
+        reason=f"reconciliation could not repair: {summary}",
+    )
+    logger.error("account %s set to reducing: reconciliation could not repair: %s", account.pk, summary)
