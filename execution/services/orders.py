@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -36,7 +35,6 @@ from execution.exceptions import (
 from execution.models import (
     TRADE_IN_FLIGHT_OR_FILLED,
     PendingOrder,
-    PendingOrderStatus,
     Position,
     PositionStatus,
     Trade,
@@ -48,7 +46,12 @@ from execution.services.adapters.factory import get_execution_adapter
 from execution.services.ledger import book_fill, lock_account, open_position
 from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side
-from execution.services.protection import ProtectionSpec, place_on_exchange, replace_protection
+from execution.services.protection import (
+    ProtectionSpec,
+    handle_protection_failure,
+    place_on_exchange,
+    replace_protection,
+)
 from execution.services.risk import (
     OrderRequest,
     PlannedOrder,
@@ -385,65 +388,15 @@ class ExecutionService:
         return result
 
     def _protection_failed(self, result: ExecutionResult, failure: ProtectionFailed) -> None:
-        """Cancel any leg that was placed, then close the position at market unless the account
-        keeps unprotected positions. Either way it is audited and the caller gets the error."""
-        for order in result.pending_orders:  # placed legs, and the failed one if it may exist
-            try:
-                self.adapter.cancel_order(symbol=order.symbol, client_order_id=order.client_order_id)
-            except ExecutionError as exc:
-                logger.error("could not cancel protective leg %s: %s", order.client_order_id, exc)
-        position = result.position
-        with transaction.atomic(), batched_events():
-            account = lock_account(self.account.pk)
-            for order in result.pending_orders:
-                order.refresh_from_db(fields=["status"])
-                order.error_message = failure.message
-                transition(
-                    order,
-                    to_status=PendingOrderStatus.FAILED,
-                    account=account,
-                    message=failure.message,
-                    update_fields=["error_message"],
-                )
-            keep = account.keep_unprotected_positions
-            if position is not None:
-                Position.objects.filter(pk=position.pk).update(needs_protection=True)
-            record_event(
-                account=account,
-                kind="position.protection_failed",
-                subject=position,
-                message=failure.message,
-                data={"action": "kept unprotected" if keep else "closed at market", **failure.details},
-            )
-        logger.error("protection failed for account %s %s: %s", self.account.pk, result.trade.symbol, failure.message)
-        if not keep and position is not None:
-            try:
-                closed = self.close_position(position.symbol, reason=TradeReason.PROTECTION_FAILURE)
-                failure.details["closed_by"] = closed.trade.client_order_id
-            except ExecutionError as exc:
-                failure.details["close_failed"] = str(exc)
-                logger.critical("could not close unprotected position %s: %s", position.pk, exc)
+        def close(symbol: str) -> str:
+            return self.close_position(symbol, reason=TradeReason.PROTECTION_FAILURE).trade.client_order_id
 
-
-def describe(result: ExecutionResult) -> dict[str, Any]:
-    """A plain summary for commands and logs."""
-    trade = result.trade
-    return {
-        "trade": trade.client_order_id,
-        "status": trade.status,
-        "side": trade.side,
-        "quantity": trade.quantity,
-        "price": trade.price,
-        "fee": trade.fee,
-        "realized_pnl": trade.realized_pnl,
-        "position": None
-        if result.position is None
-        else {
-            "side": result.position.side,
-            "quantity": result.position.quantity,
-            "entry_price": result.position.entry_price,
-            "status": result.position.status,
-            "liquidation_price": result.position.liquidation_price,
-        },
-        "pending_orders": [(p.kind, p.trigger_price, p.status) for p in result.pending_orders],
-    }
+        handle_protection_failure(
+            adapter=self.adapter,
+            account=self.account,
+            legs=result.pending_orders,
+            position=result.position,
+            symbol=result.trade.symbol,
+            failure=failure,
+            close=close,
+        )

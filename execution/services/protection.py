@@ -6,18 +6,23 @@ orders (client and exchange ids) placed by the live adapter.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
 
-from accounts.audit import batched_events, record_event
+from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account
-from execution.models import PendingOrder, PendingOrderKind, Position, WorkingType
+from execution.exceptions import ExecutionError, ProtectionFailed
+from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus, Position, WorkingType
 from execution.services.adapters.base import ExecutionAdapter, ProtectiveOrderRequest
 from execution.services.ledger import cancel_active_pending, lock_account
 from execution.services.position_math import closing_side
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -117,3 +122,52 @@ def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: li
                 subject=order,
                 data={"exchange_order_id": ack.exchange_order_id},
             )
+
+
+def handle_protection_failure(
+    *,
+    adapter: ExecutionAdapter,
+    account: Account,
+    legs: list[PendingOrder],
+    position: Position | None,
+    symbol: str,
+    failure: ProtectionFailed,
+    close: Callable[[str], str],
+) -> None:
+    """A leg was refused: cancel any leg that was placed, mark the legs failed, then close the
+    position at market (`close`, which returns the closing order's client id) unless the
+    account keeps unprotected positions. Either way it is audited; the caller re-raises."""
+    for order in legs:  # placed legs, and the failed one if it may exist
+        try:
+            adapter.cancel_order(symbol=order.symbol, client_order_id=order.client_order_id)
+        except ExecutionError as exc:
+            logger.error("could not cancel protective leg %s: %s", order.client_order_id, exc)
+    with transaction.atomic(), batched_events():
+        locked = lock_account(account.pk)
+        for order in legs:
+            order.refresh_from_db(fields=["status"])
+            order.error_message = failure.message
+            transition(
+                order,
+                to_status=PendingOrderStatus.FAILED,
+                account=locked,
+                message=failure.message,
+                update_fields=["error_message"],
+            )
+        keep = locked.keep_unprotected_positions
+        if position is not None:
+            Position.objects.filter(pk=position.pk).update(needs_protection=True)
+        record_event(
+            account=locked,
+            kind="position.protection_failed",
+            subject=position,
+            message=failure.message,
+            data={"action": "kept unprotected" if keep else "closed at market", **failure.details},
+        )
+    logger.error("protection failed for account %s %s: %s", account.pk, symbol, failure.message)
+    if not keep and position is not None:
+        try:
+            failure.details["closed_by"] = close(position.symbol)
+        except ExecutionError as exc:
+            failure.details["close_failed"] = str(exc)
+            logger.critical("could not close unprotected position %s: %s", position.pk, exc)

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import Account
 from execution.exceptions import ExecutionError, RiskCheckFailed
 from execution.services import ExecutionService
-from execution.services.orders import describe
+from execution.services.orders import ExecutionResult
 
 
 class Command(BaseCommand):
@@ -67,3 +67,27 @@ class Command(BaseCommand):
             )
         for kind, price, status in summary["pending_orders"]:
             self.stdout.write(f"{kind}: trigger {price} [{status}]")
+
+
+def describe(result: ExecutionResult) -> dict[str, Any]:
+    """A plain summary for commands and logs."""
+    trade = result.trade
+    return {
+        "trade": trade.client_order_id,
+        "status": trade.status,
+        "side": trade.side,
+        "quantity": trade.quantity,
+        "price": trade.price,
+        "fee": trade.fee,
+        "realized_pnl": trade.realized_pnl,
+        "position": None
+        if result.position is None
+        else {
+            "side": result.position.side,
+            "quantity": result.position.quantity,
+            "entry_price": result.position.entry_price,
+            "status": result.position.status,
+            "liquidation_price": result.position.liquidation_price,
+        },
+        "pending_orders": [(p.kind, p.trigger_price, p.status) for p in result.pending_orders],
+    }
