@@ -8,7 +8,11 @@ to a venue), and positions are the database's (the paper ledger is the venue).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
+from django.conf import settings
+
+from execution.exceptions import InsufficientLiquidity
 from execution.services.adapters.base import (
     ExecutionAdapter,
     Fill,
@@ -19,7 +23,23 @@ from execution.services.adapters.base import (
     RemotePosition,
     RemoteTrade,
 )
-from execution.services.paper.book import simulate_market_fill
+from execution.services.market_data import book_covering, check_fresh
+from execution.services.paper.book import levels_for, walk_book
+from execution.services.position_math import q
+
+
+def simulate_market_fill(symbol: str, side: str, quantity: Decimal) -> Fill:
+    """A taker fill at the volume-weighted price of the book levels it consumes, with the taker fee."""
+    book = book_covering(symbol, side, quantity)
+    check_fresh(book.time_ms, what=f"the {symbol} order book")
+    filled, quote = walk_book(levels_for(book, side), quantity)
+    if filled < quantity:
+        raise InsufficientLiquidity(
+            f"the visible {symbol} book holds {filled} on the {'ask' if side == 'BUY' else 'bid'} side; "
+            f"{quantity} cannot be filled",
+            details={"visible": str(filled), "requested": str(quantity)},
+        )
+    return Fill(quantity=quantity, price=q(quote / filled), fee=q(quote * settings.PAPER_TAKER_FEE_RATE))
 
 
 class PaperExecutionAdapter(ExecutionAdapter):
