@@ -47,6 +47,12 @@ class Decision(models.Model):
     idempotency_key = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=DecisionStatus.choices, default=DecisionStatus.RECEIVED)
     reason = models.TextField(blank=True, default="", help_text="Denial code and message, or failure.")
+    denial_code = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="Why the decision was rejected: a risk code (RiskCheckFailed.code) or INVALID_INPUT.",
+    )
     trade = models.ForeignKey(Trade, on_delete=models.PROTECT, null=True, blank=True, related_name="decisions")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -142,10 +142,11 @@ class DecisionSerializer(serializers.ModelSerializer):
             "idempotency_key",
             "status",
             "reason",
+            "denial_code",
             "trade",
             "created_at",
         ]
-        read_only_fields = ["id", "status", "reason", "trade", "created_at"]
+        read_only_fields = ["id", "status", "reason", "denial_code", "trade", "created_at"]
 
 
 class DecisionCreateSerializer(serializers.Serializer):

@@ -1,0 +1,131 @@
+"""decisions.services: what submit_decision tells its caller, and the denial code as a field."""
+
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+
+from decisions import services
+from decisions.engine import DecisionEngine
+from decisions.models import Decision, DecisionStatus
+from decisions.services import Submission, submit_decision
+from execution.models import ExecutionEvent, Trade
+
+pytestmark = pytest.mark.django_db
+
+
+def hold(account, key="k-1"):
+    return submit_decision(account=account, symbol="BTCUSDT", action="hold", idempotency_key=key)
+
+
+def test_first_submission_is_created_and_a_repeat_of_its_key_is_not(paper_account, market):
+    first = submit_decision(
+        account=paper_account,
+        symbol="BTCUSDT",
+        action="open_long",
+        quantity=Decimal("0.01"),
+        leverage=5,
+        idempotency_key="open-1",
+    )
+    assert isinstance(first, Submission)
+    assert first.created and first.decision.status == DecisionStatus.EXECUTED
+    again = submit_decision(
+        account=paper_account,
+        symbol="BTCUSDT",
+        action="open_long",
+        quantity=Decimal("0.01"),
+        leverage=5,
+        idempotency_key="open-1",
+    )
+    assert not again.created and again.decision.pk == first.decision.pk
+    assert Trade.objects.count() == 1
+
+
+def test_submissions_without_a_key_are_each_created(paper_account):
+    assert hold(paper_account, key="").created
+    assert hold(paper_account, key="").created
+    assert Decision.objects.count() == 2
+
+
+def test_the_engine_still_returns_the_decision(paper_account):
+    decision = DecisionEngine().submit(paper_account, symbol="BTCUSDT", action="hold", idempotency_key="e-1")
+    assert isinstance(decision, Decision) and decision.status == DecisionStatus.SKIPPED
+
+
+def _miss_once():
+    """The first look-up of the key misses (a concurrent submission commits right after it)."""
+    real = services._earlier
+    calls = []
+
+    def lookup(account, key):
+        calls.append(key)
+        return None if len(calls) == 1 else real(account, key)
+
+    return mock.patch.object(services, "_earlier", side_effect=lookup), calls
+
+
+def test_a_race_caught_by_full_clean_answers_with_the_first_decision(paper_account):
+    first = hold(paper_account).decision
+    patch, calls = _miss_once()
+    with patch:
+        second = hold(paper_account)
+    assert len(calls) == 2  # missed, then found after full_clean reported the duplicate key
+    assert not second.created and second.decision.pk == first.pk
+    assert Decision.objects.count() == 1
+
+
+def test_a_race_caught_by_the_unique_constraint_answers_with_the_first_decision(paper_account):
+    first = hold(paper_account).decision
+    patch, calls = _miss_once()
+    # The other submission commits after full_clean: only the database's constraint sees it.
+    with patch, mock.patch.object(Decision, "validate_constraints", autospec=True, return_value=None):
+        second = hold(paper_account)
+    assert len(calls) == 2
+    assert not second.created and second.decision.pk == first.pk
+    assert Decision.objects.count() == 1
+    assert ExecutionEvent.objects.filter(kind="decision.received").count() == 1
+
+
+def test_bad_input_without_a_duplicate_still_raises_and_writes_nothing(paper_account):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        submit_decision(account=paper_account, symbol="X" * 40, action="hold", idempotency_key="k-9")
+    assert not Decision.objects.exists()
+
+
+def test_a_risk_denial_stores_its_code_in_the_same_write(paper_account, market):
+    submission = submit_decision(
+        account=paper_account,
+        symbol="BTCUSDT",
+        action="open_long",
+        quantity=Decimal("0.01"),
+        leverage=5,
+        stop_loss=Decimal("90000"),  # above the price: a long's stop must be below it
+    )
+    decision = Decision.objects.get(pk=submission.decision.pk)
+    assert decision.status == DecisionStatus.REJECTED
+    assert decision.denial_code == "INVALID_PROTECTION"
+    assert decision.reason.startswith("INVALID_PROTECTION: ")
+    event = ExecutionEvent.objects.get(kind="decision.rejected", subject_id=decision.pk)
+    assert event.from_status == DecisionStatus.RECEIVED
+
+
+def test_input_the_execution_service_refuses_is_rejected_as_invalid_input(paper_account, market):
+    submission = submit_decision(
+        account=paper_account, symbol="btc-usdt", action="open_long", quantity=Decimal("0.01"), leverage=5
+    )
+    decision = Decision.objects.get(pk=submission.decision.pk)
+    assert decision.status == DecisionStatus.REJECTED and decision.denial_code == "INVALID_INPUT"
+
+
+def test_executed_and_skipped_decisions_have_no_denial_code(paper_account, market):
+    assert hold(paper_account).decision.denial_code == ""
+    opened = submit_decision(
+        account=paper_account, symbol="BTCUSDT", action="open_long", quantity=Decimal("0.01"), leverage=5
+    )
+    assert opened.decision.status == DecisionStatus.EXECUTED and opened.decision.denial_code == ""
+
+
+def test_the_free_text_helper_is_gone():
+    assert not hasattr(services, "denial_code")
