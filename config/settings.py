@@ -206,6 +206,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
+    "EXCEPTION_HANDLER": "execution.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Execution service API",

@@ -60,3 +60,102 @@ def test_denial_code_is_read_only_in_the_decision_listing(api, market):
     decide(api, stop_loss="90000")
     listed = api.get("/api/decisions/").data["results"][0]
     assert listed["denial_code"] == "INVALID_PROTECTION"
+
+
+# --- the one exception handler -----------------------------------------------------------
+
+SECRET_IN_CAUSE = "0xdeadbeef-private-key-material"
+
+
+def raising(exc):
+    """A tiny API view that raises `exc`, run through the configured exception handler."""
+    from rest_framework.permissions import AllowAny
+    from rest_framework.views import APIView
+
+    class Raises(APIView):
+        authentication_classes = []
+        permission_classes = [AllowAny]
+
+        def get(self, request):
+            raise exc
+
+    from rest_framework.test import APIRequestFactory
+
+    return Raises.as_view()(APIRequestFactory().get("/x/"))
+
+
+def test_the_handler_is_the_configured_one():
+    from rest_framework.settings import api_settings
+
+    from execution.api.errors import exception_handler
+
+    assert api_settings.EXCEPTION_HANDLER is exception_handler
+
+
+@pytest.mark.parametrize(
+    ("exc", "body"),
+    [
+        (
+            lambda e: e({"quantity": "Must be positive.", "leverage": ["Too high.", "Not an integer."]}),
+            {"quantity": ["Must be positive."], "leverage": ["Too high.", "Not an integer."]},
+        ),
+        (lambda e: e("Just wrong."), {"non_field_errors": ["Just wrong."]}),
+        (lambda e: e({"__all__": ["Pair incomplete."]}), {"non_field_errors": ["Pair incomplete."]}),
+        (lambda e: e("Value %(v)s.", params={"v": 3}), {"non_field_errors": ["Value 3."]}),
+    ],
+)
+def test_django_validation_errors_are_400_with_field_messages(exc, body):
+    from django.core.exceptions import ValidationError
+
+    response = raising(exc(ValidationError))
+    assert response.status_code == 400
+    assert response.data == body
+
+
+def test_a_risk_denial_is_409_with_detail_and_code():
+    from execution.exceptions import RiskCheckFailed
+
+    response = raising(RiskCheckFailed("STALE_PRICE", "the mark price is 45 s old"))
+    assert response.status_code == 409
+    assert response.data == {"detail": "the mark price is 45 s old", "code": "STALE_PRICE"}
+
+
+@pytest.mark.parametrize("code", [None, "EXCHANGE_REJECTED", "OUTCOME_UNKNOWN"])
+def test_other_execution_errors_are_502_with_detail_and_code_and_nothing_else(code):
+    from execution.exceptions import ExchangeRejected, ExecutionError, OrderOutcomeUnknown
+
+    cls = {None: ExecutionError, "EXCHANGE_REJECTED": ExchangeRejected, "OUTCOME_UNKNOWN": OrderOutcomeUnknown}[code]
+    try:
+        try:
+            raise RuntimeError(f"signing failed with {SECRET_IN_CAUSE}")
+        except RuntimeError as cause:
+            raise cls("the exchange refused the order", details={"key": SECRET_IN_CAUSE}) from cause
+    except ExecutionError as exc:
+        response = raising(exc)
+    assert response.status_code == 502
+    assert response.data == {"detail": "the exchange refused the order", "code": cls.code}
+    response.render()
+    assert SECRET_IN_CAUSE.encode() not in response.content and b"Traceback" not in response.content
+
+
+def test_drf_errors_keep_their_bodies():
+    from rest_framework import exceptions
+
+    response = raising(exceptions.ValidationError({"symbol": ["A symbol like BTCUSDT."]}))
+    assert response.status_code == 400 and response.data == {"symbol": ["A symbol like BTCUSDT."]}
+    assert raising(exceptions.NotFound()).status_code == 404
+
+
+def test_a_validation_error_from_the_decision_service_is_400_with_the_field(api):
+    from django.core.exceptions import ValidationError
+
+    with mock.patch(
+        "execution.api.views.submit_decision", side_effect=ValidationError({"symbol": "Not on this exchange."})
+    ):
+        response = decide(api)
+    assert response.status_code == 400 and response.data == {"symbol": ["Not on this exchange."]}
+
+
+def test_a_serializer_error_keeps_drfs_400_body(api):
+    response = decide(api, quantity=None)
+    assert response.status_code == 400 and response.data == {"quantity": ["Required to open a position."]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -104,13 +103,7 @@ class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = DecisionCreateSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        try:
-            submission = submit_decision(**serializer.validated_data)
-        except DjangoValidationError as exc:
-            return Response(
-                exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+        submission = submit_decision(**serializer.validated_data)  # bad input: 400 from execution.api.errors
         body = dict(DecisionSerializer(submission.decision).data)
         if submission.decision.status == DecisionStatus.REJECTED:
             body["code"] = submission.decision.denial_code
