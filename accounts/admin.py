@@ -21,23 +21,7 @@ class AccountAdminForm(forms.ModelForm):
 
     class Meta:
         model = Account
-        fields = [
-            "owner",
-            "name",
-            "is_paper_trading",
-            "trading_state",
-            "max_leverage",
-            "cooldown_seconds",
-            "paper_balance",
-            "margin_type",
-            "keep_unprotected_positions",
-            "api_version",
-            "api_key",
-            "api_secret",
-            "wallet_address",
-            "signer_address",
-            "signer_private_key",
-        ]
+        fields = ["owner", *services.EDITABLE_FIELDS]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

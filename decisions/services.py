@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
-from decisions.models import Decision, DecisionAction, DecisionStatus
+from decisions.models import REQUIRED_TO_OPEN, Decision, DecisionAction, DecisionStatus, missing_open_fields
 from execution.exceptions import ExecutionError, RiskCheckFailed
 from execution.services import ExecutionService
 from execution.services.audit import record_event, transition
@@ -33,14 +33,8 @@ class Submission:
 def _validate(action: str, quantity: Any, leverage: Any) -> None:
     if action not in DecisionAction.values:
         raise ValidationError({"action": f"Must be one of {', '.join(DecisionAction.values)}."})
-    if action in OPEN_SIDES:
-        errors = {}
-        if quantity is None:
-            errors["quantity"] = "Required to open a position."
-        if leverage is None:
-            errors["leverage"] = "Required to open a position."
-        if errors:
-            raise ValidationError(errors)
+    if missing := missing_open_fields(action, {"quantity": quantity, "leverage": leverage}):
+        raise ValidationError(missing)
 
 
 def submit_decision(
@@ -115,11 +109,16 @@ def execute_decision(decision: Decision) -> Decision:
         if decision.action == DecisionAction.CLOSE:
             result = service.close_position(decision.symbol, idempotency_key=key)
         else:
+            quantity, leverage = decision.quantity, decision.leverage
+            if quantity is None or leverage is None:  # submit_decision checks; a row saved otherwise may not be
+                raise ValidationError(
+                    missing_open_fields(decision.action, {name: getattr(decision, name) for name in REQUIRED_TO_OPEN})
+                )
             result = service.execute_market_order(
                 symbol=decision.symbol,
                 side=OPEN_SIDES[DecisionAction(decision.action)],
-                quantity=decision.quantity,
-                leverage=decision.leverage,
+                quantity=quantity,
+                leverage=leverage,
                 take_profit=decision.take_profit,
                 stop_loss=decision.stop_loss,
                 idempotency_key=key,

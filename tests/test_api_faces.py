@@ -159,3 +159,24 @@ def test_a_validation_error_from_the_decision_service_is_400_with_the_field(api)
 def test_a_serializer_error_keeps_drfs_400_body(api):
     response = decide(api, quantity=None)
     assert response.status_code == 400 and response.data == {"quantity": ["Required to open a position."]}
+
+
+# --- the symbol pattern is the exchange rules' --------------------------------------------
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "1000PEPEUSDT", "B", "btcusdt", "BTC-USDT", "X" * 33])
+def test_api_risk_checks_and_client_accept_the_same_symbols(symbol):
+    from rest_framework.exceptions import ValidationError
+
+    from execution.api.serializers import DecisionCreateSerializer
+    from execution.aster import client, rules
+    from execution.services import risk
+
+    assert risk.SYMBOL_RE is rules.SYMBOL_RE and client.SYMBOL_RE is rules.SYMBOL_RE
+    field = DecisionCreateSerializer().fields["symbol"]
+    accepted_by_api = True
+    try:
+        field.run_validation(symbol)
+    except ValidationError:
+        accepted_by_api = False
+    assert accepted_by_api == bool(rules.SYMBOL_RE.match(symbol)) == (symbol in ("BTCUSDT", "1000PEPEUSDT"))

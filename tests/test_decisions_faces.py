@@ -129,3 +129,67 @@ def test_executed_and_skipped_decisions_have_no_denial_code(paper_account, marke
 
 def test_the_free_text_helper_is_gone():
     assert not hasattr(services, "denial_code")
+
+
+# --- shared rules, defined once -------------------------------------------------------------
+
+
+def test_the_fields_required_to_open_come_from_one_definition(paper_account, monkeypatch):
+    """Serializer and service both read decisions.models: a field added there is required by both."""
+    from types import SimpleNamespace
+
+    from django.core.exceptions import ValidationError
+
+    from decisions import models
+    from execution.api.serializers import DecisionCreateSerializer
+
+    monkeypatch.setattr(models, "REQUIRED_TO_OPEN", ("quantity", "leverage", "stop_loss"))
+    body = {"account": paper_account.pk, "symbol": "BTCUSDT", "action": "open_long", "quantity": "0.01", "leverage": 5}
+    serializer = DecisionCreateSerializer(data=body, context={"request": SimpleNamespace(user=paper_account.owner)})
+    assert not serializer.is_valid()
+    assert set(serializer.errors) == {"stop_loss"}
+    with pytest.raises(ValidationError) as raised:
+        submit_decision(
+            account=paper_account, symbol="BTCUSDT", action="open_long", quantity=Decimal("0.01"), leverage=5
+        )
+    assert set(raised.value.message_dict) == {"stop_loss"}
+    assert not Decision.objects.exists()
+
+
+def test_missing_open_fields():
+    from decisions.models import missing_open_fields
+
+    assert missing_open_fields("open_short", {"quantity": Decimal("1")}) == {"leverage": "Required to open a position."}
+    assert missing_open_fields("open_long", {"quantity": Decimal("1"), "leverage": 3}) == {}
+    assert missing_open_fields("close", {}) == {} and missing_open_fields("hold", {}) == {}
+
+
+def test_the_leverage_cap_is_the_accounts_constant():
+    from accounts.models import HARD_MAX_LEVERAGE
+    from execution.api.serializers import DecisionCreateSerializer
+
+    assert DecisionCreateSerializer().fields["leverage"].max_value == HARD_MAX_LEVERAGE
+    (constraint,) = [c for c in Decision._meta.constraints if c.name == "decision_leverage_1_to_25"]
+    assert ("leverage__lte", HARD_MAX_LEVERAGE) in constraint.condition.children[1].children
+
+
+def test_shared_rules_are_written_once_in_the_source():
+    """The symbol pattern, the leverage cap and the open-fields message each have one definition."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sources = {
+        str(path.relative_to(root)): path.read_text()
+        for app in ("accounts", "decisions", "execution", "config")
+        for path in (root / app).rglob("*.py")
+        if "migrations" not in path.parts
+    }
+
+    def where(pattern):
+        return sorted(name for name, text in sources.items() if re.search(pattern, text))
+
+    assert where(re.escape("[A-Z0-9]{2,32}")) == ["execution/aster/rules.py"]
+    assert where(r"(lte=|max_value=)25\b") == []
+    assert where(re.escape("Required to open a position.")) == ["decisions/models.py"]
+    assert where(r"(?m)^HARD_MAX_LEVERAGE = ") == ["accounts/models.py"]

@@ -45,11 +45,10 @@ from execution.aster.replies import (
     UserTrade,
     parse_list,
 )
-from execution.aster.rules import ExchangeInfo, SymbolRules, parse_exchange_info
+from execution.aster.rules import SYMBOL_RE, ExchangeInfo, SymbolRules, parse_exchange_info
 from execution.aster.signing import Credentials, Params, V1Credentials, V1Signer, V3Signer
 
 CLIENT_ORDER_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
 BANNED_UNTIL_RE = re.compile(r"until (\d{13})")
 SIDES = ("BUY", "SELL")
 ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
