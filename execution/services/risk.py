@@ -26,8 +26,6 @@ from execution.models import Position
 from execution.services.market_data import MarketSnapshot, check_fresh
 from execution.services.position_math import MaintenanceTier, direction, position_side_for, tier_for
 
-INPUT_CODES = frozenset({"INVALID_QUANTITY", "UNKNOWN_SYMBOL", "INVALID_PROTECTION"})
-
 
 @dataclass(frozen=True)
 class OrderRequest:
