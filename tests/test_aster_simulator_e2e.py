@@ -322,3 +322,30 @@ def test_aster_sim_command_rejects_bad_options():
         timeout=60,
     )
     assert result.returncode != 0 and "loopback" in result.stderr
+
+
+def test_the_request_log_keeps_only_the_latest_requests():
+    from execution.aster.simulator.server import REQUEST_LOG_SIZE
+
+    paths = ["/fapi/v1/time", "/fapi/v1/ticker/price", "/fapi/v1/premiumIndex", "/fapi/v1/exchangeInfo", "/_sim/state"]
+    with AsterSimulator(seed=1, request_log_size=3) as simulator, requests.Session() as http:
+        for path in paths:
+            assert http.get(f"{simulator.url}{path}", timeout=5).status_code == 200
+        assert list(simulator.server.request_log) == [("GET", path) for path in paths[-3:]]
+    with AsterSimulator(seed=1) as simulator:
+        assert simulator.server.request_log.maxlen == REQUEST_LOG_SIZE == 10_000
+    with pytest.raises(ValueError, match="request_log_size"):
+        AsterSimulator(request_log_size=-1)
+
+
+def test_aster_sim_command_rejects_a_negative_request_log_size():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "aster_sim", "--port", "0", "--request-log-size", "-1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "--request-log-size" in result.stderr
