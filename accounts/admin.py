@@ -21,23 +21,7 @@ class AccountAdminForm(forms.ModelForm):
 
     class Meta:
         model = Account
-        fields = [
-            "owner",
-            "name",
-            "is_paper_trading",
-            "trading_state",
-            "max_leverage",
-            "cooldown_seconds",
-            "paper_balance",
-            "margin_type",
-            "keep_unprotected_positions",
-            "api_version",
-            "api_key",
-            "api_secret",
-            "wallet_address",
-            "signer_address",
-            "signer_private_key",
-        ]
+        fields = ["owner", *services.EDITABLE_FIELDS]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,6 +31,8 @@ class AccountAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if cleaned is None:  # ModelForm.clean returns cleaned_data; typed Optional for overriders
+            cleaned = self.cleaned_data
         for name in Account.SECRET_FIELDS:
             if not cleaned.get(name):
                 cleaned[name] = getattr(self.instance, name)
@@ -74,7 +60,8 @@ class AccountAdmin(admin.ModelAdmin):
     list_filter = ["is_paper_trading", "trading_state", "api_version"]
     search_fields = ["name", "owner__username"]
     list_select_related = ["owner"]
-    actions = ["halt_trading", "resume_trading", "reconcile_now"]
+    # halt_trading and reconcile_now call execution services: execution/admin.py adds them.
+    actions = ["resume_trading"]
 
     @admin.display(description="Mode")
     def mode(self, obj: Account) -> str:
@@ -99,40 +86,6 @@ class AccountAdmin(admin.ModelAdmin):
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             raise
         obj.pk = saved.pk
-
-    @admin.action(description="Halt trading (kill switch: cancel entry orders, keep stops)")
-    def halt_trading(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        from execution.exceptions import ExecutionError
-        from execution.services.kill_switch import halt_trading
-
-        for account in queryset:
-            try:
-                report = halt_trading(account=account, reason=f"admin {request.user}")
-            except ExecutionError as exc:
-                self.message_user(request, f"{account}: halted, but open orders not checked: {exc}", messages.ERROR)
-                continue
-            self.message_user(
-                request, f"{account}: halted; cancelled {len(report.cancelled)} entry order(s), kept {len(report.kept)}"
-            )
-
-    @admin.action(description="Reconcile now with the exchange (live accounts)")
-    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        from execution.exceptions import ExecutionError
-        from execution.services.reconciliation import reconcile_account
-
-        for account in queryset:
-            if account.is_paper_trading:
-                self.message_user(request, f"{account}: paper accounts are not reconciled", messages.WARNING)
-                continue
-            try:
-                run = reconcile_account(account)
-            except ExecutionError as exc:
-                self.message_user(request, f"{account}: {exc}", messages.ERROR)
-                continue
-            level = messages.ERROR if run.status in ("failed", "skipped") else messages.SUCCESS
-            self.message_user(
-                request, f"{account}: {run.status}, {run.differences} difference(s) (run #{run.pk})", level
-            )
 
     @admin.action(description="Resume trading (active)")
     def resume_trading(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:

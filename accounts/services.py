@@ -12,23 +12,22 @@ from accounts import encrypted_fields
 from accounts.audit import record_event
 from accounts.models import Account, TradingState
 
-EDITABLE_FIELDS = frozenset(
-    {
-        "name",
-        "is_paper_trading",
-        "trading_state",
-        "max_leverage",
-        "cooldown_seconds",
-        "paper_balance",
-        "margin_type",
-        "keep_unprotected_positions",
-        "api_version",
-        "api_key",
-        "api_secret",
-        "wallet_address",
-        "signer_address",
-        "signer_private_key",
-    }
+# What callers may set on an account, in the order forms show them (the admin form uses it).
+EDITABLE_FIELDS: tuple[str, ...] = (
+    "name",
+    "is_paper_trading",
+    "trading_state",
+    "max_leverage",
+    "cooldown_seconds",
+    "paper_balance",
+    "margin_type",
+    "keep_unprotected_positions",
+    "api_version",
+    "api_key",
+    "api_secret",
+    "wallet_address",
+    "signer_address",
+    "signer_private_key",
 )
 
 
@@ -44,7 +43,7 @@ def _audit_data(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply(account: Account, changes: dict[str, Any]) -> None:
-    unknown = set(changes) - EDITABLE_FIELDS
+    unknown = set(changes).difference(EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({field: "Not an editable account field." for field in sorted(unknown)})
     for field, value in changes.items():

@@ -18,9 +18,10 @@ class DecisionAdmin(ReadOnlyAdmin):
         decimal_column("take_profit"),
         decimal_column("stop_loss"),
         "status",
+        "denial_code",
         "reason",
         "trade",
     ]
-    list_filter = [ModeFilter, "status", "action", "symbol", "account"]
+    list_filter = [ModeFilter, "status", "denial_code", "action", "symbol", "account"]
     search_fields = ["symbol", "idempotency_key", "account__name", "reason"]
     list_select_related = ["account", "trade"]

@@ -33,4 +33,4 @@ class DecisionEngine:
             take_profit=take_profit,
             stop_loss=stop_loss,
             idempotency_key=idempotency_key,
-        )
+        ).decision

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from django.db import models
 from django.db.models import Q
 
-from accounts.models import Account
+from accounts.models import HARD_MAX_LEVERAGE, Account
 from execution.models import Trade, money_field
 
 
@@ -16,6 +17,21 @@ class DecisionAction(models.TextChoices):
     OPEN_SHORT = "open_short", "Open short"
     CLOSE = "close", "Close"
     HOLD = "hold", "Hold"
+
+
+OPEN_ACTIONS = frozenset({DecisionAction.OPEN_LONG, DecisionAction.OPEN_SHORT})
+REQUIRED_TO_OPEN = ("quantity", "leverage")
+
+
+def missing_open_fields(action: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """The fields an opening action needs that `values` lacks (None), each with its message.
+
+    Empty when nothing is missing or the action opens nothing. The API's serializer and
+    decisions.services both check with this.
+    """
+    if action not in OPEN_ACTIONS:
+        return {}
+    return {name: "Required to open a position." for name in REQUIRED_TO_OPEN if values.get(name) is None}
 
 
 class DecisionStatus(models.TextChoices):
@@ -47,6 +63,12 @@ class Decision(models.Model):
     idempotency_key = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=DecisionStatus.choices, default=DecisionStatus.RECEIVED)
     reason = models.TextField(blank=True, default="", help_text="Denial code and message, or failure.")
+    denial_code = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="Why the decision was rejected: a risk code (RiskCheckFailed.code) or INVALID_INPUT.",
+    )
     trade = models.ForeignKey(Trade, on_delete=models.PROTECT, null=True, blank=True, related_name="decisions")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -65,7 +87,7 @@ class Decision(models.Model):
                 condition=Q(quantity__isnull=True) | Q(quantity__gt=0), name="decision_quantity_positive"
             ),
             models.CheckConstraint(
-                condition=Q(leverage__isnull=True) | (Q(leverage__gte=1) & Q(leverage__lte=25)),
+                condition=Q(leverage__isnull=True) | (Q(leverage__gte=1) & Q(leverage__lte=HARD_MAX_LEVERAGE)),
                 name="decision_leverage_1_to_25",
             ),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -11,25 +12,29 @@ from django.db import IntegrityError, transaction
 
 from accounts.audit import record_event, transition
 from accounts.models import Account
-from decisions.models import Decision, DecisionAction, DecisionStatus
+from decisions.models import REQUIRED_TO_OPEN, Decision, DecisionAction, DecisionStatus, missing_open_fields
 from execution.exceptions import ExecutionError, RiskCheckFailed
 from execution.services import ExecutionService
 
 logger = logging.getLogger(__name__)
+INVALID_INPUT = "INVALID_INPUT"
 OPEN_SIDES = {DecisionAction.OPEN_LONG: "BUY", DecisionAction.OPEN_SHORT: "SELL"}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What `submit_decision` did: `created` is False when the idempotency key was seen before
+    (then `decision` is that first decision, not executed again)."""
+
+    decision: Decision
+    created: bool
 
 
 def _validate(action: str, quantity: Any, leverage: Any) -> None:
     if action not in DecisionAction.values:
         raise ValidationError({"action": f"Must be one of {', '.join(DecisionAction.values)}."})
-    if action in OPEN_SIDES:
-        errors = {}
-        if quantity is None:
-            errors["quantity"] = "Required to open a position."
-        if leverage is None:
-            errors["leverage"] = "Required to open a position."
-        if errors:
-            raise ValidationError(errors)
+    if missing := missing_open_fields(action, {"quantity": quantity, "leverage": leverage}):
+        raise ValidationError(missing)
 
 
 def submit_decision(
@@ -42,18 +47,17 @@ def submit_decision(
     take_profit: Decimal | None = None,
     stop_loss: Decimal | None = None,
     idempotency_key: str = "",
-) -> Decision:
+) -> Submission:
     """Record a decision and execute it in the account's mode (paper or live).
 
-    Returns the decision, `executed`, `rejected` (a risk denial, its code in `reason`),
-    `failed` or `skipped` (hold). The same idempotency key returns the first decision.
-    Malformed input raises ValidationError and writes nothing.
+    The decision ends `executed`, `rejected` (a risk denial, its code in `denial_code`),
+    `failed` or `skipped` (hold). The same idempotency key returns the first decision with
+    `created=False`, also when two submissions race. Malformed input raises ValidationError
+    and writes nothing.
     """
     _validate(action, quantity, leverage)
-    if idempotency_key and (
-        earlier := Decision.objects.filter(account=account, idempotency_key=idempotency_key).first()
-    ):
-        return earlier
+    if earlier := _earlier(account, idempotency_key):
+        return Submission(earlier, created=False)
     decision = Decision(
         account=account,
         symbol=symbol,
@@ -64,7 +68,14 @@ def submit_decision(
         stop_loss=stop_loss,
         idempotency_key=idempotency_key,
     )
-    decision.full_clean(exclude=["trade"])
+    try:
+        decision.full_clean(exclude=["trade"])
+    except ValidationError:
+        # A concurrent submission with the same key may have committed since the look-up
+        # (full_clean checks the unique constraint): then that one is the answer.
+        if earlier := _earlier(account, idempotency_key):
+            return Submission(earlier, created=False)
+        raise
     try:
         with transaction.atomic():
             decision.save()
@@ -76,11 +87,17 @@ def submit_decision(
                 data={"action": action, "symbol": symbol},
             )
     except IntegrityError:
-        earlier = Decision.objects.filter(account=account, idempotency_key=idempotency_key).first()
-        if earlier is None:
-            raise
-        return earlier
-    return execute_decision(decision)
+        # ... or between full_clean and the insert: the database's unique constraint decides.
+        if earlier := _earlier(account, idempotency_key):
+            return Submission(earlier, created=False)
+        raise
+    return Submission(execute_decision(decision), created=True)
+
+
+def _earlier(account: Account, idempotency_key: str) -> Decision | None:
+    if not idempotency_key:
+        return None
+    return Decision.objects.filter(account=account, idempotency_key=idempotency_key).first()
 
 
 def execute_decision(decision: Decision) -> Decision:
@@ -92,24 +109,34 @@ def execute_decision(decision: Decision) -> Decision:
         if decision.action == DecisionAction.CLOSE:
             result = service.close_position(decision.symbol, idempotency_key=key)
         else:
+            quantity, leverage = decision.quantity, decision.leverage
+            if quantity is None or leverage is None:  # submit_decision checks; a row saved otherwise may not be
+                raise ValidationError(
+                    missing_open_fields(decision.action, {name: getattr(decision, name) for name in REQUIRED_TO_OPEN})
+                )
             result = service.execute_market_order(
                 symbol=decision.symbol,
                 side=OPEN_SIDES[DecisionAction(decision.action)],
-                quantity=decision.quantity,
-                leverage=decision.leverage,
+                quantity=quantity,
+                leverage=leverage,
                 take_profit=decision.take_profit,
                 stop_loss=decision.stop_loss,
                 idempotency_key=key,
             )
     except RiskCheckFailed as denial:
-        return _finish(decision, DecisionStatus.REJECTED, f"{denial.code}: {denial.message}")
+        return _reject(decision, denial.code, denial.message)
     except ValidationError as exc:
-        return _finish(decision, DecisionStatus.REJECTED, f"INVALID_INPUT: {'; '.join(exc.messages)}")
+        return _reject(decision, INVALID_INPUT, "; ".join(exc.messages))
     except ExecutionError as exc:
         logger.warning("decision %s failed: %s", decision.pk, exc)
         return _finish(decision, DecisionStatus.FAILED, f"{exc.code}: {exc.message}")
     decision.trade = result.trade
     return _finish(decision, DecisionStatus.EXECUTED, "", ["trade"])
+
+
+def _reject(decision: Decision, code: str, message: str) -> Decision:
+    decision.denial_code = code
+    return _finish(decision, DecisionStatus.REJECTED, f"{code}: {message}", ["denial_code"])
 
 
 def _finish(decision: Decision, status: str, reason: str, fields: list[str] | None = None) -> Decision:
@@ -123,8 +150,3 @@ def _finish(decision: Decision, status: str, reason: str, fields: list[str] | No
             update_fields=["reason", *(fields or [])],
         )
     return decision
-
-
-def denial_code(decision: Decision) -> str:
-    """The risk code of a rejected decision (the part of `reason` before the colon)."""
-    return decision.reason.split(":", 1)[0] if decision.status == DecisionStatus.REJECTED else ""

@@ -1,14 +1,22 @@
-"""Inspection of execution state. Rows change only through services, so these pages are read-only."""
+"""Inspection of execution state. Rows change only through services, so these pages are read-only.
+
+Also the account actions that call execution services (kill switch, reconciliation): the
+accounts app cannot import execution, so its AccountAdmin is re-registered here with them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from kombu.exceptions import OperationalError
 
+from accounts.admin import AccountAdmin as AccountsAccountAdmin
+from accounts.models import Account
 from execution.aster.numbers import format_decimal
+from execution.exceptions import ExecutionError
 from execution.models import (
     ExecutionEvent,
     FundingPayment,
@@ -18,6 +26,8 @@ from execution.models import (
     ReconciliationRun,
     Trade,
 )
+from execution.services import kill_switch
+from execution.tasks import reconcile_account_task
 
 
 class ModeFilter(admin.SimpleListFilter):
@@ -168,10 +178,13 @@ class FundingPaymentAdmin(ReadOnlyAdmin):
     date_hierarchy = "funding_time"
 
 
+RECONCILIATION_ITEM_FIELDS = ("kind", "symbol", "local", "remote", "action", "outcome", "message")
+
+
 class ReconciliationItemInline(admin.TabularInline):
     model = ReconciliationItem
-    fields = ["kind", "symbol", "local", "remote", "action", "outcome", "message"]
-    readonly_fields = fields
+    fields = RECONCILIATION_ITEM_FIELDS
+    readonly_fields = RECONCILIATION_ITEM_FIELDS
     extra = 0
     can_delete = False
 
@@ -187,3 +200,45 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_select_related = ["account"]
     date_hierarchy = "started_at"
     inlines = [ReconciliationItemInline]
+
+
+admin.site.unregister(Account)
+
+
+@admin.register(Account)
+class AccountAdmin(AccountsAccountAdmin):
+    actions = ["halt_trading", *AccountsAccountAdmin.actions, "reconcile_now"]
+
+    @admin.action(description="Halt trading (kill switch: cancel entry orders, keep stops)")
+    def halt_trading(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset:
+            try:
+                report = kill_switch.halt_trading(account=account, reason=f"admin {request.user}")
+            except ExecutionError as exc:
+                self.message_user(request, f"{account}: halted, but open orders not checked: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request, f"{account}: halted; cancelled {len(report.cancelled)} entry order(s), kept {len(report.kept)}"
+            )
+
+    @admin.action(description="Reconcile now with the exchange (live accounts; queued for the worker)")
+    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        """Queue one reconciliation task per live account: no exchange call inside the web request.
+        The results appear under Reconciliation runs once the worker has run them."""
+        queued = []
+        for account in queryset:
+            if account.is_paper_trading:
+                self.message_user(request, f"{account}: paper accounts are not reconciled", messages.WARNING)
+                continue
+            try:
+                reconcile_account_task.delay(account.pk)
+            except OperationalError as exc:  # the broker is unreachable
+                self.message_user(request, f"{account}: could not queue reconciliation: {exc}", messages.ERROR)
+                continue
+            queued.append(str(account))
+        if queued:
+            self.message_user(
+                request,
+                f"queued reconciliation of {', '.join(queued)}; see Reconciliation runs for the results",
+                messages.SUCCESS,
+            )

@@ -51,16 +51,6 @@ class PolicyDenied(RiskCheckFailed):
     """A denial by the account's risk policy (as opposed to bad input): it is audited."""
 
 
-class InvalidOrderInput(ExecutionError):
-    """An argument is malformed (bad side, not a number...). Nothing was written."""
-
-    code = "INVALID_INPUT"
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}", details={"field": field})
-        self.field = field
-
-
 class InsufficientLiquidity(ExecutionError):
     code = "INSUFFICIENT_LIQUIDITY"
 

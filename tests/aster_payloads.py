@@ -228,16 +228,3 @@ LEVERAGE_BRACKET = {
         },
     ],
 }
-
-INCOME = [
-    {
-        "symbol": "BTCUSDT",
-        "incomeType": "FUNDING_FEE",
-        "income": "-0.01000000",
-        "asset": "USDT",
-        "info": "",
-        "time": 1570636800000,
-        "tranId": 9689322392,
-        "tradeId": "",
-    },
-]

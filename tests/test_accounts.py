@@ -185,3 +185,12 @@ def test_set_trading_state_is_audited_and_validated(paper_account):
     assert (event.from_status, event.to_status) == ("active", "halted")
     with pytest.raises(ValidationError):
         services.set_trading_state(account=paper_account, state="paused")
+
+
+def test_the_admin_form_shows_owner_then_the_editable_fields_in_their_order():
+    from accounts.admin import AccountAdminForm
+
+    assert isinstance(services.EDITABLE_FIELDS, tuple)
+    assert len(set(services.EDITABLE_FIELDS)) == len(services.EDITABLE_FIELDS)
+    assert AccountAdminForm._meta.fields == ["owner", *services.EDITABLE_FIELDS]
+    assert list(AccountAdminForm.base_fields) == ["owner", *services.EDITABLE_FIELDS]

@@ -151,13 +151,10 @@ def test_account_configuration_endpoints(sim, client):
     client.set_margin_type("BTCUSDT", "ISOLATED")
     client.set_margin_type("BTCUSDT", "ISOLATED")  # -4046 is success
     assert client.set_leverage("BTCUSDT", 5).leverage == 5
-    assert client.position_mode_is_hedge() is False
     assert client.leverage_brackets("BTCUSDT")[0].brackets[0].maint_margin_ratio == Decimal("0.004")
-    assert client.commission_rate("BTCUSDT").taker == Decimal("0.00035")
     assert client.balances()[0].asset == "USDT"
     client.new_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01", client_order_id="x")
     assert client.position_risk("BTCUSDT")[0].leverage == 5
-    assert any(i.income_type == "COMMISSION" for i in client.income(symbol="BTCUSDT"))
 
 
 def test_market_data_over_http(sim):
@@ -296,10 +293,10 @@ def test_aster_sim_command_serves_the_api():
                 break
             except Exception:
                 time.sleep(0.1)
-        first = client.ticker_price("BTCUSDT").price
+        first = client.ticker_prices()["BTCUSDT"].price
         assert client.balances()[0].asset == "USDT"
         time.sleep(1.0)
-        assert client.ticker_price("BTCUSDT").price != first  # prices move
+        assert client.ticker_prices()["BTCUSDT"].price != first  # prices move
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -325,3 +322,30 @@ def test_aster_sim_command_rejects_bad_options():
         timeout=60,
     )
     assert result.returncode != 0 and "loopback" in result.stderr
+
+
+def test_the_request_log_keeps_only_the_latest_requests():
+    from execution.aster.simulator.server import REQUEST_LOG_SIZE
+
+    paths = ["/fapi/v1/time", "/fapi/v1/ticker/price", "/fapi/v1/premiumIndex", "/fapi/v1/exchangeInfo", "/_sim/state"]
+    with AsterSimulator(seed=1, request_log_size=3) as simulator, requests.Session() as http:
+        for path in paths:
+            assert http.get(f"{simulator.url}{path}", timeout=5).status_code == 200
+        assert list(simulator.server.request_log) == [("GET", path) for path in paths[-3:]]
+    with AsterSimulator(seed=1) as simulator:
+        assert simulator.server.request_log.maxlen == REQUEST_LOG_SIZE == 10_000
+    with pytest.raises(ValueError, match="request_log_size"):
+        AsterSimulator(request_log_size=-1)
+
+
+def test_aster_sim_command_rejects_a_negative_request_log_size():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "aster_sim", "--port", "0", "--request-log-size", "-1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "--request-log-size" in result.stderr

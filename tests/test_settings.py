@@ -69,3 +69,40 @@ def test_celery_tasks_can_start_on_commit():
     from config.celery import app
 
     assert hasattr(app.Task, "delay_on_commit")
+
+
+FILESYSTEM_BROKER_PROBE = """
+import json, django
+django.setup()
+from django.conf import settings
+from kombu import Exchange, Queue
+from config.celery import app
+
+with app.connection_for_write() as conn:  # binding a queue writes the exchange table (control folder)
+    Queue("probe", Exchange("probe"), "probe")(conn.default_channel).declare()
+print(json.dumps({"options": settings.CELERY_BROKER_TRANSPORT_OPTIONS, "var": str(settings.VAR_DIR)}))
+"""
+
+
+def test_filesystem_broker_writes_only_under_var(tmp_path):
+    """Without REDIS_URL every folder of the filesystem broker is under var/, so a worker started
+    from the repository root leaves no control/*.exchange files behind."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DJANGO_SETTINGS_MODULE="config.settings_test", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-c", FILESYSTEM_BROKER_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    folders = {k: v for k, v in report["options"].items() if k.endswith("folder") or "folder_" in k}
+    assert set(folders) >= {"data_folder_in", "data_folder_out", "control_folder"}
+    assert all(Path(v).is_relative_to(report["var"]) for v in folders.values()), folders
+    assert not (tmp_path / "control").exists()
+    assert (Path(report["options"]["control_folder"]) / "probe.exchange").exists()

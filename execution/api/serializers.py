@@ -4,8 +4,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.models import Account
-from decisions.models import Decision, DecisionAction
+from accounts.models import HARD_MAX_LEVERAGE, Account
+from decisions.models import OPEN_ACTIONS, Decision, DecisionAction, missing_open_fields
+from execution.aster.rules import SYMBOL_PATTERN
 from execution.models import PendingOrder, Position, Trade
 
 
@@ -142,20 +143,21 @@ class DecisionSerializer(serializers.ModelSerializer):
             "idempotency_key",
             "status",
             "reason",
+            "denial_code",
             "trade",
             "created_at",
         ]
-        read_only_fields = ["id", "status", "reason", "trade", "created_at"]
+        read_only_fields = ["id", "status", "reason", "denial_code", "trade", "created_at"]
 
 
 class DecisionCreateSerializer(serializers.Serializer):
     """What a decision needs; the view hands it to decisions.services.submit_decision."""
 
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.none())
-    symbol = serializers.RegexField(r"^[A-Z0-9]{2,32}$", error_messages={"invalid": "A symbol like BTCUSDT."})
+    symbol = serializers.RegexField(SYMBOL_PATTERN, error_messages={"invalid": "A symbol like BTCUSDT."})
     action = serializers.ChoiceField(choices=DecisionAction.choices)
     quantity = serializers.DecimalField(max_digits=28, decimal_places=10, min_value=0, required=False, allow_null=True)
-    leverage = serializers.IntegerField(min_value=1, max_value=25, required=False, allow_null=True)
+    leverage = serializers.IntegerField(min_value=1, max_value=HARD_MAX_LEVERAGE, required=False, allow_null=True)
     take_profit = serializers.DecimalField(
         max_digits=28, decimal_places=10, min_value=0, required=False, allow_null=True
     )
@@ -171,12 +173,10 @@ class DecisionCreateSerializer(serializers.Serializer):
             field.queryset = Account.objects.filter(owner=request.user)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["action"] in (DecisionAction.OPEN_LONG, DecisionAction.OPEN_SHORT):
-            errors = {f: "Required to open a position." for f in ("quantity", "leverage") if attrs.get(f) is None}
-            if errors:
-                raise serializers.ValidationError(errors)
-            if attrs["quantity"] <= 0:
-                raise serializers.ValidationError({"quantity": "Must be greater than 0."})
+        if missing := missing_open_fields(attrs["action"], attrs):
+            raise serializers.ValidationError(missing)
+        if attrs["action"] in OPEN_ACTIONS and attrs["quantity"] <= 0:
+            raise serializers.ValidationError({"quantity": "Must be greater than 0."})
         return attrs
 
 

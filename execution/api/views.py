@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -12,8 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from decisions.models import Decision
-from decisions.services import denial_code, submit_decision
+from decisions.models import DecisionStatus
+from decisions.services import submit_decision
 from execution.api import selectors
 from execution.api.serializers import (
     AccountSerializer,
@@ -104,18 +103,9 @@ class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = DecisionCreateSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        key = data.get("idempotency_key", "")
-        seen = bool(key) and Decision.objects.filter(account=data["account"], idempotency_key=key).exists()
-        try:
-            decision = submit_decision(**data)
-        except DjangoValidationError as exc:
-            return Response(
-                exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        body = dict(DecisionSerializer(decision).data)
-        if decision.status == "rejected":
-            body["code"] = denial_code(decision)
+        submission = submit_decision(**serializer.validated_data)  # bad input: 400 from execution.api.errors
+        body = dict(DecisionSerializer(submission.decision).data)
+        if submission.decision.status == DecisionStatus.REJECTED:
+            body["code"] = submission.decision.denial_code
             return Response(body, status=status.HTTP_409_CONFLICT)
-        return Response(body, status=status.HTTP_200_OK if seen else status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK)

@@ -31,9 +31,7 @@ from execution.aster.numbers import format_decimal, input_decimal
 from execution.aster.ratelimit import LocalWeightBudget, WeightBudget, retry_after_seconds
 from execution.aster.replies import (
     Balance,
-    CommissionRate,
     FundingRate,
-    Income,
     Kline,
     LeverageResult,
     OrderBook,
@@ -45,11 +43,10 @@ from execution.aster.replies import (
     UserTrade,
     parse_list,
 )
-from execution.aster.rules import ExchangeInfo, SymbolRules, parse_exchange_info
+from execution.aster.rules import SYMBOL_RE, ExchangeInfo, SymbolRules, parse_exchange_info
 from execution.aster.signing import Credentials, Params, V1Credentials, V1Signer, V3Signer
 
 CLIENT_ORDER_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
 BANNED_UNTIL_RE = re.compile(r"until (\d{13})")
 SIDES = ("BUY", "SELL")
 ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
@@ -72,8 +69,6 @@ SIGNED_PATHS = {
         "marginType": "/fapi/v1/marginType",
         "positionSide/dual": "/fapi/v1/positionSide/dual",
         "leverageBracket": "/fapi/v1/leverageBracket",
-        "commissionRate": "/fapi/v1/commissionRate",
-        "income": "/fapi/v1/income",
     },
     "v3": {
         "order": "/fapi/v3/order",
@@ -85,8 +80,6 @@ SIGNED_PATHS = {
         "marginType": "/fapi/v3/marginType",
         "positionSide/dual": "/fapi/v3/positionSide/dual",
         "leverageBracket": "/fapi/v3/leverageBracket",
-        "commissionRate": "/fapi/v3/commissionRate",
-        "income": "/fapi/v3/income",
     },
 }
 
@@ -321,10 +314,6 @@ class AsterClient:
             "GET", "/fapi/v1/depth", [("symbol", symbol), ("limit", str(limit))], weight=_depth_weight(limit)
         )
         return OrderBook.parse(symbol, data)
-
-    def ticker_price(self, symbol: str) -> TickerPrice:
-        data = self._request("GET", "/fapi/v1/ticker/price", [("symbol", self._check_symbol(symbol))])
-        return TickerPrice.parse(data)
 
     def ticker_prices(self) -> dict[str, TickerPrice]:
         data = self._request("GET", "/fapi/v1/ticker/price", weight=2)
@@ -591,40 +580,8 @@ class AsterClient:
             if exc.code not in ALREADY_SET_CODES:
                 raise
 
-    def position_mode_is_hedge(self) -> bool:
-        data = self._request("GET", self._path("positionSide/dual"), signed=True, weight=30)
-        if not isinstance(data, dict) or "dualSidePosition" not in data:
-            raise AsterResponseError("positionSide/dual reply has no dualSidePosition")
-        value = data["dualSidePosition"]
-        return value is True or str(value).lower() == "true"
-
     def leverage_brackets(self, symbol: str | None = None) -> list[SymbolBrackets]:
         params = [("symbol", self._check_symbol(symbol))] if symbol else []
         data = self._request("GET", self._path("leverageBracket"), params, signed=True)
         items = data if isinstance(data, list) else [data]
         return [SymbolBrackets.parse(item) for item in items]
-
-    def commission_rate(self, symbol: str) -> CommissionRate:
-        params = [("symbol", self._check_symbol(symbol))]
-        return CommissionRate.parse(self._request("GET", self._path("commissionRate"), params, signed=True, weight=20))
-
-    def income(
-        self,
-        *,
-        symbol: str | None = None,
-        income_type: str | None = None,
-        start_time_ms: int | None = None,
-        end_time_ms: int | None = None,
-        limit: int = 100,
-    ) -> list[Income]:
-        if not 1 <= limit <= 1000:
-            raise AsterInputError("limit", f"must be 1..1000, got {limit!r}")
-        params: list[tuple[str, str]] = []
-        if symbol:
-            params.append(("symbol", self._check_symbol(symbol)))
-        if income_type:
-            params.append(("incomeType", income_type))
-        params += self._time_range(start_time_ms, end_time_ms)
-        params.append(("limit", str(limit)))
-        data = self._request("GET", self._path("income"), params, signed=True, weight=30)
-        return parse_list(data, "income", Income.parse)

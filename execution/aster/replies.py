@@ -372,45 +372,5 @@ class SymbolBrackets:
         return cls(symbol=str(data["symbol"]), brackets=brackets)
 
 
-@dataclass(frozen=True)
-class CommissionRate:
-    symbol: str
-    maker: Decimal
-    taker: Decimal
-
-    @classmethod
-    def parse(cls, raw: Any) -> CommissionRate:
-        data = _require_dict(raw, "commissionRate")
-        return cls(
-            symbol=str(data["symbol"]),
-            maker=_dec(data, "makerCommissionRate"),
-            taker=_dec(data, "takerCommissionRate"),
-        )
-
-
-@dataclass(frozen=True)
-class Income:
-    symbol: str
-    income_type: str
-    income: Decimal
-    asset: str
-    time_ms: int
-    tran_id: int
-    trade_id: str
-
-    @classmethod
-    def parse(cls, raw: Any) -> Income:
-        data = _require_dict(raw, "income")
-        return cls(
-            symbol=str(data.get("symbol", "")),
-            income_type=str(data.get("incomeType", "")),
-            income=_dec(data, "income"),
-            asset=str(data.get("asset", "USDT")),
-            time_ms=_int(data, "time", default=0),
-            tran_id=_int(data, "tranId", default=0),
-            trade_id=str(data.get("tradeId", "")),
-        )
-
-
 def parse_list(raw: Any, what: str, parser: Any) -> list[Any]:
     return [parser(item) for item in _require_list(raw, what)]

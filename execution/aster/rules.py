@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,9 @@ from execution.aster.errors import AsterInputError, AsterResponseError
 from execution.aster.numbers import format_decimal, round_down_to_step, round_to_tick, wire_decimal
 
 ZERO = Decimal("0")
+# The symbols the service accepts (API, risk checks, client): upper-case letters and digits.
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,32}$"
+SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 
 
 @dataclass(frozen=True)

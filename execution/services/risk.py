@@ -10,7 +10,6 @@ Two kinds of refusal:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,14 +20,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from accounts.models import Account, TradingState
-from execution.aster.rules import SymbolRules
+from execution.aster.rules import SYMBOL_RE, SymbolRules
 from execution.exceptions import PolicyDenied, RiskCheckFailed
 from execution.models import Position
 from execution.services.market_data import MarketSnapshot, check_fresh
 from execution.services.position_math import MaintenanceTier, direction, position_side_for, tier_for
-
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,32}$")
-INPUT_CODES = frozenset({"INVALID_QUANTITY", "UNKNOWN_SYMBOL", "INVALID_PROTECTION"})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import json
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
@@ -28,6 +29,7 @@ from execution.aster.simulator.exchange import SimAccount, SimError, SimExchange
 
 NONCE_WINDOW_US = 10_000_000
 NONCE_MEMORY = 100
+REQUEST_LOG_SIZE = 10_000  # (method, path) of the most recent requests, for tests and demos
 DEPTH_LIMITS = {5, 10, 20, 50, 100, 500, 1000}
 UNKNOWN_OUTCOME = {
     "code": -1007,
@@ -67,7 +69,11 @@ class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, exchange: SimExchange, address: tuple[str, int]) -> None:
+    def __init__(
+        self, exchange: SimExchange, address: tuple[str, int], *, request_log_size: int = REQUEST_LOG_SIZE
+    ) -> None:
+        if request_log_size < 0:
+            raise ValueError(f"request_log_size must be >= 0, got {request_log_size}")
         super().__init__(address, SimHandler)
         self.exchange = exchange
         self.faults = Faults()
@@ -75,7 +81,8 @@ class SimServer(ThreadingHTTPServer):
         self.banned_until = 0.0
         self.weight_minute = -1
         self.weight_used = 0
-        self.request_log: list[tuple[str, str]] = []
+        # Bounded: a long-running simulator keeps only the latest requests.
+        self.request_log: deque[tuple[str, str]] = deque(maxlen=request_log_size)
 
     def add_weight(self, weight: int) -> int:
         with self.fault_lock:
@@ -662,11 +669,12 @@ class AsterSimulator:
         port: int = 0,
         tick_seconds: float | None = None,
         exchange: SimExchange | None = None,
+        request_log_size: int = REQUEST_LOG_SIZE,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the simulator binds to loopback only")
         self.exchange = exchange or SimExchange(seed=seed)
-        self.server = SimServer(self.exchange, (host, port))
+        self.server = SimServer(self.exchange, (host, port), request_log_size=request_log_size)
         self.tick_seconds = tick_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from execution.aster.simulator.demo_accounts import DEMO_V1, DEMO_V3
 from execution.aster.simulator.exchange import SimExchange, default_symbols
-from execution.aster.simulator.server import AsterSimulator
+from execution.aster.simulator.server import REQUEST_LOG_SIZE, AsterSimulator
 
 
 class Command(BaseCommand):
@@ -22,12 +22,18 @@ class Command(BaseCommand):
         parser.add_argument("--tick-seconds", type=float, default=1.0, help="price step interval; 0 freezes prices")
         parser.add_argument("--extra-symbols", type=int, default=0, help="add N synthetic symbols SIM000USDT...")
         parser.add_argument("--chain-id", type=int, default=1666, help="EIP-712 chain id expected from V3 clients")
+        parser.add_argument(
+            "--request-log-size",
+            type=int,
+            default=REQUEST_LOG_SIZE,
+            help=f"how many recent requests the simulator remembers (default {REQUEST_LOG_SIZE})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not 0 <= options["port"] <= 65535:
             raise CommandError(f"--port must be 0..65535, got {options['port']}")
-        if options["tick_seconds"] < 0 or options["extra_symbols"] < 0:
-            raise CommandError("--tick-seconds and --extra-symbols must be >= 0")
+        if options["tick_seconds"] < 0 or options["extra_symbols"] < 0 or options["request_log_size"] < 0:
+            raise CommandError("--tick-seconds, --extra-symbols and --request-log-size must be >= 0")
         exchange = SimExchange(
             seed=options["seed"], symbols=default_symbols(options["extra_symbols"]), chain_id=options["chain_id"]
         )
@@ -39,6 +45,7 @@ class Command(BaseCommand):
                 port=options["port"],
                 exchange=exchange,
                 tick_seconds=options["tick_seconds"] or None,
+                request_log_size=options["request_log_size"],
             )
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot start the simulator: {exc}") from exc
