@@ -32,7 +32,7 @@ def test_status_201_or_200_follows_the_service_not_a_second_look_up(api):
         account=api.account, symbol="BTCUSDT", action="hold", status=DecisionStatus.SKIPPED, idempotency_key="x-1"
     )
     for created, expected in ((True, 201), (False, 200)):
-        with mock.patch("execution.api.views.submit_decision", return_value=Submission(decision, created)) as submit:
+        with mock.patch("decisions.api.views.submit_decision", return_value=Submission(decision, created)) as submit:
             response = decide(api, action="hold", idempotency_key="x-1")
         assert response.status_code == expected and response.data["id"] == decision.pk
         submit.assert_called_once()
@@ -51,7 +51,7 @@ def test_the_409_code_comes_from_the_denial_code_field(api, market):
     assert response.data["code"] == response.data["denial_code"] == "INVALID_PROTECTION"
     decision = Decision.objects.get(pk=response.data["id"])
     decision.reason = "free text without a code"  # the code no longer depends on the reason's wording
-    with mock.patch("execution.api.views.submit_decision", return_value=Submission(decision, False)):
+    with mock.patch("decisions.api.views.submit_decision", return_value=Submission(decision, False)):
         again = decide(api, stop_loss="90000")
     assert again.status_code == 409 and again.data["code"] == "INVALID_PROTECTION"
 
@@ -150,7 +150,7 @@ def test_a_validation_error_from_the_decision_service_is_400_with_the_field(api)
     from django.core.exceptions import ValidationError
 
     with mock.patch(
-        "execution.api.views.submit_decision", side_effect=ValidationError({"symbol": "Not on this exchange."})
+        "decisions.api.views.submit_decision", side_effect=ValidationError({"symbol": "Not on this exchange."})
     ):
         response = decide(api)
     assert response.status_code == 400 and response.data == {"symbol": ["Not on this exchange."]}
@@ -168,7 +168,7 @@ def test_a_serializer_error_keeps_drfs_400_body(api):
 def test_api_risk_checks_and_client_accept_the_same_symbols(symbol):
     from rest_framework.exceptions import ValidationError
 
-    from execution.api.serializers import DecisionCreateSerializer
+    from decisions.api.serializers import DecisionCreateSerializer
     from execution.aster import client, rules
     from execution.services import risk
 

@@ -141,7 +141,7 @@ def test_the_fields_required_to_open_come_from_one_definition(paper_account, mon
     from django.core.exceptions import ValidationError
 
     from decisions import models
-    from execution.api.serializers import DecisionCreateSerializer
+    from decisions.api.serializers import DecisionCreateSerializer
 
     monkeypatch.setattr(models, "REQUIRED_TO_OPEN", ("quantity", "leverage", "stop_loss"))
     body = {"account": paper_account.pk, "symbol": "BTCUSDT", "action": "open_long", "quantity": "0.01", "leverage": 5}
@@ -166,7 +166,7 @@ def test_missing_open_fields():
 
 def test_the_leverage_cap_is_the_accounts_constant():
     from accounts.models import HARD_MAX_LEVERAGE
-    from execution.api.serializers import DecisionCreateSerializer
+    from decisions.api.serializers import DecisionCreateSerializer
 
     assert DecisionCreateSerializer().fields["leverage"].max_value == HARD_MAX_LEVERAGE
     (constraint,) = [c for c in Decision._meta.constraints if c.name == "decision_leverage_1_to_25"]

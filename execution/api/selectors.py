@@ -9,7 +9,6 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet, Sum
 
 from accounts.models import Account
-from decisions.models import Decision
 from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, ReconciliationRun, Trade
 
 
@@ -27,10 +26,6 @@ def trades_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Trade]:
 
 def pending_orders_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[PendingOrder]:
     return PendingOrder.objects.filter(account__owner_id=user.pk)
-
-
-def decisions_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Decision]:
-    return Decision.objects.filter(account__owner_id=user.pk)
 
 
 def account_status(account: Account) -> dict[str, Any]:

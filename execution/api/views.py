@@ -6,19 +6,15 @@ from typing import Any
 
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from decisions.models import DecisionStatus
-from decisions.services import submit_decision
 from execution.api import selectors
 from execution.api.serializers import (
     AccountSerializer,
     AccountStatusSerializer,
-    DecisionCreateSerializer,
-    DecisionSerializer,
     PendingOrderSerializer,
     PositionSerializer,
     TradeSerializer,
@@ -85,27 +81,3 @@ class PendingOrderViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> Any:
         return selectors.pending_orders_of(self.request.user)
-
-
-class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    serializer_class = DecisionSerializer
-    filterset_fields = ["account", "symbol", "status", "action"]
-
-    def get_queryset(self) -> Any:
-        return selectors.decisions_of(self.request.user)
-
-    @extend_schema(
-        request=DecisionCreateSerializer,
-        responses={201: DecisionSerializer, 200: DecisionSerializer, 409: DecisionSerializer},
-        description="Submit a decision; it is executed in the account's mode. 409 when the risk checks deny it "
-        "(`code` gives the reason); 200 when the idempotency key was seen before.",
-    )
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = DecisionCreateSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        submission = submit_decision(**serializer.validated_data)  # bad input: 400 from execution.api.errors
-        body = dict(DecisionSerializer(submission.decision).data)
-        if submission.decision.status == DecisionStatus.REJECTED:
-            body["code"] = submission.decision.denial_code
-            return Response(body, status=status.HTTP_409_CONFLICT)
-        return Response(body, status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK)

@@ -1,6 +1,10 @@
+"""The REST API's routes, composed here (the one place that knows every app's views), so that
+`execution` need not import `decisions` (apps depend one way)."""
+
 from rest_framework.routers import DefaultRouter
 
-from execution.api.views import AccountViewSet, DecisionViewSet, PendingOrderViewSet, PositionViewSet, TradeViewSet
+from decisions.api.views import DecisionViewSet
+from execution.api.views import AccountViewSet, PendingOrderViewSet, PositionViewSet, TradeViewSet
 
 router = DefaultRouter()
 router.register("accounts", AccountViewSet, basename="account")
