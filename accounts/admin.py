@@ -12,7 +12,7 @@ from accounts import services
 from accounts.models import Account, TradingState
 
 
-class AccountAdminForm(forms.ModelForm):
+class AccountAdminForm(forms.ModelForm[Account]):
     """Secrets are write-only: the page shows only whether each is set; blank keeps it."""
 
     api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), strip=True)
@@ -44,7 +44,7 @@ def secret_state(account: Account, name: str) -> str:
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(admin.ModelAdmin[Account]):
     form = AccountAdminForm
     list_display = [
         "name",
@@ -73,7 +73,7 @@ class AccountAdmin(admin.ModelAdmin):
             return "n/a (paper)"
         return ", ".join(f"{name}: {secret_state(obj, name)}" for name in Account.SECRET_FIELDS)
 
-    def save_model(self, request: HttpRequest, obj: Account, form: forms.ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Account, form: forms.ModelForm[Account], change: bool) -> None:
         # Writes go through the account services (validation + audit), not Model.save().
         data = {name: form.cleaned_data[name] for name in form.changed_data if name != "owner"}
         try:

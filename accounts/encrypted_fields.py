@@ -57,7 +57,7 @@ class SecretAttribute(DeferredAttribute):
         instance.__dict__[self.field.attname] = as_secret(value)
 
 
-class EncryptedSecretField(models.TextField):
+class EncryptedSecretField(models.TextField[Any, Secret]):
     """A TextField holding a Fernet token; the Python value is a `Secret`."""
 
     descriptor_class = SecretAttribute

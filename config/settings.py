@@ -7,9 +7,12 @@ so a production process cannot start with keys that are published in this reposi
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import django_stubs_ext
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+
+django_stubs_ext.monkeypatch()  # generic model fields, forms and serializers at run time
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"

@@ -43,7 +43,7 @@ class ModeFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -181,7 +181,7 @@ class FundingPaymentAdmin(ReadOnlyAdmin):
 RECONCILIATION_ITEM_FIELDS = ("kind", "symbol", "local", "remote", "action", "outcome", "message")
 
 
-class ReconciliationItemInline(admin.TabularInline):
+class ReconciliationItemInline(admin.TabularInline[ReconciliationItem, ReconciliationRun]):
     model = ReconciliationItem
     fields = RECONCILIATION_ITEM_FIELDS
     readonly_fields = RECONCILIATION_ITEM_FIELDS

@@ -20,7 +20,7 @@ from accounts.models import (
 )  # the audit trail lives with accounts (apps depend one way)
 
 
-def money_field(**kwargs: Any) -> models.DecimalField:
+def money_field(**kwargs: Any) -> models.DecimalField[Any, Decimal]:
     """Prices, quantities and amounts: Decimal with 18 integer and 10 fractional digits."""
     return models.DecimalField(max_digits=28, decimal_places=10, **kwargs)
 

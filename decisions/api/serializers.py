@@ -11,7 +11,7 @@ from decisions.models import OPEN_ACTIONS, Decision, DecisionAction, missing_ope
 from execution.aster.rules import SYMBOL_PATTERN
 
 
-class DecisionSerializer(serializers.ModelSerializer):
+class DecisionSerializer(serializers.ModelSerializer[Decision]):
     class Meta:
         model = Decision
         fields = [
@@ -33,7 +33,7 @@ class DecisionSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "status", "reason", "denial_code", "trade", "created_at"]
 
 
-class DecisionCreateSerializer(serializers.Serializer):
+class DecisionCreateSerializer(serializers.Serializer[dict[str, Any]]):
     """What a decision needs; the view hands it to decisions.services.submit_decision."""
 
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.none())

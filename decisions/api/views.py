@@ -10,12 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from decisions.api.serializers import DecisionCreateSerializer, DecisionSerializer
-from decisions.models import DecisionStatus
+from decisions.models import Decision, DecisionStatus
 from decisions.selectors import decisions_of
 from decisions.services import submit_decision
 
 
-class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Decision]):
     serializer_class = DecisionSerializer
     filterset_fields = ["account", "symbol", "status", "action"]
 

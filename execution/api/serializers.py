@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from accounts.models import Account
 from execution.models import PendingOrder, Position, Trade
 
 
-class AccountSerializer(serializers.ModelSerializer):
+class AccountSerializer(serializers.ModelSerializer[Account]):
     """Accounts as the API shows them: settings and state; credentials only as set / not set."""
 
     mode = serializers.CharField(read_only=True)
@@ -37,7 +39,7 @@ class AccountSerializer(serializers.ModelSerializer):
         return {name: "set" if getattr(account, name) else "not set" for name in Account.SECRET_FIELDS}
 
 
-class PositionSerializer(serializers.ModelSerializer):
+class PositionSerializer(serializers.ModelSerializer[Position]):
     mode = serializers.CharField(source="account.mode", read_only=True)
 
     class Meta:
@@ -70,7 +72,7 @@ class PositionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TradeSerializer(serializers.ModelSerializer):
+class TradeSerializer(serializers.ModelSerializer[Trade]):
     class Meta:
         model = Trade
         fields = [
@@ -98,7 +100,7 @@ class TradeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PendingOrderSerializer(serializers.ModelSerializer):
+class PendingOrderSerializer(serializers.ModelSerializer[PendingOrder]):
     class Meta:
         model = PendingOrder
         fields = [
@@ -124,7 +126,7 @@ class PendingOrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AccountStatusSerializer(serializers.Serializer):
+class AccountStatusSerializer(serializers.Serializer[dict[str, Any]]):
     account = AccountSerializer()
     open_positions = PositionSerializer(many=True)
     pending_orders = serializers.IntegerField()

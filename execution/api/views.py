@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.models import Account
 from execution.api import selectors
 from execution.api.serializers import (
     AccountSerializer,
@@ -22,7 +23,7 @@ from execution.api.serializers import (
 from execution.models import PendingOrder, Position, Trade
 
 
-class ModeFilterSet(filters.FilterSet):
+class ModeFilterSet(filters.FilterSet):  # type: ignore[misc]  # django-filter ships no types
     mode = filters.ChoiceFilter(choices=[("paper", "paper"), ("live", "live")], method="filter_mode")
 
     def filter_mode(self, queryset: Any, name: str, value: str) -> Any:
@@ -47,7 +48,7 @@ class PendingOrderFilter(ModeFilterSet):
         fields = ["account", "symbol", "status", "kind"]
 
 
-class AccountViewSet(viewsets.ReadOnlyModelViewSet):
+class AccountViewSet(viewsets.ReadOnlyModelViewSet[Account]):
     serializer_class = AccountSerializer
 
     def get_queryset(self) -> Any:
@@ -59,7 +60,7 @@ class AccountViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(AccountStatusSerializer(selectors.account_status(self.get_object())).data)
 
 
-class PositionViewSet(viewsets.ReadOnlyModelViewSet):
+class PositionViewSet(viewsets.ReadOnlyModelViewSet[Position]):
     serializer_class = PositionSerializer
     filterset_class = PositionFilter
 
@@ -67,7 +68,7 @@ class PositionViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.positions_of(self.request.user)
 
 
-class TradeViewSet(viewsets.ReadOnlyModelViewSet):
+class TradeViewSet(viewsets.ReadOnlyModelViewSet[Trade]):
     serializer_class = TradeSerializer
     filterset_class = TradeFilter
 
@@ -75,7 +76,7 @@ class TradeViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.trades_of(self.request.user)
 
 
-class PendingOrderViewSet(viewsets.ReadOnlyModelViewSet):
+class PendingOrderViewSet(viewsets.ReadOnlyModelViewSet[PendingOrder]):
     serializer_class = PendingOrderSerializer
     filterset_class = PendingOrderFilter
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from eth_account import Account as EthAccount
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_keys.datatypes import PrivateKey
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from secret_value import Secret, as_secret
 

@@ -43,7 +43,7 @@ def bulk_update_rows(model: type[models.Model], objs: Sequence[models.Model], fi
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, arrays)
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
 
 def bulk_insert_rows(model: type[M], objs: Sequence[M]) -> list[M]:

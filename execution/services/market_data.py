@@ -74,7 +74,8 @@ def age_seconds(time_ms: int, now: float | None = None) -> float:
 
 def is_stale(time_ms: int, now: float | None = None) -> bool:
     """The one staleness rule: older than EXECUTION_STALE_PRICE_SECONDS."""
-    return age_seconds(time_ms, now) > settings.EXECUTION_STALE_PRICE_SECONDS
+    limit: float = settings.EXECUTION_STALE_PRICE_SECONDS
+    return age_seconds(time_ms, now) > limit
 
 
 def check_fresh(time_ms: int, *, what: str, now: float | None = None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -64,7 +65,9 @@ class Batch:
     touched_positions: dict[int, Position] = field(default_factory=dict)
     realized: Decimal = Decimal("0")
 
-    def set_order(self, order: PendingOrder, status: str, message: str = "", data: dict | None = None) -> None:
+    def set_order(
+        self, order: PendingOrder, status: str, message: str = "", data: dict[str, Any] | None = None
+    ) -> None:
         transition_unsaved(order, to_status=status, account=self.account, message=message, data=data)
         if status in (PendingOrderStatus.FILLED, PendingOrderStatus.CANCELLED):
             order.closed_at = self.now

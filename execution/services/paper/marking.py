@@ -61,7 +61,7 @@ def _mark_to_market_sql(prices: dict[str, SymbolPrices], now: datetime) -> int:
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)  # params in text order: marked_at, then the VALUES rows
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
 
 def _mark_to_market_python(prices: dict[str, SymbolPrices], now: datetime) -> int:
