@@ -113,6 +113,22 @@ def cancel_active_pending(
     return cancelled
 
 
+def cancel_sibling(order: PendingOrder, *, account: Account, now: datetime) -> None:
+    """The other leg of a pair whose leg filled (and left the position open) is cancelled."""
+    if order.sibling_id is None:
+        return
+    sibling = PendingOrder.objects.select_for_update().get(pk=order.sibling_id)
+    if sibling.status in ACTIVE_PROTECTIVE:
+        sibling.closed_at = now
+        transition(
+            sibling,
+            to_status=PendingOrderStatus.CANCELLED,
+            account=account,
+            message=f"its sibling {order.kind} filled",
+            update_fields=["closed_at"],
+        )
+
+
 def book_fill(
     *,
     account: Account,

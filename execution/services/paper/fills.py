@@ -23,8 +23,15 @@ from accounts.audit import batched_events, discard_events_after, pending_event_c
 from accounts.models import Account
 from execution.aster.replies import OrderBook
 from execution.exceptions import ExecutionError
-from execution.models import ACTIVE_PROTECTIVE, PendingOrder, PendingOrderKind, PendingOrderStatus
-from execution.services.ledger import book_fill, lock_account, open_position, protective_fill_reason, reduce_only_trade
+from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus
+from execution.services.ledger import (
+    book_fill,
+    cancel_sibling,
+    lock_account,
+    open_position,
+    protective_fill_reason,
+    reduce_only_trade,
+)
 from execution.services.market_data import book_covering
 from execution.services.paper import batch_fills
 from execution.services.paper.fill_plan import CANCELLED, FAILED, fill_client_order_id, plan_trigger_fill
@@ -184,20 +191,5 @@ def fill_triggered_order(
         data={"price": plan.price, "quantity": plan.quantity},
     )
     if not plan.closes_position:
-        _cancel_sibling(order, account, now)
+        cancel_sibling(order, account=account, now=now)
     return plan.outcome
-
-
-def _cancel_sibling(order: PendingOrder, account: Account, now: datetime) -> None:
-    if order.sibling_id is None:
-        return
-    sibling = PendingOrder.objects.select_for_update().get(pk=order.sibling_id)
-    if sibling.status in ACTIVE_PROTECTIVE:
-        sibling.closed_at = now
-        transition(
-            sibling,
-            to_status=PendingOrderStatus.CANCELLED,
-            account=account,
-            message=f"its sibling {order.kind} filled",
-            update_fields=["closed_at"],
-        )

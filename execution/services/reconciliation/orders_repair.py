@@ -10,9 +10,16 @@ from django.utils import timezone
 
 from accounts.audit import batched_events, transition
 from execution.exceptions import ExecutionError
-from execution.models import ACTIVE_PROTECTIVE, ARMED_PROTECTIVE, PendingOrder, PendingOrderStatus, Trade, TradeStatus
+from execution.models import ARMED_PROTECTIVE, PendingOrder, PendingOrderStatus, Trade, TradeStatus
 from execution.services.adapters.base import Fill, RemoteOrder
-from execution.services.ledger import book_fill, lock_account, open_position, protective_fill_reason, reduce_only_trade
+from execution.services.ledger import (
+    book_fill,
+    cancel_sibling,
+    lock_account,
+    open_position,
+    protective_fill_reason,
+    reduce_only_trade,
+)
 from execution.services.reconciliation.context import Difference, RunContext, Snapshot, leg_view, order_view, trade_view
 from execution.services.unknown_outcomes import resolve_by_client_id
 
@@ -139,16 +146,7 @@ def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:
             update_fields=["trade", "closed_at"],
             data={"price": fill.price, "quantity": fill.quantity},
         )
-        sibling = PendingOrder.objects.filter(pk=leg.sibling_id).first() if leg.sibling_id else None
-        if sibling is not None and sibling.status in ACTIVE_PROTECTIVE:
-            sibling.closed_at = now
-            transition(
-                sibling,
-                to_status=PendingOrderStatus.CANCELLED,
-                account=account,
-                message=f"its sibling {leg.kind} filled",
-                update_fields=["closed_at"],
-            )
+        cancel_sibling(leg, account=account, now=now)
 
 
 # 4 ------------------------------------------------------------------ orphans
