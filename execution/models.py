@@ -246,6 +246,10 @@ class PendingOrder(models.Model):
     )
     trade = models.ForeignKey(Trade, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     error_message = models.TextField(blank=True, default="")
+    venue_cancel_pending = models.BooleanField(
+        default=False,
+        help_text="Final here but maybe still resting on the exchange: to be cancelled there (retried until it is).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     triggered_at = models.DateTimeField(null=True, blank=True)
@@ -262,6 +266,7 @@ class PendingOrder(models.Model):
                 name="pendingorder_trigger_lookup",
             ),
             models.Index(fields=["account", "status"], name="pendingorder_account_status"),
+            models.Index(fields=["account"], condition=Q(venue_cancel_pending=True), name="pendingorder_venue_cancel"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(trigger_price__gt=0), name="pendingorder_trigger_positive"),

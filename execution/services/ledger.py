@@ -14,6 +14,7 @@ from accounts.audit import record_event, transition
 from accounts.models import Account
 from execution.models import (
     ACTIVE_PROTECTIVE,
+    ARMED_PROTECTIVE,
     PendingOrder,
     PendingOrderKind,
     PendingOrderStatus,
@@ -98,19 +99,28 @@ def refresh_risk_fields(position: Position, mark_price: Decimal | None = None) -
 
 def cancel_active_pending(
     position: Position, *, account: Account, reason: str, keep: PendingOrder | None = None
-) -> int:
-    """No protective order survives its position (except `keep`, the one being filled)."""
-    cancelled = 0
+) -> list[PendingOrder]:
+    """No protective order survives its position (except `keep`, the one being filled). Returns
+    the legs cancelled; those resting on a venue are marked to be cancelled there after commit."""
     qs = PendingOrder.objects.select_for_update().filter(position=position, status__in=ACTIVE_PROTECTIVE)
     if keep is not None:
         qs = qs.exclude(pk=keep.pk)
-    for order in qs:
+    cancelled = list(qs)
+    for order in cancelled:
         order.closed_at = position.closed_at or order.updated_at
-        transition(
-            order, to_status=PendingOrderStatus.CANCELLED, account=account, message=reason, update_fields=["closed_at"]
-        )
-        cancelled += 1
+        _cancel_leg(order, account=account, reason=reason)
     return cancelled
+
+
+def _cancel_leg(order: PendingOrder, *, account: Account, reason: str) -> None:
+    """Cancel a leg here. One the venue holds (it has an exchange id) stays marked until the venue
+    has cancelled it too: the caller cancels it there after its transaction commits (never a
+    network call inside it), and reconciliation retries what that could not cancel."""
+    fields = ["closed_at"]
+    if order.exchange_order_id and order.status in ARMED_PROTECTIVE:
+        order.venue_cancel_pending = True
+        fields.append("venue_cancel_pending")
+    transition(order, to_status=PendingOrderStatus.CANCELLED, account=account, message=reason, update_fields=fields)
 
 
 def cancel_sibling(order: PendingOrder, *, account: Account, now: datetime) -> None:
@@ -120,13 +130,7 @@ def cancel_sibling(order: PendingOrder, *, account: Account, now: datetime) -> N
     sibling = PendingOrder.objects.select_for_update().get(pk=order.sibling_id)
     if sibling.status in ACTIVE_PROTECTIVE:
         sibling.closed_at = now
-        transition(
-            sibling,
-            to_status=PendingOrderStatus.CANCELLED,
-            account=account,
-            message=f"its sibling {order.kind} filled",
-            update_fields=["closed_at"],
-        )
+        _cancel_leg(sibling, account=account, reason=f"its sibling {order.kind} filled")
 
 
 def book_fill(

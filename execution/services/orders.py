@@ -48,6 +48,7 @@ from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side
 from execution.services.protection import (
     ProtectionSpec,
+    cancel_legs_left_resting,
     handle_protection_failure,
     place_on_exchange,
     replace_protection,
@@ -143,9 +144,15 @@ class ExecutionService:
             fill = self._execute(intent)
         except OrderOutcomeUnknown:
             fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
-        result = self._apply(intent, fill)
-        if result.pending_orders:
-            result = self._protect(result)
+        result, legs_made_final = self._apply(intent, fill)
+        try:
+            if result.pending_orders:
+                result = self._protect(result)
+        finally:
+            # A close, a flip or new protection made legs final here: cancel them at the venue
+            # too, after the new legs are placed (a position is never left without its stop).
+            if legs_made_final:
+                cancel_legs_left_resting(adapter=self.adapter, account=self.account)
         return result
 
     def close_position(
@@ -341,7 +348,9 @@ class ExecutionService:
 
     # ------------------------------------------------------------------ 3. apply
 
-    def _apply(self, intent: Intent, fill: Fill) -> ExecutionResult:
+    def _apply(self, intent: Intent, fill: Fill) -> tuple[ExecutionResult, bool]:
+        """Book the fill and record the TP/SL legs. Also says whether existing legs were made
+        final (a close, a flip, protection replaced), which may still rest at the venue."""
         plan = intent.plan
         spec = ProtectionSpec(plan.take_profit, plan.stop_loss)
         with transaction.atomic(), batched_events():
@@ -371,9 +380,10 @@ class ExecutionService:
                     position_is_new=booked.opened_new,
                 )
         self.account = account
-        return ExecutionResult(
+        result = ExecutionResult(
             trade=booked.trade, position=booked.position or booked.closed_position, pending_orders=pending
         )
+        return result, booked.closed_position is not None or (spec.wanted and not booked.opened_new)
 
     # ------------------------------------------------------------------ 4. protection at the venue
 

@@ -171,3 +171,29 @@ def handle_protection_failure(
         except ExecutionError as exc:
             failure.details["close_failed"] = str(exc)
             logger.critical("could not close unprotected position %s: %s", position.pk, exc)
+
+
+def cancel_legs_left_resting(*, adapter: ExecutionAdapter, account: Account) -> list[PendingOrder]:
+    """Cancel at the venue the account's legs that are final here but may still rest there
+    (`venue_cancel_pending`), after the transaction that made them final has committed. A leg
+    whose cancel fails stays marked, with an audit event, and reconciliation retries it.
+    Returns the legs that could not be cancelled."""
+    failed = []
+    for leg in PendingOrder.objects.filter(account=account, venue_cancel_pending=True):
+        try:
+            adapter.cancel_order(symbol=leg.symbol, client_order_id=leg.client_order_id)
+        except ExecutionError as exc:
+            logger.error(
+                "could not cancel %s at the venue (left resting, will be retried): %s", leg.client_order_id, exc
+            )
+            record_event(
+                account=account,
+                kind="pendingorder.venue_cancel_failed",
+                subject=leg,
+                message=str(exc),
+                data={"client_order_id": leg.client_order_id},
+            )
+            failed.append(leg)
+            continue
+        PendingOrder.objects.filter(pk=leg.pk, venue_cancel_pending=True).update(venue_cancel_pending=False)
+    return failed

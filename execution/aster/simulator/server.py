@@ -48,6 +48,7 @@ class Faults:
     drop_next: int = 0
     ban_seconds: float = 0.0
     retry_after_seconds: int = 1
+    cancel_error: int = 0  # the next cancels answer HTTP 500 (-1001) and cancel nothing
 
     def take(self, name: str, lock: threading.Lock) -> bool:
         with lock:
@@ -429,6 +430,8 @@ def h_query_order(handler: SimHandler, account: SimAccount | None, params: dict[
 
 
 def h_cancel_order(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    if handler.server.faults.take("cancel_error", handler.server.fault_lock):
+        return 500, {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}
     return handler.server.exchange.cancel_order(_account(account), **_order_ref(params)).as_json()
 
 

@@ -13,6 +13,7 @@ from execution.aster.numbers import format_decimal
 from execution.exceptions import ExecutionError
 from execution.models import PendingOrder, Position, ReconciliationRun, Trade
 from execution.services.adapters.base import ExecutionAdapter, RemoteOrder, RemotePosition
+from execution.services.protection import cancel_legs_left_resting
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,20 @@ class RunContext:
         if client_order_id not in self.cancelled_remote:
             self.adapter.cancel_order(symbol=symbol, client_order_id=client_order_id)
             self.cancelled_remote.add(client_order_id)
+
+    def cancel_left_resting(self) -> None:
+        """Cancel at the exchange the legs a repair made final here; raise if any is left resting
+        (it stays marked, and the next run retries it)."""
+        marked = set(
+            PendingOrder.objects.filter(account=self.account, venue_cancel_pending=True).values_list(
+                "client_order_id", flat=True
+            )
+        )
+        failed = cancel_legs_left_resting(adapter=self.adapter, account=self.account)
+        self.cancelled_remote |= marked - {leg.client_order_id for leg in failed}  # no second cancel this run
+        if failed:
+            ids = ", ".join(leg.client_order_id for leg in failed)
+            raise ExecutionError(f"could not cancel {ids} on the exchange", code="LEFT_RESTING")
 
     def repair(self, difference: Difference, action: str, repair: Callable[[], str | None]) -> None:
         """Record the difference; run its repair unless this is a dry run."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.audit import batched_events, transition
@@ -97,14 +98,8 @@ def _apply_gone_leg(ctx: RunContext, leg: PendingOrder) -> str:
                     update_fields=["closed_at"],
                 )
         return f"{status}: marked cancelled"
-    others = list(
-        PendingOrder.objects.filter(position=leg.position, status__in=ARMED_PROTECTIVE)
-        .exclude(pk=leg.pk)
-        .exclude(exchange_order_id="")
-    )
     _book_leg_fill(ctx, leg, fill)
-    for other in others:  # cancelled locally with the fill: cancel them where they rest too
-        ctx.cancel_remote(other.symbol, other.client_order_id)
+    ctx.cancel_left_resting()  # its sibling (or every other leg, on a whole close) rests there too
     return f"filled {fill.quantity} @ {fill.price}"
 
 
@@ -147,6 +142,37 @@ def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:
             data={"price": fill.price, "quantity": fill.quantity},
         )
         cancel_sibling(leg, account=account, now=now)
+
+
+# 2b ----------------------------------------------------------------- legs final here, resting there
+
+
+def check_left_resting(ctx: RunContext, snapshot: Snapshot) -> None:
+    """Legs of ours that are final here but rest on the exchange: marked ones whose cancel
+    failed, and any other (a stop of a closed position would close the next one)."""
+    resting = {o.client_order_id: o for o in snapshot.orders}
+    candidates = PendingOrder.objects.filter(account=ctx.account).filter(
+        Q(venue_cancel_pending=True) | (Q(client_order_id__in=list(resting)) & ~Q(status__in=ARMED_PROTECTIVE))
+    )
+    for leg in candidates:
+        if leg.client_order_id in ctx.cancelled_remote:
+            continue  # an earlier repair of this run cancelled it there
+        order = resting.get(leg.client_order_id)
+        if order is None:  # gone from the exchange since: nothing left to cancel
+            if not ctx.dry_run:
+                PendingOrder.objects.filter(pk=leg.pk).update(venue_cancel_pending=False)
+            continue
+        ctx.repair(
+            Difference("protective_order_left_resting", leg.symbol, local=leg_view(leg), remote=order_view(order)),
+            f"cancel {leg.client_order_id} on the exchange",
+            partial(_cancel_left_resting, ctx, leg),
+        )
+
+
+def _cancel_left_resting(ctx: RunContext, leg: PendingOrder) -> str:
+    ctx.cancel_remote(leg.symbol, leg.client_order_id)
+    PendingOrder.objects.filter(pk=leg.pk).update(venue_cancel_pending=False)
+    return "cancelled"
 
 
 # 4 ------------------------------------------------------------------ orphans

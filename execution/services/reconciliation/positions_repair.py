@@ -13,8 +13,6 @@ from django.utils import timezone
 from accounts.audit import batched_events, record_event
 from execution.exceptions import ExecutionError
 from execution.models import (
-    ARMED_PROTECTIVE,
-    PendingOrder,
     Position,
     PositionSource,
     PositionStatus,
@@ -154,21 +152,14 @@ def _close_from_trades(ctx: RunContext, position: Position) -> str:
             f"{position.opened_at:%Y-%m-%d %H:%M}",
             code="NO_EXIT_TRADE",
         )
-    leftovers = close_locally(
-        ctx, position, price=price, fee=fee, exchange_order_id=order_id, note="closed on the exchange"
-    )
-    for leg in leftovers:  # its protective orders may still rest on the exchange
-        ctx.cancel_remote(leg.symbol, leg.client_order_id)
+    close_locally(ctx, position, price=price, fee=fee, exchange_order_id=order_id, note="closed on the exchange")
     return f"closed at {price:.8f} (fees {fee})"
 
 
 def close_locally(
     ctx: RunContext, position: Position, *, price: Decimal, fee: Decimal, exchange_order_id: str, note: str
-) -> list[PendingOrder]:
-    """Book the close; returns the legs that were resting on the exchange (cancelled locally)."""
-    legs = list(
-        PendingOrder.objects.filter(position=position, status__in=ARMED_PROTECTIVE).exclude(exchange_order_id="")
-    )
+) -> None:
+    """Book the close, then cancel on the exchange the legs it made final (they may still rest)."""
     with transaction.atomic(), batched_events():
         account = lock_account(ctx.account.pk)
         position = Position.objects.select_for_update().get(pk=position.pk)
@@ -183,7 +174,7 @@ def close_locally(
             exchange_order_id=exchange_order_id,
         )
         record_event(account=account, kind="position.reconciled_close", subject=position, message=note)
-    return legs
+    ctx.cancel_left_resting()
 
 
 def _exit_of(trades: list[RemoteTrade]) -> tuple[Decimal | None, Decimal, str]:

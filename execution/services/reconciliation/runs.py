@@ -8,7 +8,8 @@ differences:
 
 1. `unknown` intents: resolved by client order id;
 2. protective orders no longer open on the exchange: queried; a fill is booked (its sibling
-   cancelled, on the exchange too), a cancel or expiry recorded;
+   cancelled, on the exchange too), a cancel or expiry recorded; and the reverse: legs final
+   here that still rest on the exchange (a failed cancel, or any other) are cancelled there;
 3. positions: adopted, closed, corrected, or replaced;
 4. orphan protective orders (resting for a symbol without a position): cancelled;
 5. the protective-order invariant: an open position that asked for protection gets it again.
@@ -34,7 +35,12 @@ from execution.models import ReconciliationItem, ReconciliationRun, Reconciliati
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.reconciliation.context import Difference, RunContext
-from execution.services.reconciliation.orders_repair import cancel_orphans, check_gone_legs, resolve_unknown_intents
+from execution.services.reconciliation.orders_repair import (
+    cancel_orphans,
+    check_gone_legs,
+    check_left_resting,
+    resolve_unknown_intents,
+)
 from execution.services.reconciliation.positions_repair import check_positions
 from execution.services.reconciliation.protection_repair import enforce_protection
 
@@ -93,6 +99,7 @@ def _run(ctx: RunContext) -> list[Difference]:
     snapshot = ctx.read_exchange()
     resolve_unknown_intents(ctx)
     check_gone_legs(ctx, snapshot)
+    check_left_resting(ctx, snapshot)
     check_positions(ctx, snapshot)
     cancel_orphans(ctx, snapshot)
     enforce_protection(ctx, snapshot)
