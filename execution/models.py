@@ -109,6 +109,9 @@ class Trade(models.Model):
     realized_pnl = money_field(default=Decimal("0"), help_text="Net of this trade's fee.")
     leverage = models.PositiveSmallIntegerField(null=True, blank=True)
     reduce_only = models.BooleanField(default=False)
+    reserved_margin = money_field(
+        default=Decimal("0"), help_text="Margin and fees held for this intent while it is in flight."
+    )
     client_order_id = models.CharField(max_length=36, unique=True)
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=TradeStatus.choices, default=TradeStatus.SUBMITTING)
@@ -124,12 +127,14 @@ class Trade(models.Model):
         indexes = [
             models.Index(fields=["account", "status"], name="trade_account_status"),
             models.Index(fields=["account", "reason", "-created_at"], name="trade_account_reason_recent"),
+            models.Index(fields=["account", "filled_at"], name="trade_account_filled_at"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
             models.CheckConstraint(condition=Q(requested_quantity__gt=0), name="trade_requested_quantity_positive"),
             models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gt=0), name="trade_price_positive"),
             models.CheckConstraint(condition=Q(fee__gte=0), name="trade_fee_non_negative"),
+            models.CheckConstraint(condition=Q(reserved_margin__gte=0), name="trade_reserved_margin_non_negative"),
             models.CheckConstraint(condition=Q(side__in=Side.values), name="trade_side_valid"),
             models.CheckConstraint(condition=Q(status__in=TradeStatus.values), name="trade_status_valid"),
             models.CheckConstraint(condition=Q(reason__in=TradeReason.values), name="trade_reason_valid"),

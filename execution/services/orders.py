@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts.audit import batched_events, record_event, transition
@@ -33,6 +34,7 @@ from execution.exceptions import (
     RiskCheckFailed,
 )
 from execution.models import (
+    TRADE_IN_FLIGHT,
     TRADE_IN_FLIGHT_OR_FILLED,
     PendingOrder,
     Position,
@@ -60,6 +62,7 @@ from execution.services.risk import (
     check_protection,
     parse_order_request,
     plan_order,
+    required_margin,
     run_policy_checks,
 )
 from execution.services.unknown_outcomes import UNKNOWN_QUERY_DELAYS, resolve_by_client_id
@@ -220,6 +223,7 @@ class ExecutionService:
                 quantity=plan.quantity,
                 leverage=request.leverage,
                 reduce_only=plan.only_reduces,
+                reserved_margin=required_margin(context),  # held until the intent leaves flight
                 client_order_id=client_order_id,
                 reason=reason,
             )
@@ -262,11 +266,23 @@ class ExecutionService:
             available_balance=account.paper_wallet
             if pre_trade.available_balance is None
             else pre_trade.available_balance,
+            reserved_margin=Decimal("0") if plan.only_reduces else self._reserved_margin(account, pre_trade),
             last_entry_at=last_entry_at,
             tiers=pre_trade.tiers,
             now=timezone.now(),
             taker_fee_rate=settings.PAPER_TAKER_FEE_RATE,
         )
+
+    @staticmethod
+    def _reserved_margin(account: Account, pre_trade: PreTradeData) -> Decimal:
+        """Margin held by the account's intents that the balance in hand does not show: those in
+        flight (reserved, not booked) and, for a venue's balance, those filled since it was read.
+        Read under the account lock, so concurrent orders see each other's reservations."""
+        unbooked = Q(status__in=TRADE_IN_FLIGHT)
+        if pre_trade.balance_as_of is not None:
+            unbooked |= Q(status=TradeStatus.FILLED, filled_at__gte=pre_trade.balance_as_of)
+        total = Trade.objects.filter(unbooked, account=account).aggregate(total=Sum("reserved_margin"))["total"]
+        return total or Decimal("0")
 
     def _record_denial(self, request: OrderRequest, denial: RiskCheckFailed) -> None:
         logger.info("order denied for account %s: %s", self.account.pk, denial)

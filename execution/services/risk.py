@@ -164,6 +164,7 @@ class RiskContext:
     position: Position | None
     margin_in_use: Decimal
     available_balance: Decimal  # paper: wallet; live: the exchange's availableBalance
+    reserved_margin: Decimal  # held by the account's intents that the balance does not show yet
     last_entry_at: datetime | None
     tiers: Sequence[MaintenanceTier]
     now: datetime
@@ -221,14 +222,19 @@ def check_min_notional(ctx: RiskContext) -> None:
         raise RiskCheckFailed("MIN_NOTIONAL", f"notional {notional:.4f} at mark {mark} is below the minimum {minimum}")
 
 
+def required_margin(ctx: RiskContext) -> Decimal:
+    """The margin the order opens and its taker fee: what its intent reserves (0 to reduce)."""
+    if ctx.plan.only_reduces:
+        return Decimal("0")
+    opens_notional = ctx.plan.opens_quantity * ctx.snapshot.mark_price
+    return opens_notional / ctx.plan.request.leverage + ctx.plan.quantity * ctx.snapshot.mark_price * ctx.taker_fee_rate
+
+
 def check_margin(ctx: RiskContext) -> None:
     if ctx.plan.only_reduces:
         return
-    opens_notional = ctx.plan.opens_quantity * ctx.snapshot.mark_price
-    required = (
-        opens_notional / ctx.plan.request.leverage + ctx.plan.quantity * ctx.snapshot.mark_price * ctx.taker_fee_rate
-    )
-    available = ctx.available_balance - ctx.margin_in_use
+    required = required_margin(ctx)
+    available = ctx.available_balance - ctx.margin_in_use - ctx.reserved_margin
     if required > available:
         raise RiskCheckFailed(
             "INSUFFICIENT_MARGIN",

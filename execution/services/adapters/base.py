@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from accounts.models import Account
@@ -116,6 +117,8 @@ class PreTradeData:
 
     available_balance: Decimal | None
     tiers: tuple[MaintenanceTier, ...]
+    # When the venue's balance was read: the service's fills booked since are not in it yet.
+    balance_as_of: datetime | None = None
 
 
 class ExecutionAdapter(ABC):

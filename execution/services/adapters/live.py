@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 from accounts.models import Account
 from execution.aster.client import AsterClient
@@ -82,6 +83,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     def pre_trade_data(self, symbol: str) -> PreTradeData:
         """The exchange's available balance and the symbol's leverage brackets (cached an hour)."""
+        as_of = timezone.now()  # before the request: a fill booked from here on may be missing from it
         try:
             balances = self.client.balances()
         except AsterError as exc:
@@ -90,6 +92,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
         return PreTradeData(
             available_balance=usdt.available_balance if usdt else Decimal("0"),
             tiers=self._tiers(symbol),
+            balance_as_of=as_of,
         )
 
     def _tiers(self, symbol: str) -> tuple[MaintenanceTier, ...]:
