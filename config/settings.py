@@ -182,6 +182,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 PAPER_SWEEP_SECONDS = env.float("PAPER_SWEEP_SECONDS", default=5.0)
 PAPER_MARK_SECONDS = env.float("PAPER_MARK_SECONDS", default=15.0)
+# A triggered order whose worker died is claimed again after this long. Re-claiming one that a
+# slow worker is still filling is harmless (the fill re-checks the status under the account lock).
+PAPER_RECLAIM_SECONDS = env.float("PAPER_RECLAIM_SECONDS", default=3 * PAPER_SWEEP_SECONDS)
 RECONCILE_SECONDS = env.float("RECONCILE_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {

@@ -293,3 +293,18 @@ def test_a_quiet_sweep_costs_the_same_queries_for_many_pending_orders(market):
     for _ in range(10):
         open_long(PaperAccountFactory(paper_balance=Decimal("100000")), stop_loss="60000", take_profit="70000")
     assert quiet_sweep_queries() == few
+
+
+@pytest.mark.parametrize(("claimed_seconds_ago", "refilled"), [(20, True), (5, False)])
+def test_a_dead_workers_claims_are_refilled_within_a_few_sweeps(market, paper_account, claimed_seconds_ago, refilled):
+    """Issue #10, defect 13: claims of a killed worker wait PAPER_RECLAIM_SECONDS (3 sweeps by
+    default, 15 s), not two minutes; a fresher claim is left to the worker that holds it."""
+    from django.utils import timezone
+
+    open_long(paper_account, take_profit="70000", stop_loss="64000")
+    market.set_price("BTCUSDT", "63990")
+    claimed_at = timezone.now() - timedelta(seconds=claimed_seconds_ago)
+    PendingOrder.objects.filter(kind="stop_loss").update(status="triggered", triggered_at=claimed_at)  # a dead claim
+    report = sweep_paper_triggers()
+    assert (report.filled == 1) is refilled
+    assert PendingOrder.objects.get(kind="stop_loss").status == ("filled" if refilled else "triggered")

@@ -11,14 +11,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from accounts.audit import bulk_transition
 from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus
 from execution.services.paper.prices import SymbolPrices
-
-STALE_TRIGGERED_AFTER = timedelta(seconds=120)
 
 
 def crossed_q(low: Decimal, high: Decimal) -> Q:
@@ -70,7 +69,8 @@ def find_triggered(prices: dict[str, SymbolPrices]) -> list[int]:
 
 def claim(candidate_ids: Iterable[int], now: datetime) -> list[int]:
     """pending -> triggered, exactly once across concurrent sweeps; also re-claims orders left
-    `triggered` by a worker that died before filling them (no status change: a new deadline)."""
+    `triggered` by a worker that died before filling them, after PAPER_RECLAIM_SECONDS (no
+    status change: a new deadline)."""
     candidate_ids = list(candidate_ids)
     with transaction.atomic():
         fresh = list(
@@ -82,7 +82,7 @@ def claim(candidate_ids: Iterable[int], now: datetime) -> list[int]:
             PendingOrder.objects.select_for_update(skip_locked=True)
             .filter(
                 status=PendingOrderStatus.TRIGGERED,
-                triggered_at__lt=now - STALE_TRIGGERED_AFTER,
+                triggered_at__lt=now - timedelta(seconds=settings.PAPER_RECLAIM_SECONDS),
                 account__is_paper_trading=True,
             )
             .values_list("pk", flat=True)
