@@ -112,6 +112,8 @@ class Trade(models.Model):
     reserved_margin = money_field(
         default=Decimal("0"), help_text="Margin and fees held for this intent while it is in flight."
     )
+    take_profit = money_field(null=True, blank=True, help_text="Protection the intent asked for.")
+    stop_loss = money_field(null=True, blank=True, help_text="Protection the intent asked for.")
     client_order_id = models.CharField(max_length=36, unique=True)
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=TradeStatus.choices, default=TradeStatus.SUBMITTING)

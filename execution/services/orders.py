@@ -65,7 +65,7 @@ from execution.services.risk import (
     required_margin,
     run_policy_checks,
 )
-from execution.services.unknown_outcomes import UNKNOWN_QUERY_DELAYS, resolve_by_client_id
+from execution.services.unknown_outcomes import UNKNOWN_QUERY_DELAYS, expired_error, resolve_by_client_id
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +224,8 @@ class ExecutionService:
                 leverage=request.leverage,
                 reduce_only=plan.only_reduces,
                 reserved_margin=required_margin(context),  # held until the intent leaves flight
+                take_profit=plan.take_profit,  # whoever resolves the intent protects its position
+                stop_loss=plan.stop_loss,
                 client_order_id=client_order_id,
                 reason=reason,
             )
@@ -356,6 +358,10 @@ class ExecutionService:
                 ExchangeRejected("the exchange reports it unfilled", code="EXCHANGE_NOT_FILLED"),
             )
             raise ExchangeRejected(f"{trade.client_order_id}: the exchange did not fill it", code="EXCHANGE_NOT_FILLED")
+        if outcome == "expired":
+            expired = expired_error(trade)
+            self._mark(trade, TradeStatus.REJECTED, expired)
+            raise expired
         raise OrderOutcomeUnknown(
             f"{trade.client_order_id} is still unknown after {len(UNKNOWN_QUERY_DELAYS)} queries; "
             "reconciliation will resolve it (it is never resent)",

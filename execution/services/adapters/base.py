@@ -163,6 +163,11 @@ class ExecutionAdapter(ABC):
         """The account's executions in `symbol` since a time (oldest first)."""
 
     @property
+    def submission_window_seconds(self) -> float:
+        """How long after an order is signed the venue may still accept it (0: no venue)."""
+        return 0.0
+
+    @property
     def requests_sent(self) -> int:
         """Requests this adapter has sent to the venue (0 for a venue-less adapter)."""
         return 0

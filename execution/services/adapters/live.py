@@ -51,6 +51,7 @@ GONE_CODES = frozenset({-2011, -2013})
 # the account then trades with what it has (and the log says so) instead of failing every order.
 SETUP_BLOCKED_CODES = frozenset({-4047, -4048, -4067, -4068})
 FILL_POLLS = (0.2, 0.5, 1.0)
+V3_NONCE_WINDOW_SECONDS = 30.0
 
 
 def exchange_error(exc: AsterError, *, what: str) -> ExecutionError:
@@ -299,6 +300,14 @@ class LiveExecutionAdapter(ExecutionAdapter):
     @property
     def requests_sent(self) -> int:
         return self.client.requests_sent
+
+    @property
+    def submission_window_seconds(self) -> float:
+        """V1: recvWindow plus the second a timestamp may run ahead; V3: the nonce's freshness,
+        10 s by the API reference, 30 s by another page of the docs (the larger is taken)."""
+        if self.account.api_version == "v1":
+            return float(settings.ASTER_RECV_WINDOW_MS) / 1000 + 1.0
+        return V3_NONCE_WINDOW_SECONDS
 
 
 def remote_order(result: OrderResult) -> RemoteOrder:

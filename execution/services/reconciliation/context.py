@@ -4,6 +4,7 @@ finds, and how a repair is recorded (and skipped in a dry run)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from execution.aster.numbers import format_decimal
 from execution.exceptions import ExecutionError
 from execution.models import PendingOrder, Position, ReconciliationRun, Trade
 from execution.services.adapters.base import ExecutionAdapter, RemoteOrder, RemotePosition
-from execution.services.protection import cancel_legs_left_resting
+from execution.services.protection import cancel_legs_left_resting, place_on_exchange
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,11 @@ class RunContext:
     adapter: ExecutionAdapter
     run: ReconciliationRun
     dry_run: bool
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
     differences: list[Difference] = field(default_factory=list)
     cancelled_remote: set[str] = field(default_factory=set)  # client ids this run cancelled on the exchange
+    placed_remote: set[str] = field(default_factory=set)  # client ids this run placed (not in the snapshot)
 
     def read_exchange(self) -> Snapshot:
         positions = {p.symbol: p for p in self.adapter.fetch_positions()}
@@ -59,6 +63,15 @@ class RunContext:
         if client_order_id not in self.cancelled_remote:
             self.adapter.cancel_order(symbol=symbol, client_order_id=client_order_id)
             self.cancelled_remote.add(client_order_id)
+
+    def place(self, legs: list[PendingOrder]) -> None:
+        """Place recorded legs on the exchange; later steps count them as resting."""
+        place_on_exchange(adapter=self.adapter, account=self.account, orders=legs)
+        self.placed_remote |= {leg.client_order_id for leg in legs}
+
+    def resting(self, snapshot: Snapshot) -> set[str]:
+        """Client ids resting on the exchange now: the snapshot's, less this run's cancels, plus its placements."""
+        return (snapshot.open_client_ids - self.cancelled_remote) | self.placed_remote
 
     def cancel_left_resting(self) -> None:
         """Cancel at the exchange the legs a repair made final here; raise if any is left resting

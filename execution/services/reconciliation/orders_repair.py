@@ -3,8 +3,10 @@ open on the exchange, and protective orders resting for a symbol without a posit
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -21,14 +23,19 @@ from execution.services.ledger import (
     protective_fill_reason,
     reduce_only_trade,
 )
+from execution.services.protection import ProtectionSpec, replace_protection
 from execution.services.reconciliation.context import Difference, RunContext, Snapshot, leg_view, order_view, trade_view
-from execution.services.unknown_outcomes import resolve_by_client_id
+from execution.services.unknown_outcomes import expired_error, resolve_by_client_id
 
 # 1 ------------------------------------------------------------------ unknown intents
 
 
 def resolve_unknown_intents(ctx: RunContext) -> None:
-    for trade in Trade.objects.filter(account=ctx.account, status=TradeStatus.UNKNOWN):
+    """`unknown` intents, and `submitting` ones older than EXECUTION_INTENT_STALE_SECONDS (their
+    process died between sending and booking): both are asked for by client id."""
+    stale = timezone.now() - timedelta(seconds=settings.EXECUTION_INTENT_STALE_SECONDS)
+    in_doubt = Q(status=TradeStatus.UNKNOWN) | Q(status=TradeStatus.SUBMITTING, created_at__lt=stale)
+    for trade in Trade.objects.filter(in_doubt, account=ctx.account):
         ctx.repair(
             Difference("unknown_intent", trade.symbol, local=trade_view(trade)),
             f"query {trade.client_order_id} and apply the exchange's answer",
@@ -37,38 +44,75 @@ def resolve_unknown_intents(ctx: RunContext) -> None:
 
 
 def _apply_unknown(ctx: RunContext, trade: Trade) -> str:
-    outcome = resolve_by_client_id(ctx.adapter, trade, sleep=lambda _s: None)
+    outcome = resolve_by_client_id(ctx.adapter, trade, sleep=ctx.sleep, clock=ctx.clock)
     if isinstance(outcome, Fill):
-        with transaction.atomic(), batched_events():
-            account = lock_account(ctx.account.pk)
-            book_fill(
-                account=account,
-                position=open_position(account, trade.symbol),
-                trade=trade,
-                quantity=outcome.quantity,
-                price=outcome.price,
-                fee=outcome.fee,
-                leverage=trade.leverage or 1,
-                now=timezone.now(),
-                exchange_order_id=outcome.exchange_order_id,
-            )
-        return f"filled {outcome.quantity} @ {outcome.price}"
+        return _book_resolved_fill(ctx, trade, outcome)
     if outcome == "not_filled":
-        with transaction.atomic():
-            account = lock_account(ctx.account.pk)
-            trade.refresh_from_db()
-            transition(
-                trade, to_status=TradeStatus.CANCELLED, account=account, message="the exchange reports it not filled"
-            )
+        _finish_unfilled(ctx, trade, TradeStatus.CANCELLED, "EXCHANGE_NOT_FILLED", "the exchange reports it not filled")
         return "not filled on the exchange: cancelled"
+    if outcome == "expired":
+        _finish_unfilled(ctx, trade, TradeStatus.REJECTED, "EXPIRED_UNKNOWN", expired_error(trade).message)
+        return "never reached the exchange, and its window has passed: rejected (expired_unknown)"
     raise ExecutionError(f"{trade.client_order_id} is still unknown to the exchange", code="STILL_UNKNOWN")
+
+
+def _book_resolved_fill(ctx: RunContext, trade: Trade, fill: Fill) -> str:
+    """Book the fill on the intent itself (linking it), then give the position the protection the
+    intent asked for, as the order path would have."""
+    spec = ProtectionSpec(trade.take_profit, trade.stop_loss)
+    with transaction.atomic(), batched_events():
+        account = lock_account(ctx.account.pk)
+        trade.refresh_from_db()
+        now = timezone.now()
+        booked = book_fill(
+            account=account,
+            position=open_position(account, trade.symbol),
+            trade=trade,
+            quantity=fill.quantity,
+            price=fill.price,
+            fee=fill.fee,
+            leverage=trade.leverage or 1,
+            now=now,
+            exchange_order_id=fill.exchange_order_id,
+            protection=(spec.take_profit, spec.stop_loss) if spec.wanted else None,
+        )
+        legs = []
+        if spec.wanted and booked.position is not None:
+            legs = replace_protection(
+                account=account,
+                position=booked.position,
+                spec=spec,
+                base_client_id=trade.client_order_id,
+                now=now,
+                position_is_new=booked.opened_new,
+            )
+    if legs:
+        ctx.place(legs)
+    ctx.cancel_left_resting()  # a close or new protection made older legs final
+    protected = f", protected ({', '.join(f'{leg.kind} {leg.trigger_price}' for leg in legs)})" if legs else ""
+    return f"filled {fill.quantity} @ {fill.price}{protected}"
+
+
+def _finish_unfilled(ctx: RunContext, trade: Trade, status: str, code: str, message: str) -> None:
+    with transaction.atomic():
+        account = lock_account(ctx.account.pk)
+        trade.refresh_from_db()
+        trade.error_code, trade.error_message = code, message
+        transition(
+            trade,
+            to_status=status,
+            account=account,
+            message=message,
+            update_fields=["error_code", "error_message"],
+            data={"code": code},
+        )
 
 
 # 2 ------------------------------------------------------------------ protective legs no longer open
 
 
 def check_gone_legs(ctx: RunContext, snapshot: Snapshot) -> None:
-    open_ids = snapshot.open_client_ids
+    open_ids = ctx.resting(snapshot)
     legs = PendingOrder.objects.filter(account=ctx.account, status__in=ARMED_PROTECTIVE).exclude(exchange_order_id="")
     for leg in legs:
         if leg.client_order_id in open_ids:
@@ -82,6 +126,8 @@ def check_gone_legs(ctx: RunContext, snapshot: Snapshot) -> None:
 
 def _apply_gone_leg(ctx: RunContext, leg: PendingOrder) -> str:
     result = ctx.adapter.lookup_order(symbol=leg.symbol, client_order_id=leg.client_order_id)
+    if result is not None and result.is_open:
+        return f"{result.status}: still resting (placed after the open orders were read)"
     fill = ctx.adapter.fill_of(result) if result is not None else None
     if fill is None:
         status = result.status if result is not None else "NOT_FOUND"

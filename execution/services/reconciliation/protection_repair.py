@@ -16,14 +16,14 @@ from execution.aster.numbers import round_to_tick
 from execution.models import ARMED_PROTECTIVE, PendingOrder, PendingOrderKind, Position, PositionStatus
 from execution.services.ledger import lock_account
 from execution.services.market_data import symbol_rules
-from execution.services.protection import ProtectionSpec, place_on_exchange, replace_protection
+from execution.services.protection import ProtectionSpec, replace_protection
 from execution.services.reconciliation.context import Difference, RunContext, Snapshot, position_view
 
 SMALLEST_TICK = Decimal("0.00000001")
 
 
 def enforce_protection(ctx: RunContext, snapshot: Snapshot) -> None:
-    resting = snapshot.open_client_ids
+    resting = ctx.resting(snapshot)
     positions = Position.objects.filter(account=ctx.account, status=PositionStatus.OPEN).filter(
         Q(needs_protection=True) | Q(take_profit__isnull=False) | Q(stop_loss__isnull=False)
     )
@@ -64,7 +64,7 @@ def _protect(ctx: RunContext, position: Position, live_legs: list[PendingOrder],
             base_client_id=f"p{position.pk}-r{ctx.run.pk}",
             now=timezone.now(),
         )
-    place_on_exchange(adapter=ctx.adapter, account=ctx.account, orders=legs)
+    ctx.place(legs)
     return ", ".join(f"{leg.kind} at {leg.trigger_price}" for leg in legs)
 
 

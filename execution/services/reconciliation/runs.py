@@ -20,6 +20,8 @@ A difference that cannot be repaired puts the account in `reducing` (fail-closed
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,7 +72,12 @@ def release_lease(account: Account) -> None:
 
 
 def reconcile_account(
-    account: Account, *, dry_run: bool = False, adapter: ExecutionAdapter | None = None
+    account: Account,
+    *,
+    dry_run: bool = False,
+    adapter: ExecutionAdapter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
 ) -> ReconciliationRun:
     """Compare one live account with the exchange and repair (unless dry_run) every difference."""
     if account.is_paper_trading:
@@ -84,7 +91,8 @@ def reconcile_account(
     try:
         adapter = adapter or get_execution_adapter(account)
         before = adapter.requests_sent
-        differences = _run(RunContext(account=account, adapter=adapter, run=run, dry_run=dry_run))
+        context = RunContext(account=account, adapter=adapter, run=run, dry_run=dry_run, sleep=sleep, clock=clock)
+        differences = _run(context)
         run.http_calls = adapter.requests_sent - before
     except ExecutionError as exc:
         logger.error("reconciliation of account %s failed: %s", account.pk, exc)
