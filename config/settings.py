@@ -186,6 +186,8 @@ PAPER_MARK_SECONDS = env.float("PAPER_MARK_SECONDS", default=15.0)
 # slow worker is still filling is harmless (the fill re-checks the status under the account lock).
 # A `submitting` intent this old lost its process between sending and booking: reconciliation
 # resolves it by client order id, like an `unknown` one.
+# Protective placement and its rollback wait out a rate limit this short rather than give up.
+EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS", default=5.0)
 EXECUTION_INTENT_STALE_SECONDS = env.float("EXECUTION_INTENT_STALE_SECONDS", default=120.0)
 PAPER_RECLAIM_SECONDS = env.float("PAPER_RECLAIM_SECONDS", default=3 * PAPER_SWEEP_SECONDS)
 RECONCILE_SECONDS = env.float("RECONCILE_SECONDS", default=60.0)

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account
@@ -137,9 +138,14 @@ def handle_protection_failure(
     """A leg was refused: cancel any leg that was placed, mark the legs failed, then close the
     position at market (`close`, which returns the closing order's client id) unless the
     account keeps unprotected positions. Either way it is audited; the caller re-raises."""
-    for order in legs:  # placed legs, and the failed one if it may exist
+    # Legs the venue holds, or may hold: those placed, and the refused one if its outcome is unknown.
+    may_rest = set(failure.details.get("placed", []))
+    if failure.details.get("unknown"):
+        may_rest.add(failure.details.get("failed"))
+    for order in legs:
         try:
             adapter.cancel_order(symbol=order.symbol, client_order_id=order.client_order_id)
+            may_rest.discard(order.client_order_id)
         except ExecutionError as exc:
             logger.error("could not cancel protective leg %s: %s", order.client_order_id, exc)
     with transaction.atomic(), batched_events():
@@ -147,6 +153,19 @@ def handle_protection_failure(
         for order in legs:
             order.refresh_from_db(fields=["status"])
             order.error_message = failure.message
+            if order.client_order_id in may_rest:
+                # Never `failed` while the venue may hold it: cancelled here, and marked so that
+                # reconciliation cancels it there (or finds it gone) instead of placing a duplicate.
+                order.venue_cancel_pending, order.closed_at = True, timezone.now()
+                fields = ["error_message", "venue_cancel_pending", "closed_at"]
+                transition(
+                    order,
+                    to_status=PendingOrderStatus.CANCELLED,
+                    account=locked,
+                    message=failure.message,
+                    update_fields=fields,
+                )
+                continue
             transition(
                 order,
                 to_status=PendingOrderStatus.FAILED,

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -51,6 +52,8 @@ GONE_CODES = frozenset({-2011, -2013})
 # the account then trades with what it has (and the log says so) instead of failing every order.
 SETUP_BLOCKED_CODES = frozenset({-4047, -4048, -4067, -4068})
 FILL_POLLS = (0.2, 0.5, 1.0)
+RATE_LIMIT_TRIES = 3
+T = TypeVar("T")
 V3_NONCE_WINDOW_SECONDS = 30.0
 
 
@@ -142,8 +145,9 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
         self.ensure_setup(order.symbol, order.leverage)
-        try:
-            result = self.client.new_order(
+
+        def send() -> OrderResult:
+            return self.client.new_order(
                 symbol=order.symbol,
                 side=order.side,
                 type="MARKET",
@@ -152,6 +156,10 @@ class LiveExecutionAdapter(ExecutionAdapter):
                 reduce_only=True if order.reduce_only else None,
                 response_type="RESULT",
             )
+
+        try:
+            # A close (reduce-only) waits out a short rate limit; an entry is refused at once.
+            result = self._waiting_out_short_limits(send) if order.reduce_only else send()
         except AsterError as exc:
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
         settled = self._settled(remote_order(result))
@@ -214,21 +222,39 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     # ------------------------------------------------------------------ protective orders
 
+    def _waiting_out_short_limits(self, call: Callable[[], T]) -> T:
+        """Protection and its rollback must not give up on a short rate limit: wait until the
+        venue's Retry-After (at most EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS in all, and a few
+        tries) and send the same request again. A 429/418 means it was not processed, so the
+        same client order id goes again; a longer ban is raised to the caller."""
+        deadline = time.time() + settings.EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS
+        for attempt in range(RATE_LIMIT_TRIES):
+            try:
+                return call()
+            except AsterRateLimited as exc:
+                if attempt + 1 == RATE_LIMIT_TRIES or exc.retry_at > deadline:
+                    raise
+                logger.warning("account %s: rate limited (%s); waiting until the venue allows it", self.account.pk, exc)
+                self._sleep(max(exc.retry_at - time.time(), 0.05))
+        raise AssertionError("unreachable")
+
     def place_protective_orders(self, requests: Sequence[ProtectiveOrderRequest]) -> list[ProtectiveOrderAck]:
         acks: list[ProtectiveOrderAck] = []
         for request in requests:
             try:
-                result = self.client.new_order(
-                    symbol=request.symbol,
-                    side=request.side,
-                    type="TAKE_PROFIT_MARKET" if request.kind == PendingOrderKind.TAKE_PROFIT else "STOP_MARKET",
-                    stop_price=request.trigger_price,
-                    close_position=True if request.quantity is None else None,
-                    quantity=request.quantity,
-                    reduce_only=True if request.quantity is not None else None,
-                    working_type=request.working_type,
-                    client_order_id=request.client_order_id,
-                    response_type="ACK",
+                result = self._waiting_out_short_limits(
+                    lambda request=request: self.client.new_order(  # type: ignore[misc]
+                        symbol=request.symbol,
+                        side=request.side,
+                        type="TAKE_PROFIT_MARKET" if request.kind == PendingOrderKind.TAKE_PROFIT else "STOP_MARKET",
+                        stop_price=request.trigger_price,
+                        close_position=True if request.quantity is None else None,
+                        quantity=request.quantity,
+                        reduce_only=True if request.quantity is not None else None,
+                        working_type=request.working_type,
+                        client_order_id=request.client_order_id,
+                        response_type="ACK",
+                    )
                 )
             except AsterError as exc:
                 raise ProtectionFailed(
@@ -247,7 +273,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     def cancel_order(self, *, symbol: str, client_order_id: str) -> None:
         try:
-            self.client.cancel_order(symbol, client_order_id=client_order_id)
+            self._waiting_out_short_limits(lambda: self.client.cancel_order(symbol, client_order_id=client_order_id))
         except AsterInvalidRequest as exc:
             if exc.code not in GONE_CODES:  # already filled, cancelled or expired: nothing to cancel
                 raise exchange_error(exc, what=f"cancel {client_order_id}") from exc
