@@ -180,15 +180,25 @@ def transition(
     message: str = "",
     data: dict[str, Any] | None = None,
 ) -> ExecutionEvent:
-    """Move `obj` to `to_status` if its model's TRANSITIONS allow it; save and audit."""
+    """Move `obj` to `to_status` if its model's TRANSITIONS allow it; save and audit.
+
+    The write is a compare-and-set on the status `obj` was read with: if another writer moved
+    the row meanwhile (a stale object), nothing is written and InvalidTransition is raised, so
+    two writers can never both apply the same change (say, book one fill twice)."""
     check_transition(obj, to_status)
     from_status = obj.status
-    obj.status = to_status
     fields = {"status", *update_fields}
     if hasattr(obj, "updated_at"):
         obj.updated_at = timezone.now()
         fields.add("updated_at")
-    obj.save(update_fields=sorted(fields))
+    obj.status = to_status
+    values = {name: getattr(obj, name) for name in fields}
+    if type(obj)._default_manager.filter(pk=obj.pk, status=from_status).update(**values) != 1:
+        obj.status = from_status
+        raise InvalidTransition(
+            f"{type(obj).__name__} #{obj.pk} is no longer {from_status!r}: another writer changed it",
+            details={"from": from_status, "to": to_status},
+        )
     kind = f"{obj._meta.model_name}.{to_status}"
     return record_event(
         account=account,

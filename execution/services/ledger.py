@@ -36,6 +36,8 @@ from execution.services.position_math import (
     unrealized_pnl,
 )
 
+ZERO = Decimal("0")
+
 
 @dataclass(frozen=True)
 class BookedFill:
@@ -153,7 +155,24 @@ def book_fill(
 
     `realized_floor` caps the loss of the closed part (liquidation of an isolated position
     cannot lose more than its margin).
+
+    A reduce-only fill never opens or flips: it books at most what the position still holds (a
+    stop, a liquidation or another close may have shrunk it since the order was planned).
     """
+    if trade.reduce_only:
+        reducible = position.quantity if position is not None and closing_side(position.side) == trade.side else ZERO
+        if reducible <= 0:
+            return _nothing_to_reduce(
+                account=account,
+                trade=trade,
+                quantity=quantity,
+                price=price,
+                fee=fee,
+                now=now,
+                exchange_order_id=exchange_order_id,
+            )
+        if quantity > reducible:
+            fee, quantity = q(fee * reducible / quantity), reducible
     holding = Holding(position.side, position.quantity, position.entry_price) if position else Holding.flat()
     outcome = apply_fill(holding, side=trade.side, quantity=quantity, price=price)
     close_fee = fee * outcome.closed_quantity / quantity
@@ -180,6 +199,42 @@ def book_fill(
         trade, quantity, price, fee, net_realized, resulting or closed_position, exchange_order_id, account, now
     )
     return BookedFill(trade, resulting, closed_position, outcome, opened_new)
+
+
+def _nothing_to_reduce(
+    *,
+    account: Account,
+    trade: Trade,
+    quantity: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    now: datetime,
+    exchange_order_id: str,
+) -> BookedFill:
+    """A reduce-only fill finds nothing left to reduce. Paper: the fill was only simulated, so the
+    intent is cancelled. Live: the venue did execute it (so it held a position this ledger no
+    longer shows): the fill is recorded without touching any position, and reconciliation
+    aligns the positions with the venue."""
+    outcome = FillOutcome(Holding.flat(), Holding.flat(), ZERO, ZERO, ZERO)
+    if account.is_paper_trading:
+        trade.error_code, trade.error_message = "NOTHING_TO_REDUCE", "the position closed before this fill was booked"
+        transition(
+            trade,
+            to_status=TradeStatus.CANCELLED,
+            account=account,
+            message=trade.error_message,
+            update_fields=["error_code", "error_message"],
+        )
+        return BookedFill(trade, None, None, outcome, False)
+    _fill_trade(trade, quantity, price, fee, -fee, None, exchange_order_id, account, now)
+    record_event(
+        account=account,
+        kind="trade.unmatched_reduce",
+        subject=trade,
+        message="a reduce-only fill with no local position to reduce: left to reconciliation",
+        data={"quantity": quantity, "price": price},
+    )
+    return BookedFill(trade, None, None, outcome, False)
 
 
 def _reduce(

@@ -28,6 +28,7 @@ from accounts.models import Account
 from execution.exceptions import (
     ExchangeRejected,
     ExecutionError,
+    InvalidTransition,
     OrderOutcomeUnknown,
     PolicyDenied,
     ProtectionFailed,
@@ -147,7 +148,15 @@ class ExecutionService:
             fill = self._execute(intent)
         except OrderOutcomeUnknown:
             fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
-        result, legs_made_final = self._apply(intent, fill)
+        try:
+            result, legs_made_final = self._apply(intent, fill)
+        except InvalidTransition:
+            # Reconciliation resolved this intent while the order path was still asking the venue
+            # (its transaction rolled back whole): report what was booked, book nothing twice.
+            logger.warning("intent %s was resolved elsewhere meanwhile", intent.trade.client_order_id)
+            replay = self._replay(intent.trade.client_order_id)
+            assert replay is not None
+            return replay
         try:
             if result.pending_orders:
                 result = self._protect(result)

@@ -163,6 +163,12 @@ class LiveExecutionAdapter(ExecutionAdapter):
         except AsterError as exc:
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
         settled = self._settled(remote_order(result))
+        if settled.is_open:
+            # Accepted and not settled yet: it may still fill. Not a rejection: resolve by client id.
+            raise OrderOutcomeUnknown(
+                f"{order.client_order_id} was accepted ({settled.status}) but has not settled",
+                details={"client_order_id": order.client_order_id, "status": settled.status},
+            )
         fill = self.fill_of(settled)
         if fill is None:
             raise ExchangeRejected(
@@ -180,8 +186,11 @@ class LiveExecutionAdapter(ExecutionAdapter):
             self._sleep(delay)
             try:
                 order = remote_order(self.client.query_order(order.symbol, client_order_id=order.client_order_id))
-            except AsterError as exc:
-                raise exchange_error(exc, what="order query") from exc
+            except AsterError as exc:  # the venue accepted it: a failed poll leaves its outcome unknown
+                raise OrderOutcomeUnknown(
+                    f"{order.client_order_id} was accepted; polling it failed: {exc}",
+                    details={"client_order_id": order.client_order_id},
+                ) from exc
         return order
 
     def fill_of(self, order: RemoteOrder) -> Fill | None:

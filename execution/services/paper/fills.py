@@ -120,6 +120,9 @@ def fill_account_orders(
                     )
             except Exception:
                 discard_events_after(mark)
+                # The savepoint undid the rows; the locked account object still holds what the
+                # failed order added to it in memory, which the next order would save.
+                account.refresh_from_db(fields=["paper_realized_pnl"])
                 logger.exception("paper sweep: filling triggered order %s failed; it will be retried", order.pk)
                 outcome = FAILED
             outcomes.append(outcome)

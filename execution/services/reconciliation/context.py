@@ -11,7 +11,7 @@ from typing import Any
 
 from accounts.models import Account
 from execution.aster.numbers import format_decimal
-from execution.exceptions import ExecutionError
+from execution.exceptions import ExecutionError, InvalidTransition
 from execution.models import PendingOrder, Position, ReconciliationRun, Trade
 from execution.services.adapters.base import ExecutionAdapter, RemoteOrder, RemotePosition
 from execution.services.protection import cancel_legs_left_resting, place_on_exchange
@@ -97,7 +97,7 @@ class RunContext:
         try:
             message = repair()
             difference.outcome, difference.message = "repaired", message or ""
-        except ExecutionError as exc:
+        except (ExecutionError, InvalidTransition) as exc:  # a row changed under the repair: not repaired
             difference.outcome, difference.message = "failed", str(exc)
             logger.error(
                 "reconciliation of account %s: %s %s failed: %s",

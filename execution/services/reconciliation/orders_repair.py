@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.audit import batched_events, transition
 from execution.exceptions import ExecutionError
-from execution.models import ARMED_PROTECTIVE, PendingOrder, PendingOrderStatus, Trade, TradeStatus
+from execution.models import ARMED_PROTECTIVE, TRADE_IN_FLIGHT, PendingOrder, PendingOrderStatus, Trade, TradeStatus
 from execution.services.adapters.base import Fill, RemoteOrder
 from execution.services.ledger import (
     book_fill,
@@ -63,6 +63,8 @@ def _book_resolved_fill(ctx: RunContext, trade: Trade, fill: Fill) -> str:
     with transaction.atomic(), batched_events():
         account = lock_account(ctx.account.pk)
         trade.refresh_from_db()
+        if trade.status not in TRADE_IN_FLIGHT:
+            return f"already resolved ({trade.status}) by the order path"
         now = timezone.now()
         booked = book_fill(
             account=account,
@@ -97,6 +99,8 @@ def _finish_unfilled(ctx: RunContext, trade: Trade, status: str, code: str, mess
     with transaction.atomic():
         account = lock_account(ctx.account.pk)
         trade.refresh_from_db()
+        if trade.status not in TRADE_IN_FLIGHT:
+            return  # the order path resolved it meanwhile
         trade.error_code, trade.error_message = code, message
         transition(
             trade,

@@ -32,7 +32,7 @@ from django.utils import timezone
 from accounts.audit import transition
 from accounts.models import Account, TradingState
 from accounts.services import set_trading_state
-from execution.exceptions import ExecutionError
+from execution.exceptions import ExecutionError, InvalidTransition
 from execution.models import ReconciliationItem, ReconciliationRun, ReconciliationStatus
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
@@ -94,7 +94,7 @@ def reconcile_account(
         context = RunContext(account=account, adapter=adapter, run=run, dry_run=dry_run, sleep=sleep, clock=clock)
         differences = _run(context)
         run.http_calls = adapter.requests_sent - before
-    except ExecutionError as exc:
+    except (ExecutionError, InvalidTransition) as exc:
         logger.error("reconciliation of account %s failed: %s", account.pk, exc)
         return _finish(run, ReconciliationStatus.FAILED, [], str(exc))
     finally:
