@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account
 from execution.exceptions import ExecutionError, ProtectionFailed
-from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus, Position, WorkingType
+from execution.models import ARMED_PROTECTIVE, PendingOrder, PendingOrderKind, PendingOrderStatus, Position, WorkingType
 from execution.services.adapters.base import ExecutionAdapter, ProtectiveOrderRequest
 from execution.services.ledger import cancel_active_pending, lock_account
 from execution.services.position_math import closing_side
@@ -112,17 +112,31 @@ def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: li
     acks = adapter.place_protective_orders(requests)
     if not any(ack.exchange_order_id for ack in acks):
         return
+    made_final_meanwhile = False
     with transaction.atomic(), batched_events():
         locked = lock_account(account.pk)
+        current = {
+            row.pk: row for row in PendingOrder.objects.select_for_update().filter(pk__in=[o.pk for o in orders])
+        }
         for order, ack in zip(orders, acks, strict=True):
-            order.exchange_order_id = ack.exchange_order_id
-            order.save(update_fields=["exchange_order_id", "updated_at"])
+            row = current[order.pk]
+            row.exchange_order_id = order.exchange_order_id = ack.exchange_order_id
+            fields = ["exchange_order_id", "updated_at"]
+            if row.status not in ARMED_PROTECTIVE:
+                # Another writer replaced or closed it while it was being placed: it rests on the
+                # venue for nothing, so it is cancelled there too (after this commit).
+                row.venue_cancel_pending = made_final_meanwhile = True
+                fields.append("venue_cancel_pending")
+            row.save(update_fields=fields)
+            order.status = row.status
             record_event(
                 account=locked,
                 kind="pendingorder.placed",
-                subject=order,
+                subject=row,
                 data={"exchange_order_id": ack.exchange_order_id},
             )
+    if made_final_meanwhile:
+        cancel_legs_left_resting(adapter=adapter, account=account)
 
 
 def handle_protection_failure(
