@@ -148,7 +148,7 @@ def test_live_market_order_with_tp_sl_makes_exactly_these_calls(venue):
         ("POST", "/fapi/v1/order"),
         ("POST", "/fapi/v1/order"),
     ]
-    market, take_profit, stop = venue.order_posts()
+    market, stop, take_profit = venue.order_posts()  # the stop first: a refused TP must not cost it
     assert list(market) == [
         "symbol",
         "side",
@@ -192,7 +192,7 @@ def test_live_market_order_with_tp_sl_makes_exactly_these_calls(venue):
     )
     assert trade.exchange_order_id == "7001"
     legs = {p.kind: p for p in PendingOrder.objects.all()}
-    assert legs["stop_loss"].exchange_order_id == "7003" and legs["take_profit"].exchange_order_id == "7002"
+    assert legs["stop_loss"].exchange_order_id == "7002" and legs["take_profit"].exchange_order_id == "7003"
     assert legs["stop_loss"].sibling_id == legs["take_profit"].pk
     assert result.position.side == "LONG" and result.position.quantity == Decimal("0.01")
 

@@ -24,7 +24,8 @@ def no_sleep(seconds):
 
 
 class Limits:
-    """Rate-limit replies aimed at the client: the first STOP_MARKET, then (for a ban) everything."""
+    """Rate-limit replies aimed at the client: the first take-profit (the second leg: the stop goes
+    first), then (for a ban) everything."""
 
     def __init__(self, monkeypatch, *, retry_in: float, ban: bool) -> None:
         self.retry_in, self.ban, self.banned, self.stop_refusals = retry_in, ban, False, 0
@@ -33,7 +34,7 @@ class Limits:
         def limited_new_order(client, *args, **kwargs):
             if self.banned:
                 raise self.refusal()
-            if kwargs.get("type") == "STOP_MARKET" and self.stop_refusals == 0:
+            if kwargs.get("type") == "TAKE_PROFIT_MARKET" and self.stop_refusals == 0:
                 self.stop_refusals += 1
                 self.banned = self.ban
                 raise self.refusal()
@@ -60,7 +61,7 @@ def live(sim, db):
     return LiveV1AccountFactory(), sim.exchange.accounts["demo-v1"]
 
 
-def test_a_short_rate_limit_on_the_stop_is_waited_out(live, monkeypatch):
+def test_a_short_rate_limit_on_a_leg_is_waited_out(live, monkeypatch):
     account, remote = live
     limits = Limits(monkeypatch, retry_in=1.0, ban=False)
     result = ExecutionService(account, sleep=no_sleep).execute_market_order(
@@ -80,9 +81,9 @@ def test_a_long_ban_leaves_no_failed_leg_the_exchange_holds_and_no_duplicate(liv
         )
     take = PendingOrder.objects.get(kind="take_profit")
     stop = PendingOrder.objects.get(kind="stop_loss")
-    assert take.client_order_id in protective_resting(remote)  # placed before the ban, could not be cancelled
-    assert take.status == "cancelled" and take.venue_cancel_pending  # never `failed` while it may rest
-    assert stop.status == "failed"  # refused: the exchange does not hold it
+    assert stop.client_order_id in protective_resting(remote)  # placed before the ban, could not be cancelled
+    assert stop.status == "cancelled" and stop.venue_cancel_pending  # never `failed` while it may rest
+    assert take.status == "failed"  # refused: the exchange does not hold it
     position = Position.objects.get(status="open")  # the safety close was refused by the ban too
     assert position.needs_protection
 

@@ -56,7 +56,8 @@ def replace_protection(
         cancel_active_pending(position, account=account, reason="replaced by new protection")
     ids = protective_client_ids(base_client_id)
     side = closing_side(position.side)
-    wanted = [(PendingOrderKind.TAKE_PROFIT, spec.take_profit), (PendingOrderKind.STOP_LOSS, spec.stop_loss)]
+    # The stop first: if the venue refuses one leg, the one that limits the loss is already there.
+    wanted = [(PendingOrderKind.STOP_LOSS, spec.stop_loss), (PendingOrderKind.TAKE_PROFIT, spec.take_profit)]
     orders = [
         PendingOrder(
             account=account,
@@ -109,8 +110,21 @@ def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: li
         )
         for order in orders
     ]
-    acks = adapter.place_protective_orders(requests)
-    if not any(ack.exchange_order_id for ack in acks):
+    try:
+        acks = adapter.place_protective_orders(requests)
+    except ProtectionFailed as failure:  # the legs the venue did accept are recorded all the same
+        _record_placed(adapter, account, orders, failure.details.get("acks", {}))
+        raise
+    _record_placed(adapter, account, orders, {a.client_order_id: a.exchange_order_id for a in acks})
+
+
+def _record_placed(
+    adapter: ExecutionAdapter, account: Account, orders: list[PendingOrder], placed: dict[str, str]
+) -> None:
+    """Record the exchange ids of the legs the venue accepted (`placed`: client id -> exchange id)."""
+    placed = {client_id: exchange_id for client_id, exchange_id in placed.items() if exchange_id}
+    orders = [order for order in orders if order.client_order_id in placed]
+    if not orders:
         return
     made_final_meanwhile = False
     with transaction.atomic(), batched_events():
@@ -118,9 +132,9 @@ def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: li
         current = {
             row.pk: row for row in PendingOrder.objects.select_for_update().filter(pk__in=[o.pk for o in orders])
         }
-        for order, ack in zip(orders, acks, strict=True):
+        for order in orders:
             row = current[order.pk]
-            row.exchange_order_id = order.exchange_order_id = ack.exchange_order_id
+            row.exchange_order_id = order.exchange_order_id = placed[order.client_order_id]
             fields = ["exchange_order_id", "updated_at"]
             if row.status not in ARMED_PROTECTIVE:
                 # Another writer replaced or closed it while it was being placed: it rests on the
@@ -128,12 +142,11 @@ def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: li
                 row.venue_cancel_pending = made_final_meanwhile = True
                 fields.append("venue_cancel_pending")
             row.save(update_fields=fields)
-            order.status = row.status
             record_event(
                 account=locked,
                 kind="pendingorder.placed",
                 subject=row,
-                data={"exchange_order_id": ack.exchange_order_id},
+                data={"exchange_order_id": row.exchange_order_id},
             )
     if made_final_meanwhile:
         cancel_legs_left_resting(adapter=adapter, account=account)
@@ -152,10 +165,8 @@ def handle_protection_failure(
     """A leg was refused: cancel any leg that was placed, mark the legs failed, then close the
     position at market (`close`, which returns the closing order's client id) unless the
     account keeps unprotected positions. Either way it is audited; the caller re-raises."""
-    # Legs the venue holds, or may hold: those placed, and the refused one if its outcome is unknown.
-    may_rest = set(failure.details.get("placed", []))
-    if failure.details.get("unknown"):
-        may_rest.add(failure.details.get("failed"))
+    # Legs the venue holds, or may hold: those placed, and refused ones whose outcome is unknown.
+    may_rest = set(failure.details.get("placed", [])) | set(failure.details.get("unknown_ids", []))
     for order in legs:
         try:
             adapter.cancel_order(symbol=order.symbol, client_order_id=order.client_order_id)

@@ -248,7 +248,10 @@ class LiveExecutionAdapter(ExecutionAdapter):
         raise AssertionError("unreachable")
 
     def place_protective_orders(self, requests: Sequence[ProtectiveOrderRequest]) -> list[ProtectiveOrderAck]:
+        """Every leg is sent, in order, even after one is refused (a refused take-profit must not
+        cost the stop); then ProtectionFailed names what was placed and what was refused."""
         acks: list[ProtectiveOrderAck] = []
+        refused: list[tuple[ProtectiveOrderRequest, AsterError]] = []
         for request in requests:
             try:
                 result = self._waiting_out_short_limits(
@@ -266,18 +269,25 @@ class LiveExecutionAdapter(ExecutionAdapter):
                     )
                 )
             except AsterError as exc:
-                raise ProtectionFailed(
-                    f"{request.kind} at {request.trigger_price} refused: {exc}",
-                    details={
-                        "placed": [a.client_order_id for a in acks],
-                        "failed": request.client_order_id,
-                        "exchange_code": exc.code,
-                        "unknown": isinstance(exc, AsterOutcomeUnknown),
-                    },
-                ) from exc
+                refused.append((request, exc))
+                continue
             acks.append(
                 ProtectiveOrderAck(client_order_id=request.client_order_id, exchange_order_id=str(result.order_id))
             )
+        if refused:
+            first, first_error = refused[0]
+            raise ProtectionFailed(
+                "; ".join(f"{r.kind} at {r.trigger_price} refused: {e}" for r, e in refused),
+                details={
+                    "placed": [a.client_order_id for a in acks],
+                    "acks": {a.client_order_id: a.exchange_order_id for a in acks},
+                    "failed": first.client_order_id,
+                    "refused": {r.client_order_id: e.code for r, e in refused},
+                    "exchange_code": first_error.code,
+                    "unknown": any(isinstance(e, AsterOutcomeUnknown) for _, e in refused),
+                    "unknown_ids": [r.client_order_id for r, e in refused if isinstance(e, AsterOutcomeUnknown)],
+                },
+            ) from first_error
         return acks
 
     def cancel_order(self, *, symbol: str, client_order_id: str) -> None:
