@@ -110,11 +110,11 @@ def cancel_active_pending(
     cancelled = list(qs)
     for order in cancelled:
         order.closed_at = position.closed_at or order.updated_at
-        _cancel_leg(order, account=account, reason=reason)
+        cancel_leg(order, account=account, reason=reason)
     return cancelled
 
 
-def _cancel_leg(order: PendingOrder, *, account: Account, reason: str) -> None:
+def cancel_leg(order: PendingOrder, *, account: Account, reason: str) -> None:
     """Cancel a leg here. One the venue holds (it has an exchange id) stays marked until the venue
     has cancelled it too: the caller cancels it there after its transaction commits (never a
     network call inside it), and reconciliation retries what that could not cancel."""
@@ -132,7 +132,7 @@ def cancel_sibling(order: PendingOrder, *, account: Account, now: datetime) -> N
     sibling = PendingOrder.objects.select_for_update().get(pk=order.sibling_id)
     if sibling.status in ACTIVE_PROTECTIVE:
         sibling.closed_at = now
-        _cancel_leg(sibling, account=account, reason=f"its sibling {order.kind} filled")
+        cancel_leg(sibling, account=account, reason=f"its sibling {order.kind} filled")
 
 
 def book_fill(

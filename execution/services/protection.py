@@ -18,9 +18,17 @@ from django.utils import timezone
 from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account
 from execution.exceptions import ExecutionError, ProtectionFailed
-from execution.models import ARMED_PROTECTIVE, PendingOrder, PendingOrderKind, PendingOrderStatus, Position, WorkingType
+from execution.models import (
+    ACTIVE_PROTECTIVE,
+    ARMED_PROTECTIVE,
+    PendingOrder,
+    PendingOrderKind,
+    PendingOrderStatus,
+    Position,
+    WorkingType,
+)
 from execution.services.adapters.base import ExecutionAdapter, ProtectiveOrderRequest
-from execution.services.ledger import cancel_active_pending, lock_account
+from execution.services.ledger import cancel_active_pending, cancel_leg, lock_account
 from execution.services.position_math import closing_side
 
 logger = logging.getLogger(__name__)
@@ -89,6 +97,67 @@ def replace_protection(
             data={"kind": order.kind, "trigger_price": order.trigger_price, "side": order.side},
         )
     return orders
+
+
+def add_missing_legs(
+    *,
+    account: Account,
+    position: Position,
+    spec: ProtectionSpec,
+    kinds: set[str],
+    keep: list[PendingOrder],
+    base_client_id: str,
+    now: datetime,
+) -> list[PendingOrder]:
+    """Give `position` new legs of `kinds` next to `keep` (its legs resting at the venue, left as
+    they are: never cancel a working stop to re-place it). Other active legs of those kinds,
+    which do not rest at the venue, are cancelled here. The new TP and SL are siblings of each
+    other or of the kept leg of the other kind. Returns the new legs, the stop first."""
+    kept = {leg.kind: leg for leg in keep}
+    stale = (
+        PendingOrder.objects.select_for_update()
+        .filter(position=position, status__in=ACTIVE_PROTECTIVE, kind__in=kinds)
+        .exclude(pk__in=[leg.pk for leg in keep])
+    )
+    for leg in stale:
+        leg.closed_at = now
+        cancel_leg(leg, account=account, reason="not resting at the venue: replaced")
+    ids = protective_client_ids(base_client_id)
+    prices = {PendingOrderKind.STOP_LOSS: spec.stop_loss, PendingOrderKind.TAKE_PROFIT: spec.take_profit}
+    new = PendingOrder.objects.bulk_create(
+        PendingOrder(
+            account=account,
+            position=position,
+            symbol=position.symbol,
+            kind=kind,
+            side=closing_side(position.side),
+            trigger_price=prices[kind],
+            working_type=spec.working_type,
+            client_order_id=ids[kind],
+        )
+        for kind in (PendingOrderKind.STOP_LOSS, PendingOrderKind.TAKE_PROFIT)
+        if kind in kinds and kind not in kept and prices[kind] is not None
+    )
+    legs = {**kept, **{leg.kind: leg for leg in new}}
+    stop, take = legs.get(PendingOrderKind.STOP_LOSS), legs.get(PendingOrderKind.TAKE_PROFIT)
+    if new and stop is not None and take is not None:
+        # One-to-one: a final leg that still names one of them as its sibling lets go first.
+        PendingOrder.objects.filter(sibling__in=[stop, take]).exclude(pk__in=[stop.pk, take.pk]).update(sibling=None)
+        stop.sibling, take.sibling = take, stop
+        PendingOrder.objects.bulk_update([stop, take], ["sibling"])
+    wanted = (spec.take_profit, spec.stop_loss, False)
+    if (position.take_profit, position.stop_loss, position.needs_protection) != wanted:
+        position.take_profit, position.stop_loss, position.needs_protection = wanted
+        position.save(update_fields=["take_profit", "stop_loss", "needs_protection", "updated_at"])
+    for leg in new:
+        record_event(
+            account=account,
+            kind="pendingorder.pending",
+            subject=leg,
+            to_status="pending",
+            data={"kind": leg.kind, "trigger_price": leg.trigger_price, "side": leg.side},
+        )
+    return new
 
 
 def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: list[PendingOrder]) -> None:

@@ -11,15 +11,24 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.audit import batched_events
+from accounts.audit import batched_events, record_event, transition
 from execution.aster.numbers import round_to_tick
-from execution.models import ARMED_PROTECTIVE, PendingOrder, PendingOrderKind, Position, PositionStatus
+from execution.exceptions import ExecutionError, ProtectionFailed
+from execution.models import (
+    ARMED_PROTECTIVE,
+    PendingOrder,
+    PendingOrderKind,
+    PendingOrderStatus,
+    Position,
+    PositionStatus,
+)
 from execution.services.ledger import lock_account
 from execution.services.market_data import symbol_rules
-from execution.services.protection import ProtectionSpec, replace_protection
+from execution.services.protection import ProtectionSpec, add_missing_legs
 from execution.services.reconciliation.context import Difference, RunContext, Snapshot, position_view
 
 SMALLEST_TICK = Decimal("0.00000001")
+WOULD_TRIGGER_NOW = -2021  # "Order would immediately trigger."
 
 
 def enforce_protection(ctx: RunContext, snapshot: Snapshot) -> None:
@@ -50,22 +59,79 @@ def enforce_protection(ctx: RunContext, snapshot: Snapshot) -> None:
 
 
 def _protect(ctx: RunContext, position: Position, live_legs: list[PendingOrder], snapshot: Snapshot) -> str:
-    for leg in live_legs:  # replace, not duplicate
-        ctx.cancel_remote(leg.symbol, leg.client_order_id)
+    """Place only the legs it lacks; the legs resting at the venue stay (a working stop is never
+    cancelled to be placed again)."""
     mark = snapshot.positions[position.symbol].mark_price or position.mark_price or position.entry_price
     spec = protection_for(position, mark)
+    missing = wanted_kinds(position) - {leg.kind for leg in live_legs}
     with transaction.atomic(), batched_events():
         account = lock_account(ctx.account.pk)
         position = Position.objects.select_for_update().get(pk=position.pk)
-        legs = replace_protection(
+        legs = add_missing_legs(
             account=account,
             position=position,
             spec=spec,
+            kinds=missing,
+            keep=live_legs,
             base_client_id=f"p{position.pk}-r{ctx.run.pk}",
             now=timezone.now(),
         )
-    ctx.place(legs)
-    return ", ".join(f"{leg.kind} at {leg.trigger_price}" for leg in legs)
+    try:
+        ctx.place(legs)
+    except ProtectionFailed as failure:
+        return _after_refusal(ctx, position, legs, failure)
+    return ", ".join(f"{leg.kind} at {leg.trigger_price}" for leg in legs) or "its resting legs cover it"
+
+
+def _after_refusal(ctx: RunContext, position: Position, legs: list[PendingOrder], failure: ProtectionFailed) -> str:
+    """Some new legs were refused. A take-profit the venue would fill at once (the price is past
+    it) is dropped, never the stop; any other refusal is a failed repair (fail-closed)."""
+    refused: dict[str, int | None] = failure.details.get("refused", {})
+    unknown = set(failure.details.get("unknown_ids", []))
+    dropped_take_profit = False
+    with transaction.atomic(), batched_events():
+        account = lock_account(ctx.account.pk)
+        for leg in legs:
+            if leg.client_order_id not in refused:
+                continue
+            leg.refresh_from_db()
+            leg.error_message, leg.closed_at = failure.message, timezone.now()
+            if leg.client_order_id in unknown:  # it may rest there: cancelled here, cancel pending there
+                leg.venue_cancel_pending = True
+                transition(
+                    leg,
+                    to_status=PendingOrderStatus.CANCELLED,
+                    account=account,
+                    message=failure.message,
+                    update_fields=["error_message", "closed_at", "venue_cancel_pending"],
+                )
+                continue
+            transition(
+                leg,
+                to_status=PendingOrderStatus.FAILED,
+                account=account,
+                message=failure.message,
+                update_fields=["error_message"],
+            )
+            if leg.kind == PendingOrderKind.TAKE_PROFIT and refused[leg.client_order_id] == WOULD_TRIGGER_NOW:
+                dropped_take_profit = True
+        if dropped_take_profit:
+            Position.objects.filter(pk=position.pk).update(take_profit=None, updated_at=timezone.now())
+            record_event(
+                account=account,
+                kind="position.take_profit_dropped",
+                subject=position,
+                message="the price is already past the take-profit: the venue would fill it at once; the stop stays",
+            )
+    take_profits = {leg.client_order_id for leg in legs if leg.kind == PendingOrderKind.TAKE_PROFIT}
+    other_refusals = {
+        cid
+        for cid, code in refused.items()
+        if cid in unknown or not (cid in take_profits and code == WOULD_TRIGGER_NOW)
+    }
+    if dropped_take_profit and not other_refusals:
+        return "take-profit dropped (the price is past it); the stop rests"
+    raise ExecutionError(failure.message, code="PROTECTION_FAILED")
 
 
 def wanted_kinds(position: Position) -> set[str]:
