@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from accounts.models import Account
@@ -50,6 +51,7 @@ class RunContext:
     dry_run: bool
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
+    read_at: datetime | None = None  # when the exchange's view started to be read
     differences: list[Difference] = field(default_factory=list)
     cancelled_remote: set[str] = field(default_factory=set)  # client ids this run cancelled on the exchange
     placed_remote: set[str] = field(default_factory=set)  # client ids this run placed (not in the snapshot)
@@ -57,6 +59,10 @@ class RunContext:
     def read_exchange(self) -> Snapshot:
         positions = {p.symbol: p for p in self.adapter.fetch_positions()}
         return Snapshot(positions, self.adapter.open_orders())
+
+    def changed_since_read(self, row: Position | PendingOrder) -> bool:
+        """The row was written after the exchange was read: the snapshot may not show it yet."""
+        return self.read_at is not None and row.updated_at > self.read_at
 
     def cancel_remote(self, symbol: str, client_order_id: str) -> None:
         """Cancel on the exchange once per run (a leg can be reached by two repairs)."""

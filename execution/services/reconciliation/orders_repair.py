@@ -13,7 +13,15 @@ from django.utils import timezone
 
 from accounts.audit import batched_events, transition
 from execution.exceptions import ExecutionError
-from execution.models import ARMED_PROTECTIVE, TRADE_IN_FLIGHT, PendingOrder, PendingOrderStatus, Trade, TradeStatus
+from execution.models import (
+    ARMED_PROTECTIVE,
+    TRADE_IN_FLIGHT,
+    PendingOrder,
+    PendingOrderStatus,
+    PositionStatus,
+    Trade,
+    TradeStatus,
+)
 from execution.services.adapters.base import Fill, RemoteOrder
 from execution.services.ledger import (
     book_fill,
@@ -209,7 +217,7 @@ def check_left_resting(ctx: RunContext, snapshot: Snapshot) -> None:
             continue  # an earlier repair of this run cancelled it there
         order = resting.get(leg.client_order_id)
         if order is None:  # gone from the exchange since: nothing left to cancel
-            if not ctx.dry_run:
+            if not ctx.dry_run and not ctx.changed_since_read(leg):
                 PendingOrder.objects.filter(pk=leg.pk).update(venue_cancel_pending=False)
             continue
         ctx.repair(
@@ -229,11 +237,18 @@ def _cancel_left_resting(ctx: RunContext, leg: PendingOrder) -> str:
 
 
 def cancel_orphans(ctx: RunContext, snapshot: Snapshot) -> None:
+    # A leg of ours that protects a local open position is no orphan, even if the position is
+    # missing from the snapshot (opened between the two reads): the next run compares it.
+    ours = set(
+        PendingOrder.objects.filter(
+            account=ctx.account, status__in=ARMED_PROTECTIVE, position__status=PositionStatus.OPEN
+        ).values_list("client_order_id", flat=True)
+    )
     for order in snapshot.orders:
         if order.symbol in snapshot.positions or not order.is_protective:
             continue
-        if order.client_order_id in ctx.cancelled_remote:
-            continue  # already cancelled with its position
+        if order.client_order_id in ctx.cancelled_remote or order.client_order_id in ours:
+            continue  # already cancelled with its position, or protecting a position newer than the read
         ctx.repair(
             Difference("orphan_protective_order", order.symbol, remote=order_view(order)),
             f"cancel {order.client_order_id} on the exchange",

@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.audit import batched_events, record_event
 from execution.exceptions import ExecutionError
 from execution.models import (
+    TRADE_IN_FLIGHT,
     Position,
     PositionSource,
     PositionStatus,
@@ -35,8 +36,14 @@ ZERO = Decimal("0")
 
 def check_positions(ctx: RunContext, snapshot: Snapshot) -> None:
     local = {p.symbol: p for p in Position.objects.filter(account=ctx.account, status=PositionStatus.OPEN)}
+    changed = {symbol for symbol, position in local.items() if ctx.changed_since_read(position)}
+    in_flight = set(
+        Trade.objects.filter(account=ctx.account, status__in=TRADE_IN_FLIGHT).values_list("symbol", flat=True)
+    )
     for symbol, remote in snapshot.positions.items():
         position = local.get(symbol)
+        if symbol in changed or (position is None and symbol in in_flight):
+            continue  # booked (or being booked) since the read: the next run compares it
         if position is None:
             ctx.repair(
                 Difference("position_missing_locally", symbol, remote=remote_position_view(remote)),
@@ -56,7 +63,7 @@ def check_positions(ctx: RunContext, snapshot: Snapshot) -> None:
                 partial(_correct, ctx, position, remote),
             )
     for symbol, position in local.items():
-        if symbol not in snapshot.positions:
+        if symbol not in snapshot.positions and symbol not in changed:
             ctx.repair(
                 Difference("position_missing_remotely", symbol, position_view(position), {"positionAmt": "0"}),
                 "close locally with the exit from userTrades",
@@ -96,6 +103,8 @@ def _correct(ctx: RunContext, position: Position, remote: RemotePosition) -> str
     with transaction.atomic(), batched_events():
         account = lock_account(ctx.account.pk)
         position = Position.objects.select_for_update().get(pk=position.pk)
+        if ctx.changed_since_read(position):
+            return "changed since the exchange was read: left to the next run"
         before = position_view(position)
         position.quantity, position.entry_price = remote.quantity, remote.entry_price
         position.leverage = remote.leverage or position.leverage

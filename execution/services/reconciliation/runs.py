@@ -104,6 +104,9 @@ def reconcile_account(
 
 
 def _run(ctx: RunContext) -> list[Difference]:
+    # Before the reads: a local row changed after this moment may be newer than the snapshot (an
+    # order booked between the two reads, or since), and is left to the next run.
+    ctx.read_at = timezone.now()
     snapshot = ctx.read_exchange()
     resolve_unknown_intents(ctx)
     check_gone_legs(ctx, snapshot)
