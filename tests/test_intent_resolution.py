@@ -36,7 +36,8 @@ def intent(account, *, status, age_seconds, take_profit=None, stop_loss=None, cl
         take_profit=take_profit,
         stop_loss=stop_loss,
     )
-    Trade.objects.filter(pk=trade.pk).update(created_at=timezone.now() - timedelta(seconds=age_seconds))
+    then = timezone.now() - timedelta(seconds=age_seconds)
+    Trade.objects.filter(pk=trade.pk).update(created_at=then, updated_at=then)
     trade.refresh_from_db()
     return trade
 

@@ -338,13 +338,13 @@ def test_expired_is_measured_from_the_intent_not_from_the_signature(venue, monke
     the order), and the order path's own queries call it expired at about +11.8 s."""
     import time as real_time
 
-    from execution.exceptions import ExchangeRejected
+    from execution.exceptions import ExecutionError
     from execution.services.adapters.live import LiveExecutionAdapter
 
     account = LiveV1AccountFactory()
     monkeypatch.setattr(LiveExecutionAdapter, "ensure_setup", lambda self, symbol, leverage: real_time.sleep(8))
     venue.order_replies = [(503, {"code": -1007, "msg": "Timeout waiting for response from backend server."})]
-    with pytest.raises(ExchangeRejected) as caught:
+    with pytest.raises(ExecutionError) as caught:
         ExecutionService(account).execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
     trade = Trade.objects.get()
     decided = real_time.time()

@@ -5,8 +5,9 @@ intent the same way: query the venue by the intent's client order id, a bounded 
 with backoff. A resubmission under a new id could double the position.
 
 "No such order" is final only when the venue can no longer accept the submission: its
-freshness window (V1 recvWindow, V3 nonce) has passed since the intent was written, plus a
-margin, and two reads some seconds apart agree. The intent is then `expired`: never executed.
+freshness window (V1 recvWindow, V3 nonce) has passed since the request was signed at the latest
+(when its failure marked the intent `unknown`), plus a margin, and two reads some seconds apart
+agree. The intent is then `expired`: never executed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from execution.exceptions import ExchangeRejected, ExecutionError
-from execution.models import Trade
+from execution.models import Trade, TradeStatus
 from execution.services.adapters.base import ExecutionAdapter, Fill
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,10 @@ def resolve_by_client_id(
     """A Fill if the venue executed the order; 'not_filled' if it knows it and it did not
     execute; 'expired' if it never saw it and can no longer accept it; 'unknown' if it still
     cannot say (not found yet, or unreachable)."""
-    deadline = trade.created_at.timestamp() + adapter.submission_window_seconds + WINDOW_MARGIN_SECONDS
+    # The request was signed at the latest when its failure marked the intent `unknown` (after
+    # any set-up calls and waits); a `submitting` intent of a dead process has only its creation.
+    signed_by = trade.updated_at if trade.status == TradeStatus.UNKNOWN else trade.created_at
+    deadline = signed_by.timestamp() + adapter.submission_window_seconds + WINDOW_MARGIN_SECONDS
     first_missing: float | None = None
     for attempt, delay in enumerate(UNKNOWN_QUERY_DELAYS):
         if attempt:
