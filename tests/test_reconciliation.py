@@ -374,3 +374,21 @@ def test_beat_task_fans_out_one_task_per_live_account_after_commit(
         result = tasks.reconcile_live_positions.apply().get()
     assert result == {"queued": 2}
     assert sorted(sent) == sorted([account.pk, second.pk])
+
+
+def test_an_overrunning_run_releases_only_its_own_lease(exchange, account):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import Account
+    from execution.services.reconciliation import LEASE, release_lease
+
+    first = timezone.now() - LEASE - timedelta(seconds=1)
+    assert claim_lease(account, first)
+    later = timezone.now()
+    assert claim_lease(account, later)  # the first run's lease expired: another run took the account
+    release_lease(account, first)  # the first run finishes late
+    assert Account.objects.get(pk=account.pk).reconcile_lease_until == later + LEASE
+    release_lease(account, later)
+    assert Account.objects.get(pk=account.pk).reconcile_lease_until is None

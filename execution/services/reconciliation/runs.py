@@ -64,8 +64,10 @@ def claim_lease(account: Account, now: datetime) -> bool:
     return claimed == 1
 
 
-def release_lease(account: Account) -> None:
-    Account.objects.filter(pk=account.pk).update(reconcile_lease_until=None)
+def release_lease(account: Account, now: datetime) -> None:
+    """Release the lease claimed at `now`, and only that one: a run that overran its lease must
+    not free the lease of the run that has taken the account over since."""
+    Account.objects.filter(pk=account.pk, reconcile_lease_until=now + LEASE).update(reconcile_lease_until=None)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -99,7 +101,7 @@ def reconcile_account(
         return _finish(run, ReconciliationStatus.FAILED, [], str(exc))
     finally:
         if not dry_run:
-            release_lease(account)
+            release_lease(account, now)
     return _conclude(account, run, differences, dry_run=dry_run)
 
 
