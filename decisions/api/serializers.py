@@ -6,8 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.models import HARD_MAX_LEVERAGE, Account
+from accounts.models import HARD_MAX_LEVERAGE
 from decisions.models import OPEN_ACTIONS, Decision, DecisionAction, missing_open_fields
+from execution.api.fields import OwnedAccountField
 from execution.aster.rules import SYMBOL_PATTERN
 
 
@@ -30,13 +31,13 @@ class DecisionSerializer(serializers.ModelSerializer[Decision]):
             "trade",
             "created_at",
         ]
-        read_only_fields = ["id", "status", "reason", "denial_code", "trade", "created_at"]
+        read_only_fields = fields  # what a decision became; DecisionCreateSerializer is what a POST takes
 
 
 class DecisionCreateSerializer(serializers.Serializer[dict[str, Any]]):
     """What a decision needs; the view hands it to decisions.services.submit_decision."""
 
-    account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.none())
+    account = OwnedAccountField()
     symbol = serializers.RegexField(SYMBOL_PATTERN, error_messages={"invalid": "A symbol like BTCUSDT."})
     action = serializers.ChoiceField(choices=DecisionAction.choices)
     quantity = serializers.DecimalField(max_digits=28, decimal_places=10, min_value=0, required=False, allow_null=True)
@@ -46,14 +47,6 @@ class DecisionCreateSerializer(serializers.Serializer[dict[str, Any]]):
     )
     stop_loss = serializers.DecimalField(max_digits=28, decimal_places=10, min_value=0, required=False, allow_null=True)
     idempotency_key = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,64}$", required=False, default="")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        request = self.context.get("request")
-        if request is not None and request.user.is_authenticated:
-            field = self.fields["account"]
-            assert isinstance(field, serializers.PrimaryKeyRelatedField)
-            field.queryset = Account.objects.filter(owner=request.user)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if missing := missing_open_fields(attrs["action"], attrs):

@@ -9,6 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from decisions.api.filters import DecisionFilter
 from decisions.api.serializers import DecisionCreateSerializer, DecisionSerializer
 from decisions.models import Decision, DecisionStatus
 from decisions.selectors import decisions_of
@@ -17,10 +18,14 @@ from decisions.services import submit_decision
 
 class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Decision]):
     serializer_class = DecisionSerializer
-    filterset_fields = ["account", "symbol", "status", "action"]
+    filterset_class = DecisionFilter
 
     def get_queryset(self) -> Any:
         return decisions_of(self.request.user)
+
+    def get_serializer_class(self) -> Any:
+        # What a POST takes (also the browsable API's form), not what a decision became.
+        return DecisionCreateSerializer if self.action == "create" else DecisionSerializer
 
     @extend_schema(
         request=DecisionCreateSerializer,
@@ -29,7 +34,7 @@ class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Dec
         "(`code` gives the reason); 200 when the idempotency key was seen before.",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = DecisionCreateSerializer(data=request.data, context={"request": request})
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         submission = submit_decision(**serializer.validated_data)  # bad input: 400 from execution.api.errors
         body = dict(DecisionSerializer(submission.decision).data)
