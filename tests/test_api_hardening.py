@@ -48,3 +48,20 @@ def test_browsable_decision_form_offers_only_the_callers_accounts(api, other_acc
     assert f'<option value="{api.account.pk}"' in html
     assert f'<option value="{other_account.pk}"' not in html
 
+
+# --- 12. Account ids cannot be probed through the `account` filter ----------------------------
+
+
+@pytest.mark.parametrize("path", FILTERED_ENDPOINTS)
+def test_another_owners_account_id_is_refused_like_a_nonexistent_one(api, other_account, path):
+    theirs = api.get(path, {"account": other_account.pk})
+    missing = api.get(path, {"account": other_account.pk + 1000})
+    assert theirs.status_code == missing.status_code == 400
+    assert theirs.json()["account"] == ["Select a valid choice. That choice is not one of the available choices."]
+    assert theirs.json() == missing.json()  # nothing tells the two apart
+
+
+@pytest.mark.parametrize("path", FILTERED_ENDPOINTS)
+def test_the_callers_own_account_filters_as_before(api, other_account, path):
+    response = api.get(path, {"account": api.account.pk})
+    assert response.status_code == 200 and response.json()["results"] == []
