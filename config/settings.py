@@ -229,9 +229,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "execution.api.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "OrderSideEnum": "execution.models.Side",
         "PositionSideEnum": "execution.models.PositionSide",
+        "DecisionStatusEnum": "decisions.models.DecisionStatus",
     },
 }
 

@@ -4,12 +4,15 @@ concurrent idempotency keys). Each test names the defect it holds down."""
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from decisions.models import Decision
+from execution.models import Trade
 from tests.factories import PaperAccountFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +109,7 @@ def test_json_nested_beyond_the_limit_but_within_pythons_is_refused_too(api):
         ("offset", "-1"),
         ("limit", "abc"),
         ("offset", "1.5"),
-        ("limit", "١٢"),
+        ("limit", "\u0661\u0662"),
     ],
 )
 def test_out_of_range_or_malformed_pagination_is_400(api, path, param, value):
@@ -138,3 +141,175 @@ def test_a_body_over_the_limit_is_413_and_writes_nothing(api, settings, content_
 def test_a_body_under_the_limit_is_read(api):
     body = json.dumps({"account": api.account.pk, "symbol": "BTCUSDT", "action": "hold", "pad": "x" * 60_000})
     assert _post_raw(api, body).status_code == 201
+
+
+# --- 11. Strict parsing of a decision, and what each outcome answers --------------------------
+
+
+def decide(api, **fields):
+    body = {"account": api.account.pk, "symbol": "BTCUSDT", "action": "open_long", "quantity": "0.01", "leverage": 5}
+    body.update(fields)
+    return api.post("/api/decisions/", {k: v for k, v in body.items() if v is not OMIT}, format="json")
+
+
+OMIT = object()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"quantity": "\u0661\u0662"}, "quantity"),  # Arabic-Indic digits
+        ({"quantity": "0.0\u0661"}, "quantity"),
+        ({"quantity": "1_000"}, "quantity"),
+        ({"quantity": " 0.01"}, "quantity"),
+        ({"quantity": "1e-2"}, "quantity"),
+        ({"quantity": "Infinity"}, "quantity"),
+        ({"quantity": True}, "quantity"),
+        ({"take_profit": "\u0667\u0660\u0660\u0660\u0660"}, "take_profit"),
+        ({"stop_loss": "60_000"}, "stop_loss"),
+        ({"leverage": "\u0661\u0662"}, "leverage"),
+        ({"leverage": "1_0"}, "leverage"),
+        ({"leverage": 5.0}, "leverage"),
+        ({"leverage": "5.0"}, "leverage"),
+        ({"leverage": True}, "leverage"),
+        ({"account": 1.5}, "account"),
+        ({"account": "1.5"}, "account"),
+        ({"account": True}, "account"),
+        ({"account": "\u0661"}, "account"),
+        ({"account": 10**30}, "account"),
+        ({"symbol": 123}, "symbol"),
+        ({"symbol": True}, "symbol"),
+        ({"symbol": ["BTCUSDT"]}, "symbol"),
+        ({"symbol": " BTCUSDT"}, "symbol"),
+        ({"idempotency_key": 123}, "idempotency_key"),
+        ({"idempotency_key": " k-1 "}, "idempotency_key"),
+    ],
+)
+def test_lenient_input_is_refused_with_the_field_and_writes_nothing(api, market, fields, field):
+    response = decide(api, **fields)
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    assert not Decision.objects.exists() and not Trade.objects.exists()
+
+
+def test_account_1_point_5_is_not_taken_as_account_1(api, market):
+    assert api.account.pk == int(api.account.pk)
+    response = decide(api, account=api.account.pk + 0.5)
+    assert response.status_code == 400 and "account" in response.json()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"quantity": "0.01", "leverage": 5},  # strings for decimals, a JSON integer for leverage
+        {"quantity": 0.01, "leverage": "5"},  # a JSON number (read exactly, not as a float), digits for leverage
+        {"quantity": 1e-2, "leverage": 5, "account": OMIT},  # filled in below
+    ],
+)
+def test_ascii_decimal_strings_and_json_numbers_are_accepted(api, market, fields):
+    if fields.get("account") is OMIT:
+        fields["account"] = str(api.account.pk)  # an id as a string of digits
+    response = decide(api, **fields)
+    assert response.status_code == 201, response.content
+    assert response.json()["quantity"] == "0.0100000000"
+
+
+@pytest.mark.parametrize("action", ["close", "hold"])
+@pytest.mark.parametrize("field", ["quantity", "leverage", "take_profit", "stop_loss"])
+def test_close_and_hold_refuse_order_fields_instead_of_dropping_them(api, market, action, field):
+    value = {"quantity": "0.01", "leverage": 5, "take_profit": "70000", "stop_loss": "60000"}[field]
+    fields = {"quantity": OMIT, "leverage": OMIT, field: value}
+    response = decide(api, action=action, **fields)
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == [field]
+    assert not Decision.objects.exists()
+
+
+@pytest.mark.parametrize("action", ["close", "hold"])
+def test_close_and_hold_accept_order_fields_that_are_null(api, market, action):
+    response = decide(api, action=action, quantity=None, leverage=None, take_profit=None, stop_loss=None)
+    assert response.status_code in (201, 409), response.content  # close with nothing open: a denial
+
+
+def test_the_service_refuses_order_fields_on_close_too(paper_account):
+    from django.core.exceptions import ValidationError
+
+    from decisions.services import submit_decision
+
+    with pytest.raises(ValidationError) as caught:
+        submit_decision(account=paper_account, symbol="BTCUSDT", action="close", quantity=Decimal("1"))
+    assert "quantity" in caught.value.message_dict
+    assert not Decision.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"quantity": "0.02"},
+        {"leverage": 6},
+        {"take_profit": "70000"},
+        {"stop_loss": "60000"},
+        {"symbol": "ETHUSDT"},
+        {"action": "open_short"},
+    ],
+)
+def test_a_known_key_with_a_different_payload_is_409_idempotency_mismatch(api, market, changed):
+    first = decide(api, idempotency_key="k-1")
+    assert first.status_code == 201
+    again = decide(api, idempotency_key="k-1", **changed)
+    assert again.status_code == 409, again.content
+    assert again.json()["code"] == "IDEMPOTENCY_MISMATCH"
+    assert str(first.json()["id"]) in again.json()["detail"]
+    assert Decision.objects.count() == 1 and Trade.objects.count() == 1
+
+
+def test_a_known_key_with_the_same_payload_written_differently_is_the_same_decision(api, market):
+    first = decide(api, idempotency_key="k-2", quantity="0.01", leverage=5)
+    again = decide(api, idempotency_key="k-2", quantity="0.0100", leverage="5")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+
+
+def test_the_service_raises_idempotency_mismatch_for_the_engine_too(paper_account):
+    from decisions.services import submit_decision
+    from execution.exceptions import IdempotencyMismatch
+
+    submit_decision(account=paper_account, symbol="BTCUSDT", action="hold", idempotency_key="e-1")
+    with pytest.raises(IdempotencyMismatch) as caught:
+        submit_decision(account=paper_account, symbol="ETHUSDT", action="hold", idempotency_key="e-1")
+    assert caught.value.code == "IDEMPOTENCY_MISMATCH"
+
+
+@pytest.fixture
+def exchange_down(settings):
+    """Market data cannot be read: the venue answers 503 to everything."""
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add(responses.GET, re.compile(r"http://aster\.test/.*"), status=503, body="down")
+        yield
+
+
+def test_a_failed_decision_is_502_with_the_recorded_decision(api, exchange_down):
+    response = decide(api, idempotency_key="f-1")
+    assert response.status_code == 502, response.content
+    body = response.json()
+    assert body["status"] == "failed" and body["code"] == "EXECUTION_FAILED" and body["reason"]
+    assert Decision.objects.get().status == "failed" and not Trade.objects.exists()
+    again = decide(api, idempotency_key="f-1")  # the same key answers with the same outcome
+    assert again.status_code == 502 and again.json()["id"] == body["id"]
+
+
+def test_a_close_with_nothing_open_is_a_409_no_position_denial(api, market):
+    response = decide(api, action="close", quantity=OMIT, leverage=OMIT)
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "NO_POSITION" and response.json()["status"] == "rejected"
+
+
+def test_the_schema_documents_the_parsing_rules_and_outcomes(api):
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+    post = schema["paths"]["/api/decisions/"]["post"]
+    assert {"200", "201", "400", "409", "502"} <= set(post["responses"])
+    text = json.dumps(post) + json.dumps(schema["components"]["schemas"]["DecisionCreate"])
+    for phrase in ("ASCII", "IDEMPOTENCY_MISMATCH", "EXECUTION_FAILED", "close", "NO_POSITION"):
+        assert phrase in text, phrase

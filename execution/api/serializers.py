@@ -134,3 +134,10 @@ class AccountStatusSerializer(serializers.Serializer[dict[str, Any]]):
     margin_in_use = serializers.DecimalField(max_digits=28, decimal_places=10)
     unknown_intents = serializers.IntegerField()
     last_reconciliation = serializers.DictField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
+    """An error the API's handler writes (execution.api.errors): a message and a stable code."""
+
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    code = serializers.CharField(help_text="What went wrong, for programs (e.g. a risk code, IDEMPOTENCY_MISMATCH).")
