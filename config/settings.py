@@ -6,6 +6,7 @@ so a production process cannot start with keys that are published in this reposi
 
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
@@ -67,6 +68,35 @@ def _decimal_setting(name: str, default: str) -> Decimal:
     if not value.is_finite() or value < 0:
         raise ImproperlyConfigured(f"{name} must be a finite number >= 0, got {raw!r}.")
     return value
+
+
+def _configure_connections(database: dict[str, Any]) -> None:
+    """PostgreSQL connections per process: closed after each request (CONN_MAX_AGE=0, the
+    default: safe under any server), persistent (CONN_MAX_AGE>0: one thread per process only,
+    e.g. gunicorn sync workers, Celery prefork), or from psycopg's pool (DB_POOL_MAX_SIZE>0:
+    threaded servers; at most that many connections per process). docs/operations.md sizes them."""
+    conn_max_age = env.int("CONN_MAX_AGE", default=database.get("CONN_MAX_AGE") or 0)
+    pool_max = env.int("DB_POOL_MAX_SIZE", default=0)
+    if conn_max_age < 0:
+        raise ImproperlyConfigured(f"CONN_MAX_AGE must be >= 0 seconds, got {conn_max_age}.")
+    if pool_max < 0:
+        raise ImproperlyConfigured(f"DB_POOL_MAX_SIZE must be >= 0 (0: no pool), got {pool_max}.")
+    if pool_max:
+        if conn_max_age:
+            raise ImproperlyConfigured(
+                f"DB_POOL_MAX_SIZE={pool_max} (a connection pool) and CONN_MAX_AGE={conn_max_age} (persistent "
+                "connections) exclude each other: Django refuses a pool with persistent connections. "
+                "Unset CONN_MAX_AGE (or set it to 0) for a pooled process."
+            )
+        pool_min = env.int("DB_POOL_MIN_SIZE", default=1)
+        timeout = env.float("DB_POOL_TIMEOUT", default=10.0)
+        if not 0 <= pool_min <= pool_max:
+            raise ImproperlyConfigured(f"DB_POOL_MIN_SIZE must be 0..DB_POOL_MAX_SIZE ({pool_max}), got {pool_min}.")
+        if timeout <= 0:
+            raise ImproperlyConfigured(f"DB_POOL_TIMEOUT must be > 0 seconds, got {timeout}.")
+        database.setdefault("OPTIONS", {})["pool"] = {"min_size": pool_min, "max_size": pool_max, "timeout": timeout}
+    database["CONN_MAX_AGE"] = conn_max_age
+    database["CONN_HEALTH_CHECKS"] = conn_max_age > 0
 
 
 _refuse_dev_defaults()
@@ -136,8 +166,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    _configure_connections(DATABASES["default"])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
