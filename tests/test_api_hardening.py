@@ -313,3 +313,25 @@ def test_the_schema_documents_the_parsing_rules_and_outcomes(api):
     text = json.dumps(post) + json.dumps(schema["components"]["schemas"]["DecisionCreate"])
     for phrase in ("ASCII", "IDEMPOTENCY_MISMATCH", "EXECUTION_FAILED", "close", "NO_POSITION"):
         assert phrase in text, phrase
+
+
+# --- The fuzz test's findings (tests/test_api_fuzz.py), held down by name -----------------------
+
+
+@pytest.mark.parametrize("path", ["/api/positions/1.5/", "/api/accounts/0.5/status/", "/api/no-such-thing/"])
+def test_a_url_no_route_matches_is_a_json_404_under_api(api, path):
+    response = api.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json" and response.json() == {"detail": "Not found."}
+
+
+def test_outside_the_api_a_404_is_still_djangos_page(api):
+    response = api.get("/no-such-page/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+
+
+def test_a_paper_accounts_empty_api_version_is_in_the_schema(api):
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+    api_version = schema["components"]["schemas"]["Account"]["properties"]["api_version"]
+    assert api.get(f"/api/accounts/{api.account.pk}/").json()["api_version"] == ""
+    assert {"$ref": "#/components/schemas/BlankEnum"} in api_version["oneOf"]
