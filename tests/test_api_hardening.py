@@ -335,3 +335,32 @@ def test_a_paper_accounts_empty_api_version_is_in_the_schema(api):
     api_version = schema["components"]["schemas"]["Account"]["properties"]["api_version"]
     assert api.get(f"/api/accounts/{api.account.pk}/").json()["api_version"] == ""
     assert {"$ref": "#/components/schemas/BlankEnum"} in api_version["oneOf"]
+
+
+def test_posting_another_owners_account_reads_like_an_unknown_one(api, other_account):
+    theirs = decide(api, account=other_account.pk, action="hold", quantity=OMIT, leverage=OMIT)
+    missing = decide(api, account=other_account.pk + 1000, action="hold", quantity=OMIT, leverage=OMIT)
+    assert theirs.status_code == missing.status_code == 400
+    assert theirs.json()["account"][0].replace(str(other_account.pk), "N") == missing.json()["account"][0].replace(
+        str(other_account.pk + 1000), "N"
+    )
+
+
+def test_a_racing_submission_with_another_payload_is_a_mismatch_too(paper_account):
+    """The key's first look-up misses, then full_clean finds the committed duplicate: the payloads
+    are compared on that path as well."""
+    from unittest import mock
+
+    from decisions import services
+    from execution.exceptions import IdempotencyMismatch
+
+    services.submit_decision(account=paper_account, symbol="BTCUSDT", action="hold", idempotency_key="r-1")
+    real, calls = services._earlier, []
+
+    def miss_once(account, key):
+        calls.append(key)
+        return None if len(calls) == 1 else real(account, key)
+
+    with mock.patch.object(services, "_earlier", side_effect=miss_once), pytest.raises(IdempotencyMismatch):
+        services.submit_decision(account=paper_account, symbol="ETHUSDT", action="hold", idempotency_key="r-1")
+    assert len(calls) == 2 and Decision.objects.count() == 1
