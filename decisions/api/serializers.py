@@ -65,7 +65,8 @@ class DecisionCreateSerializer(serializers.Serializer[dict[str, Any]]):
     """What a decision needs; the view hands it to decisions.services.submit_decision."""
 
     account = OwnedAccountField(
-        help_text="One of your accounts' ids: " + INTEGER_RULE + " 1.5, true and another owner's id are refused."
+        help_text="The id of one of your accounts: a JSON integer or a string of ASCII digits; 1.5, true and "
+        "another owner's id are refused (the last like an id that does not exist)."
     )
     symbol = StrictRegexField(
         SYMBOL_PATTERN,

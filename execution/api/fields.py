@@ -86,7 +86,7 @@ class OwnedAccountField(serializers.PrimaryKeyRelatedField[Account]):
     """An account id of the caller's (a JSON integer or ASCII digits): the browsable API's form
     offers only those, and another owner's id is refused like an unknown one."""
 
-    default_error_messages = {"not_an_id": "An account id: " + INTEGER_RULE[0].lower() + INTEGER_RULE[1:]}
+    default_error_messages = {"not_an_id": "An account id: a JSON integer or a string of ASCII digits."}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("queryset", Account.objects.none())  # replaced per request by get_queryset
