@@ -364,3 +364,15 @@ def test_a_racing_submission_with_another_payload_is_a_mismatch_too(paper_accoun
     with mock.patch.object(services, "_earlier", side_effect=miss_once), pytest.raises(IdempotencyMismatch):
         services.submit_decision(account=paper_account, symbol="ETHUSDT", action="hold", idempotency_key="r-1")
     assert len(calls) == 2 and Decision.objects.count() == 1
+
+
+@pytest.mark.parametrize("path", [f"{p}99999999999999999999/" for p in LIST_ENDPOINTS] + ["/api/accounts/-1/status/"])
+def test_an_id_beyond_bigint_is_a_404_not_a_500(api, path):
+    response = api.get(path)
+    assert response.status_code == 404 and "detail" in response.json()
+
+
+@pytest.mark.parametrize("path", FILTERED_ENDPOINTS)
+def test_an_account_filter_beyond_bigint_is_refused_like_any_unknown_id(api, path):
+    response = api.get(path, {"account": "99999999999999999999"})
+    assert response.status_code == 400 and "account" in response.json()
