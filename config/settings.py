@@ -6,6 +6,7 @@ so a production process cannot start with keys that are published in this reposi
 
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
@@ -69,6 +70,35 @@ def _decimal_setting(name: str, default: str) -> Decimal:
     return value
 
 
+def _configure_connections(database: dict[str, Any]) -> None:
+    """PostgreSQL connections per process: closed after each request (CONN_MAX_AGE=0, the
+    default: safe under any server), persistent (CONN_MAX_AGE>0: one thread per process only,
+    e.g. gunicorn sync workers, Celery prefork), or from psycopg's pool (DB_POOL_MAX_SIZE>0:
+    threaded servers; at most that many connections per process). docs/operations.md sizes them."""
+    conn_max_age = env.int("CONN_MAX_AGE", default=database.get("CONN_MAX_AGE") or 0)
+    pool_max = env.int("DB_POOL_MAX_SIZE", default=0)
+    if conn_max_age < 0:
+        raise ImproperlyConfigured(f"CONN_MAX_AGE must be >= 0 seconds, got {conn_max_age}.")
+    if pool_max < 0:
+        raise ImproperlyConfigured(f"DB_POOL_MAX_SIZE must be >= 0 (0: no pool), got {pool_max}.")
+    if pool_max:
+        if conn_max_age:
+            raise ImproperlyConfigured(
+                f"DB_POOL_MAX_SIZE={pool_max} (a connection pool) and CONN_MAX_AGE={conn_max_age} (persistent "
+                "connections) exclude each other: Django refuses a pool with persistent connections. "
+                "Unset CONN_MAX_AGE (or set it to 0) for a pooled process."
+            )
+        pool_min = env.int("DB_POOL_MIN_SIZE", default=1)
+        timeout = env.float("DB_POOL_TIMEOUT", default=10.0)
+        if not 0 <= pool_min <= pool_max:
+            raise ImproperlyConfigured(f"DB_POOL_MIN_SIZE must be 0..DB_POOL_MAX_SIZE ({pool_max}), got {pool_min}.")
+        if timeout <= 0:
+            raise ImproperlyConfigured(f"DB_POOL_TIMEOUT must be > 0 seconds, got {timeout}.")
+        database.setdefault("OPTIONS", {})["pool"] = {"min_size": pool_min, "max_size": pool_max, "timeout": timeout}
+    database["CONN_MAX_AGE"] = conn_max_age
+    database["CONN_HEALTH_CHECKS"] = conn_max_age > 0
+
+
 _refuse_dev_defaults()
 _check_field_keys()
 
@@ -94,6 +124,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "execution.api.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,6 +132,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# A request body larger than this is refused (413 from RequestBodyLimitMiddleware, for every
+# parser; Django's own check covers forms). A decision is a few hundred bytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -131,8 +166,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    _configure_connections(DATABASES["default"])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -213,7 +247,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "execution.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "execution.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
@@ -227,9 +266,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "execution.api.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "OrderSideEnum": "execution.models.Side",
         "PositionSideEnum": "execution.models.PositionSide",
+        "DecisionStatusEnum": "decisions.models.DecisionStatus",
     },
 }
 

@@ -8,3 +8,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("config.api_urls")),
 ]
+
+# Under /api/ Django's own error pages (a URL no route matches, a malformed request) are JSON too.
+handler400 = "execution.api.errors.api_bad_request"
+handler404 = "execution.api.errors.api_not_found"
+handler500 = "execution.api.errors.api_server_error"

@@ -34,6 +34,20 @@ def missing_open_fields(action: str, values: Mapping[str, Any]) -> dict[str, str
     return {name: "Required to open a position." for name in REQUIRED_TO_OPEN if values.get(name) is None}
 
 
+ORDER_FIELDS = (*REQUIRED_TO_OPEN, "take_profit", "stop_loss")
+
+
+def unused_order_fields(action: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """The order fields given (not None) to an action that opens nothing (`close`, `hold`), each
+    with its message: refused rather than silently dropped. Checked by the API's serializer and
+    decisions.services."""
+    if action in OPEN_ACTIONS:
+        return {}
+    return {
+        name: f"Not used by {action}: leave it out (or null)." for name in ORDER_FIELDS if values.get(name) is not None
+    }
+
+
 class DecisionStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     EXECUTED = "executed", "Executed"

@@ -12,12 +12,23 @@ from django.db import IntegrityError, transaction
 
 from accounts.audit import record_event, transition
 from accounts.models import Account
-from decisions.models import REQUIRED_TO_OPEN, Decision, DecisionAction, DecisionStatus, missing_open_fields
-from execution.exceptions import ExecutionError, RiskCheckFailed
+from decisions.models import (
+    ORDER_FIELDS,
+    REQUIRED_TO_OPEN,
+    Decision,
+    DecisionAction,
+    DecisionStatus,
+    missing_open_fields,
+    unused_order_fields,
+)
+from execution.exceptions import ExecutionError, IdempotencyMismatch, RiskCheckFailed
 from execution.services import ExecutionService
 
 logger = logging.getLogger(__name__)
 INVALID_INPUT = "INVALID_INPUT"
+# ExecutionError codes that deny a decision (409 with the code) rather than fail it (502).
+DENIAL_CODES = frozenset({"NO_POSITION"})
+PAYLOAD_FIELDS = ("symbol", "action", *ORDER_FIELDS)
 OPEN_SIDES = {DecisionAction.OPEN_LONG: "BUY", DecisionAction.OPEN_SHORT: "SELL"}
 
 
@@ -30,10 +41,12 @@ class Submission:
     created: bool
 
 
-def _validate(action: str, quantity: Any, leverage: Any) -> None:
+def _validate(action: str, payload: dict[str, Any]) -> None:
     if action not in DecisionAction.values:
         raise ValidationError({"action": f"Must be one of {', '.join(DecisionAction.values)}."})
-    if missing := missing_open_fields(action, {"quantity": quantity, "leverage": leverage}):
+    if unused := unused_order_fields(action, payload):
+        raise ValidationError(unused)
+    if missing := missing_open_fields(action, payload):
         raise ValidationError(missing)
 
 
@@ -52,12 +65,21 @@ def submit_decision(
 
     The decision ends `executed`, `rejected` (a risk denial, its code in `denial_code`),
     `failed` or `skipped` (hold). The same idempotency key returns the first decision with
-    `created=False`, also when two submissions race. Malformed input raises ValidationError
-    and writes nothing.
+    `created=False`, also when two submissions race; the same key with a different payload
+    raises IdempotencyMismatch. Malformed input (an order field given to close or hold
+    included) raises ValidationError. Neither writes anything.
     """
-    _validate(action, quantity, leverage)
-    if earlier := _earlier(account, idempotency_key):
-        return Submission(earlier, created=False)
+    payload = {
+        "symbol": symbol,
+        "action": action,
+        "quantity": quantity,
+        "leverage": leverage,
+        "take_profit": take_profit,
+        "stop_loss": stop_loss,
+    }
+    _validate(action, payload)
+    if replay := _replay(account, idempotency_key, payload):
+        return replay
     decision = Decision(
         account=account,
         symbol=symbol,
@@ -73,8 +95,8 @@ def submit_decision(
     except ValidationError:
         # A concurrent submission with the same key may have committed since the look-up
         # (full_clean checks the unique constraint): then that one is the answer.
-        if earlier := _earlier(account, idempotency_key):
-            return Submission(earlier, created=False)
+        if replay := _replay(account, idempotency_key, payload):
+            return replay
         raise
     try:
         with transaction.atomic():
@@ -88,10 +110,25 @@ def submit_decision(
             )
     except IntegrityError:
         # ... or between full_clean and the insert: the database's unique constraint decides.
-        if earlier := _earlier(account, idempotency_key):
-            return Submission(earlier, created=False)
+        if replay := _replay(account, idempotency_key, payload):
+            return replay
         raise
     return Submission(execute_decision(decision), created=True)
+
+
+def _replay(account: Account, idempotency_key: str, payload: dict[str, Any]) -> Submission | None:
+    """The earlier decision under this key, if any, provided it was asked with the same payload
+    (numbers compared by value: "0.01" is 0.0100000000)."""
+    earlier = _earlier(account, idempotency_key)
+    if earlier is None:
+        return None
+    if differing := [name for name in PAYLOAD_FIELDS if getattr(earlier, name) != payload[name]]:
+        raise IdempotencyMismatch(
+            f"Idempotency key {idempotency_key!r} was used for decision {earlier.pk} with a different "
+            f"{', '.join(differing)}; use a new key for a new decision.",
+            details={"decision": earlier.pk, "fields": differing},
+        )
+    return Submission(earlier, created=False)
 
 
 def _earlier(account: Account, idempotency_key: str) -> Decision | None:
@@ -128,6 +165,8 @@ def execute_decision(decision: Decision) -> Decision:
     except ValidationError as exc:
         return _reject(decision, INVALID_INPUT, "; ".join(exc.messages))
     except ExecutionError as exc:
+        if exc.code in DENIAL_CODES:  # close with nothing open: a denial (CONTRACT), not a failure
+            return _reject(decision, exc.code, exc.message)
         logger.warning("decision %s failed: %s", decision.pk, exc)
         return _finish(decision, DecisionStatus.FAILED, f"{exc.code}: {exc.message}")
     decision.trade = result.trade

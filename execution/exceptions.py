@@ -67,3 +67,9 @@ class ExchangeRejected(ExecutionError):
 
 class ProtectionFailed(ExecutionError):
     code = "PROTECTION_FAILED"
+
+
+class IdempotencyMismatch(ExecutionError):
+    """A known idempotency key came with a different payload: nothing was done (the API's 409)."""
+
+    code = "IDEMPOTENCY_MISMATCH"

@@ -33,14 +33,14 @@ def test_status_201_or_200_follows_the_service_not_a_second_look_up(api):
     )
     for created, expected in ((True, 201), (False, 200)):
         with mock.patch("decisions.api.views.submit_decision", return_value=Submission(decision, created)) as submit:
-            response = decide(api, action="hold", idempotency_key="x-1")
+            response = decide(api, action="hold", quantity=None, leverage=None, idempotency_key="x-1")
         assert response.status_code == expected and response.data["id"] == decision.pk
         submit.assert_called_once()
 
 
 def test_a_repeated_key_is_200_with_the_first_decision(api):
-    first = decide(api, action="hold", idempotency_key="h-1")
-    again = decide(api, action="hold", idempotency_key="h-1")
+    first = decide(api, action="hold", quantity=None, leverage=None, idempotency_key="h-1")
+    again = decide(api, action="hold", quantity=None, leverage=None, idempotency_key="h-1")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.data["id"] == first.data["id"] and Decision.objects.count() == 1
 

@@ -4,36 +4,79 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from decisions.api.serializers import DecisionCreateSerializer, DecisionSerializer
+from decisions.api.filters import DecisionFilter
+from decisions.api.serializers import DecisionCreateSerializer, DecisionOutcomeSerializer, DecisionSerializer
 from decisions.models import Decision, DecisionStatus
 from decisions.selectors import decisions_of
 from decisions.services import submit_decision
+from execution.api.serializers import ErrorSerializer
+
+EXECUTION_FAILED = "EXECUTION_FAILED"
+
+CREATE_DESCRIPTION = """Submit a decision; it is executed in the account's mode (paper or live).
+
+The status code follows what became of the decision, also when its idempotency key is sent again:
+
+- **201** executed or skipped (hold), new; **200** the same idempotency key and payload seen before:
+  the first decision, not executed again (while the first is still executing, its `status` is `received`).
+- **409** with the decision and `code`: denied (`status` `rejected`; `code` = `denial_code`: a risk code,
+  NO_POSITION for a close with nothing open, or INVALID_INPUT).
+- **409** `{"detail", "code": "IDEMPOTENCY_MISMATCH"}`: the key was used with a different payload; nothing was done.
+- **502** with the decision and `code` EXECUTION_FAILED: recorded as `failed` because the venue could not
+  execute it (unreachable, refused, ambiguous); `reason` says what failed. Send a new key to try again.
+- **400** field messages: bad input, nothing recorded.
+
+Input is parsed strictly: numbers are JSON numbers or strings of ASCII digits (no Unicode digits,
+underscores or exponents in strings); ids and leverage are integers (no 1.5, no true); `symbol` and
+`idempotency_key` are JSON strings taken as they are; `close` and `hold` refuse `quantity`, `leverage`,
+`take_profit` and `stop_loss` (absent or null only) instead of ignoring them."""
 
 
 class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Decision]):
     serializer_class = DecisionSerializer
-    filterset_fields = ["account", "symbol", "status", "action"]
+    filterset_class = DecisionFilter
 
     def get_queryset(self) -> Any:
         return decisions_of(self.request.user)
 
+    def get_serializer_class(self) -> Any:
+        # What a POST takes (also the browsable API's form), not what a decision became.
+        return DecisionCreateSerializer if self.action == "create" else DecisionSerializer
+
     @extend_schema(
         request=DecisionCreateSerializer,
-        responses={201: DecisionSerializer, 200: DecisionSerializer, 409: DecisionSerializer},
-        description="Submit a decision; it is executed in the account's mode. 409 when the risk checks deny it "
-        "(`code` gives the reason); 200 when the idempotency key was seen before.",
+        responses={
+            201: OpenApiResponse(DecisionSerializer, "Executed, or skipped (hold): a new decision."),
+            200: OpenApiResponse(DecisionSerializer, "A known idempotency key with the same payload."),
+            409: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="DecisionConflict",
+                    serializers=[DecisionOutcomeSerializer, ErrorSerializer],
+                    resource_type_field_name=None,
+                ),
+                "Rejected (the decision, with `code`), or IDEMPOTENCY_MISMATCH (`detail`, `code`).",
+            ),
+            502: OpenApiResponse(
+                DecisionOutcomeSerializer, "Failed at the venue: the decision, `code` EXECUTION_FAILED."
+            ),
+        },
+        description=CREATE_DESCRIPTION,
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = DecisionCreateSerializer(data=request.data, context={"request": request})
+        serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         submission = submit_decision(**serializer.validated_data)  # bad input: 400 from execution.api.errors
-        body = dict(DecisionSerializer(submission.decision).data)
-        if submission.decision.status == DecisionStatus.REJECTED:
-            body["code"] = submission.decision.denial_code
+        decision = submission.decision
+        body = dict(DecisionSerializer(decision).data)
+        if decision.status == DecisionStatus.REJECTED:
+            body["code"] = decision.denial_code
             return Response(body, status=status.HTTP_409_CONFLICT)
+        if decision.status == DecisionStatus.FAILED:
+            body["code"] = EXECUTION_FAILED
+            return Response(body, status=status.HTTP_502_BAD_GATEWAY)
         return Response(body, status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK)

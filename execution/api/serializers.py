@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.models import Account
+from accounts.models import Account, ApiVersion
 from execution.models import PendingOrder, Position, Trade
 
 
@@ -14,6 +14,12 @@ class AccountSerializer(serializers.ModelSerializer[Account]):
     mode = serializers.CharField(read_only=True)
     paper_wallet = serializers.DecimalField(max_digits=28, decimal_places=10, read_only=True)
     credentials = serializers.SerializerMethodField()
+    api_version = serializers.ChoiceField(
+        choices=ApiVersion.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text='Credentials scheme of a live account (v1: HMAC key, v3: EIP-712 wallet); "" when none is set.',
+    )
 
     class Meta:
         model = Account
@@ -134,3 +140,10 @@ class AccountStatusSerializer(serializers.Serializer[dict[str, Any]]):
     margin_in_use = serializers.DecimalField(max_digits=28, decimal_places=10)
     unknown_intents = serializers.IntegerField()
     last_reconciliation = serializers.DictField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer[dict[str, Any]]):
+    """An error the API's handler writes (execution.api.errors): a message and a stable code."""
+
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    code = serializers.CharField(help_text="What went wrong, for programs (e.g. a risk code, IDEMPOTENCY_MISMATCH).")

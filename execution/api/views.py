@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -13,6 +12,7 @@ from rest_framework.response import Response
 
 from accounts.models import Account
 from execution.api import selectors
+from execution.api.filters import PendingOrderFilter, PositionFilter, TradeFilter
 from execution.api.serializers import (
     AccountSerializer,
     AccountStatusSerializer,
@@ -21,31 +21,6 @@ from execution.api.serializers import (
     TradeSerializer,
 )
 from execution.models import PendingOrder, Position, Trade
-
-
-class ModeFilterSet(filters.FilterSet):  # type: ignore[misc]  # django-filter ships no types
-    mode = filters.ChoiceFilter(choices=[("paper", "paper"), ("live", "live")], method="filter_mode")
-
-    def filter_mode(self, queryset: Any, name: str, value: str) -> Any:
-        return queryset.filter(account__is_paper_trading=value == "paper")
-
-
-class PositionFilter(ModeFilterSet):
-    class Meta:
-        model = Position
-        fields = ["account", "symbol", "status", "side"]
-
-
-class TradeFilter(ModeFilterSet):
-    class Meta:
-        model = Trade
-        fields = ["account", "symbol", "status", "reason", "side"]
-
-
-class PendingOrderFilter(ModeFilterSet):
-    class Meta:
-        model = PendingOrder
-        fields = ["account", "symbol", "status", "kind"]
 
 
 class AccountViewSet(viewsets.ReadOnlyModelViewSet[Account]):
