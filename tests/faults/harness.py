@@ -66,6 +66,9 @@ class Target:
     act: Callable[[ExecutionService], Any]
     setup: Callable[[ExecutionService], Any] | None = None
     entries: int = 1  # opening MARKET orders the scenario sends (entries and adds)
+    account: dict[str, Any] = field(default_factory=dict)  # the live account's fields
+    count: int = 1  # requests the fault hits: 2 = the service's, then reconciliation's repeat of it
+    faults: tuple[str, ...] = FAULTS  # the faults that apply
 
 
 def _open(service: ExecutionService) -> Any:
@@ -92,6 +95,25 @@ TARGETS = {
     "replace": Target("replace", {"method": "DELETE", "order_type": "STOP_MARKET"}, _add, setup=_open, entries=2),
     # the reduce-only MARKET order of close_position
     "close": Target("close", {"method": "POST", "order_type": "MARKET", "reduce_only": True}, _close, setup=_open),
+    # the TP / SL leg on an account that keeps unprotected positions (the service does not close the
+    # position), and a fault that outlasts the service's handling: it hits reconciliation's
+    # re-placement of the leg too
+    "tp_kept": Target(
+        "tp_kept",
+        {"method": "POST", "order_type": "TAKE_PROFIT_MARKET"},
+        _open,
+        account={"keep_unprotected_positions": True},
+        count=2,
+        faults=(*HTTP_FAULTS, *ERROR_FAULTS),
+    ),
+    "sl_kept": Target(
+        "sl_kept",
+        {"method": "POST", "order_type": "STOP_MARKET"},
+        _open,
+        account={"keep_unprotected_positions": True},
+        count=2,
+        faults=(*HTTP_FAULTS, *ERROR_FAULTS),
+    ),
 }
 
 
@@ -104,7 +126,7 @@ def aim_at_simulator(sim: AsterSimulator, fault: str, target: Target) -> FaultRu
         seconds = READ_TIMEOUT_WAIT
     elif fault in ("429", "418"):
         seconds = RATE_LIMIT_SECONDS
-    return sim.faults.aim(fault, count=1, seconds=seconds, **target.aim)
+    return sim.faults.aim(fault, count=target.count, seconds=seconds, **target.aim)
 
 
 @dataclass
@@ -181,8 +203,14 @@ def wait_out_rate_limits() -> None:
 # --------------------------------------------------------------------------- the checker
 
 
+def violation_kinds(violations: list[str]) -> set[str]:
+    """ "unprotected: open LONG BTCUSDT ..." -> "unprotected"."""
+    return {violation.split(":", 1)[0] for violation in violations}
+
+
 def end_state_violations(account: Account, sim: AsterSimulator, *, entries: int) -> list[str]:
     """What is wrong with the account's end state, local and on the exchange (empty: nothing).
+    Each violation reads "<kind>: <what>".
 
     1. one exchange order per intent: no client id twice, no order unknown here, no more opening
        orders than the scenario's entries, each booked intent with its one order, at most one
@@ -207,10 +235,12 @@ def end_state_violations(account: Account, sim: AsterSimulator, *, entries: int)
         if count > 1:
             problems.append(f"duplicate: {count} exchange orders with client id {client_id}")
         if client_id not in known_ids:
-            problems.append(f"exchange order {client_id} is not known locally (resubmitted under a new id?)")
+            problems.append(
+                f"unknown order: exchange order {client_id} is not known locally (resubmitted under a new id?)"
+            )
     opening = [o for o in orders if o.type == "MARKET" and not o.reduce_only]
     if len(opening) > entries:
-        problems.append(f"{len(opening)} opening MARKET orders on the exchange for {entries} entries")
+        problems.append(f"duplicate: {len(opening)} opening MARKET orders on the exchange for {entries} entries")
     by_client_id = {o.client_order_id: o for o in orders}
     sent_by_the_order_path = ("entry", "exit", "protection_failure")
     for trade in trades:
@@ -219,7 +249,7 @@ def end_state_violations(account: Account, sim: AsterSimulator, *, entries: int)
             and trade.reason in sent_by_the_order_path
             and trade.client_order_id not in by_client_id
         ):
-            problems.append(f"filled intent {trade.client_order_id} has no exchange order")
+            problems.append(f"no order: filled intent {trade.client_order_id} has no exchange order")
     resting = [o for o in orders if o.is_open]
     for (symbol, type_), count in Counter((o.symbol, o.type) for o in resting).items():
         if count > 1:
@@ -238,7 +268,9 @@ def end_state_violations(account: Account, sim: AsterSimulator, *, entries: int)
             )
     for trade in trades:
         if trade.status in ("submitting", "unknown") and trade.client_order_id in by_client_id:
-            problems.append(f"intent {trade.client_order_id} still {trade.status} though the exchange has its order")
+            problems.append(
+                f"in flight: intent {trade.client_order_id} still {trade.status} though the exchange has its order"
+            )
 
     # 3. the database matches the exchange
     local_positions = {p.symbol: (p.side, p.quantity) for p in Position.objects.filter(account=account, status="open")}
@@ -297,7 +329,7 @@ def end_state_violations(account: Account, sim: AsterSimulator, *, entries: int)
             .first()
         )
         if reason is None:
-            problems.append(f"account {account.trading_state} with no audited reason")
+            problems.append(f"held: account {account.trading_state} with no audited reason")
     return problems
 
 

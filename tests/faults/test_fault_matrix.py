@@ -5,12 +5,21 @@ A cell: the clean steps the target needs, the fault aimed at the target's reques
 own handling (an exception it raises is recorded, not a failure), one reconciliation run (after
 any rate-limit block has passed, with every `submitting` intent counted stale), then the checker.
 
+Targets (harness.TARGETS): the entry (opened with TP and SL), the TP leg, the SL leg, the cancel
+of the stop at a close, the cancel of the old stop when a second entry replaces the protection,
+the close; and the TP / SL leg again on an account that keeps unprotected positions, with a fault
+that outlasts the service's handling (it also meets reconciliation's re-placement of the leg).
+Faults (harness.FAULTS): the simulator's aimed rules, and `db_drop` (the database lost between
+the exchange's answer and the booking).
+
 A cell that fails on today's engine is listed in DEFECTS with what goes wrong; it runs as a
 strict xfail, so the suite stays green while the defect stands and turns red (XPASS) when it is
 fixed: then delete its line.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 
@@ -27,40 +36,101 @@ from tests.faults.harness import (
     describe_state,
     end_state_violations,
     no_sleep,
+    violation_kinds,
     wait_out_rate_limits,
 )
 
-# (fault, target): what goes wrong on today's engine, in one line. Faults: harness.FAULTS; targets:
-# harness.TARGETS. A listed cell must fail its end-state check (strict xfail); delete its line once fixed.
-DEFECTS: dict[tuple[str, str], str] = {
-    ("db_drop", "tp"): (
-        "DB lost after the TP is placed: both legs rest on the exchange but stay pending locally with no "
-        "exchange id; reconciliation matches them by client id and reports in_sync, never recording the ids "
-        "(a later fill of such a leg is booked as a reconciliation close and the leg marked cancelled)"
-    ),
-    ("db_drop", "sl"): (
-        "DB lost after the SL is placed: as for the TP (both legs' ids are written in one transaction after "
-        "both are placed): legs pending without exchange ids, reconciliation in_sync, ids never recorded"
-    ),
+
+@dataclass(frozen=True)
+class Defect:
+    reason: str  # what goes wrong, in one line
+    kinds: frozenset[str]  # the checker's violations it shows as (harness.violation_kinds)
+
+
+PROTECTION_DIFFERS, UNPROTECTED = "protective orders differ", "unprotected"
+
+
+def _ids_lost(leg: str) -> Defect:
+    return Defect(
+        f"DB lost after the {leg} is placed: both legs rest on the exchange, pending here with no exchange id; "
+        "reconciliation matches them by client id (in_sync) and never records the ids",
+        frozenset({PROTECTION_DIFFERS}),
+    )
+
+
+REPAIR_TP_REFUSED = Defect(
+    "reconciliation's TP re-placement refused: the repair stops, SL never sent, new legs pending without "
+    "exchange ids, needs_protection cleared: no stop, not flagged (account reducing)",
+    frozenset({UNPROTECTED}),
+)
+REPAIR_TP_UNKNOWN = Defect(
+    "reconciliation's TP re-placement ambiguous: the repair stops, that TP rests unrecorded (no exchange id), "
+    "SL never sent, needs_protection cleared: no stop, not flagged (account reducing)",
+    frozenset({PROTECTION_DIFFERS, UNPROTECTED}),
+)
+REPAIR_SL_REFUSED = Defect(
+    "reconciliation's SL re-placement refused: the repair stops, its new TP rests unrecorded (no exchange id), "
+    "needs_protection cleared: no stop, not flagged (account reducing)",
+    frozenset({PROTECTION_DIFFERS, UNPROTECTED}),
+)
+REPAIR_SL_UNKNOWN = Defect(
+    "reconciliation's SL re-placement ambiguous: the repair stops, the new TP and SL rest on the exchange but "
+    "stay pending here with no exchange id (account reducing)",
+    frozenset({PROTECTION_DIFFERS}),
+)
+
+# THE TABLE: the cells that fail on today's engine. (fault, target): harness.FAULTS x harness.TARGETS.
+# A listed cell must fail its end-state check with these kinds of violation (strict xfail); a fix makes
+# it pass (XPASS, red): delete its line. A listed cell failing otherwise is a plain failure (DefectChanged).
+DEFECTS: dict[tuple[str, str], Defect] = {
+    ("db_drop", "tp"): _ids_lost("TP"),
+    ("db_drop", "sl"): _ids_lost("SL"),
+    ("503_after_accept", "tp_kept"): REPAIR_TP_UNKNOWN,
+    ("drop_after_accept", "tp_kept"): REPAIR_TP_UNKNOWN,
+    ("read_timeout", "tp_kept"): REPAIR_TP_UNKNOWN,
+    ("429", "tp_kept"): REPAIR_TP_REFUSED,
+    ("418", "tp_kept"): REPAIR_TP_REFUSED,
+    ("-1021", "tp_kept"): REPAIR_TP_REFUSED,
+    ("-2019", "tp_kept"): REPAIR_TP_REFUSED,
+    ("-1111", "tp_kept"): REPAIR_TP_REFUSED,
+    ("-4164", "tp_kept"): REPAIR_TP_REFUSED,
+    ("-2021", "tp_kept"): REPAIR_TP_REFUSED,
+    ("503_after_accept", "sl_kept"): REPAIR_SL_UNKNOWN,
+    ("drop_after_accept", "sl_kept"): REPAIR_SL_UNKNOWN,
+    ("read_timeout", "sl_kept"): REPAIR_SL_UNKNOWN,
+    ("429", "sl_kept"): REPAIR_SL_REFUSED,
+    ("418", "sl_kept"): REPAIR_SL_REFUSED,
+    ("-1021", "sl_kept"): REPAIR_SL_REFUSED,
+    ("-2019", "sl_kept"): REPAIR_SL_REFUSED,
+    ("-1111", "sl_kept"): REPAIR_SL_REFUSED,
+    ("-4164", "sl_kept"): REPAIR_SL_REFUSED,
+    ("-2021", "sl_kept"): REPAIR_SL_REFUSED,
 }
+
+
+class DefectChanged(Exception):
+    """A listed cell failed, but not as its line says: the line is out of date."""
 
 
 def cells():
     for fault in FAULTS:
         for target in TARGETS:
-            reason = DEFECTS.get((fault, target))
-            # raises=AssertionError: only the end-state check may fail; a harness error is a real failure
-            marks = [pytest.mark.xfail(strict=True, reason=reason, raises=AssertionError)] if reason else []
+            if fault not in TARGETS[target].faults:
+                continue
+            defect = DEFECTS.get((fault, target))
+            # raises=AssertionError: only the end-state check may fail as expected; a harness error or a
+            # changed defect is a real failure
+            marks = [pytest.mark.xfail(strict=True, reason=defect.reason, raises=AssertionError)] if defect else []
             if fault == "db_drop":  # autocommit, as in production: the lost statement is not in a test transaction
                 marks.append(pytest.mark.django_db(transaction=True))
             yield pytest.param(fault, target, id=f"{fault}-{target}", marks=marks)
 
 
 @pytest.fixture
-def live(sim, db, settings):
+def live(sim, db, settings, request):
     settings.ASTER_READ_TIMEOUT = READ_TIMEOUT
     settings.EXECUTION_INTENT_STALE_SECONDS = 0  # the reconciliation run comes after the intent went stale
-    return LiveV1AccountFactory()
+    return LiveV1AccountFactory(**TARGETS[request.node.callspec.params["target"]].account)
 
 
 def run_cell(sim, account, monkeypatch, fault: str | None, target_name: str):
@@ -85,8 +155,8 @@ def run_cell(sim, account, monkeypatch, fault: str | None, target_name: str):
             target.act(service)
         except Exception as exc:
             raised = exc
-        if rule is not None and rule.hits != 1:
-            raise HarnessError(f"the fault did not hit its target once ({rule})")
+        if rule is not None and rule.hits == 0:
+            raise HarnessError(f"the service's handling never met the fault ({rule})")
     wait_out_rate_limits()
     run = reconcile_account(account, sleep=no_sleep)
     return raised, run
@@ -97,9 +167,11 @@ def test_fault_matrix(sim, live, monkeypatch, fault, target):
     raised, run = run_cell(sim, live, monkeypatch, fault, target)
     violations = end_state_violations(live, sim, entries=TARGETS[target].entries)
     items = [f"{item.kind}: {item.outcome} {item.message}" for item in run.items.all()]
-    assert violations == [], (
-        f"service raised {raised!r}; reconciliation {run.status} {items}\n{describe_state(live, sim)}"
-    )
+    detail = f"service raised {raised!r}; reconciliation {run.status} {items}\n{describe_state(live, sim)}"
+    defect = DEFECTS.get((fault, target))
+    if violations and defect is not None and violation_kinds(violations) != defect.kinds:
+        raise DefectChanged(f"expected {sorted(defect.kinds)}, got {violations}\n{detail}")
+    assert violations == [], detail
 
 
 @pytest.mark.parametrize("target", TARGETS)
