@@ -67,7 +67,7 @@ class Target:
     setup: Callable[[ExecutionService], Any] | None = None
     entries: int = 1  # opening MARKET orders the scenario sends (entries and adds)
     account: dict[str, Any] = field(default_factory=dict)  # the live account's fields
-    count: int = 1  # requests the fault hits: 2 = the service's, then reconciliation's repeat of it
+    again: bool = False  # the fault meets reconciliation's repeat of the request too (armed again before it)
     faults: tuple[str, ...] = FAULTS  # the faults that apply
 
 
@@ -96,14 +96,14 @@ TARGETS = {
     # the reduce-only MARKET order of close_position
     "close": Target("close", {"method": "POST", "order_type": "MARKET", "reduce_only": True}, _close, setup=_open),
     # the TP / SL leg on an account that keeps unprotected positions (the service does not close the
-    # position), and a fault that outlasts the service's handling: it hits reconciliation's
-    # re-placement of the leg too
+    # position), and a fault that outlasts the service's handling: armed once more before the
+    # reconciliation run, it meets reconciliation's re-placement of the leg (if there is one)
     "tp_kept": Target(
         "tp_kept",
         {"method": "POST", "order_type": "TAKE_PROFIT_MARKET"},
         _open,
         account={"keep_unprotected_positions": True},
-        count=2,
+        again=True,
         faults=(*HTTP_FAULTS, *ERROR_FAULTS),
     ),
     "sl_kept": Target(
@@ -111,7 +111,7 @@ TARGETS = {
         {"method": "POST", "order_type": "STOP_MARKET"},
         _open,
         account={"keep_unprotected_positions": True},
-        count=2,
+        again=True,
         faults=(*HTTP_FAULTS, *ERROR_FAULTS),
     ),
 }
@@ -126,7 +126,7 @@ def aim_at_simulator(sim: AsterSimulator, fault: str, target: Target) -> FaultRu
         seconds = READ_TIMEOUT_WAIT
     elif fault in ("429", "418"):
         seconds = RATE_LIMIT_SECONDS
-    return sim.faults.aim(fault, count=target.count, seconds=seconds, **target.aim)
+    return sim.faults.aim(fault, count=1, seconds=seconds, **target.aim)
 
 
 @dataclass

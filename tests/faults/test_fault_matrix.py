@@ -8,7 +8,8 @@ any rate-limit block has passed, with every `submitting` intent counted stale), 
 Targets (harness.TARGETS): the entry (opened with TP and SL), the TP leg, the SL leg, the cancel
 of the stop at a close, the cancel of the old stop when a second entry replaces the protection,
 the close; and the TP / SL leg again on an account that keeps unprotected positions, with a fault
-that outlasts the service's handling (it also meets reconciliation's re-placement of the leg).
+that outlasts the service's handling (armed again before the reconciliation run, it meets
+reconciliation's re-placement of the leg, if there is one).
 Faults (harness.FAULTS): the simulator's aimed rules, and `db_drop` (the database lost between
 the exchange's answer and the booking).
 
@@ -158,6 +159,9 @@ def run_cell(sim, account, monkeypatch, fault: str | None, target_name: str):
         if rule is not None and rule.hits == 0:
             raise HarnessError(f"the service's handling never met the fault ({rule})")
     wait_out_rate_limits()
+    if fault and fault != "db_drop" and target.again:
+        sim.faults.clear_rules()
+        aim_at_simulator(sim, fault, target)
     run = reconcile_account(account, sleep=no_sleep)
     return raised, run
 
