@@ -26,6 +26,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from execution.aster.signing import hmac_sha256_hex, recover_signer
 from execution.aster.simulator.exchange import SimAccount, SimError, SimExchange, SimSymbol, fmt
+from execution.aster.simulator.faults import (
+    AFTER_ACCEPT_KINDS,
+    DEFAULT_BAN_SECONDS,
+    ERROR_REPLIES,
+    FaultRule,
+    Faults,
+    OrderFacts,
+)
 
 NONCE_WINDOW_US = 10_000_000
 NONCE_MEMORY = 100
@@ -35,28 +43,6 @@ UNKNOWN_OUTCOME = {
     "code": -1007,
     "msg": "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
 }
-
-
-@dataclass
-class Faults:
-    """Switchable at run time (POST /_sim/faults or attribute assignment). Counters count down."""
-
-    latency_ms: int = 0
-    order_503_after_accept: int = 0
-    order_drop_after_accept: int = 0
-    rate_limit_next: int = 0
-    drop_next: int = 0
-    ban_seconds: float = 0.0
-    retry_after_seconds: int = 1
-    cancel_error: int = 0  # the next cancels answer HTTP 500 (-1001) and cancel nothing
-
-    def take(self, name: str, lock: threading.Lock) -> bool:
-        with lock:
-            value = getattr(self, name)
-            if value > 0:
-                setattr(self, name, value - 1)
-                return True
-            return False
 
 
 @dataclass(frozen=True)
@@ -166,22 +152,109 @@ class SimHandler(BaseHTTPRequestHandler):
             return
         used = self.server.add_weight(route.weight)
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+        rule: FaultRule | None = None
         try:
             params = {
                 **dict(parse_qsl(body, keep_blank_values=True)),
                 **dict(parse_qsl(split.query, keep_blank_values=True)),
             }
             account = self._authenticate(route.signed, split.query, body, params) if route.signed else None
+            rule = self._aimed_rule(method, split.path, params, account)
+            if rule is not None and rule.kind not in AFTER_ACCEPT_KINDS:
+                self._refuse(rule, headers)
+                return
             result = route.handler(self, account, params)
         except SimError as exc:
-            self._send(exc.http_status, {"code": exc.code, "msg": exc.msg}, headers)
+            self._reply(exc.http_status, {"code": exc.code, "msg": exc.msg}, headers, rule, accepted=False)
             return
         if result is _DROPPED:
             return
         if isinstance(result, tuple):
-            self._send(result[0], result[1], headers)
+            self._reply(result[0], result[1], headers, rule, accepted=result[0] < 400)
             return
-        self._send(200, result, headers)
+        self._reply(200, result, headers, rule, accepted=True)
+
+    # ------------------------------------------------------------------ aimed faults
+
+    def _aimed_rule(
+        self, method: str, path: str, params: dict[str, str], account: SimAccount | None
+    ) -> FaultRule | None:
+        faults = self.server.faults
+        if not faults.has_rules():
+            return None
+        order = self._order_facts(method, params, account) if faults.needs_order_facts(method, path) else None
+        return faults.take_rule(method, path, order)
+
+    def _order_facts(self, method: str, params: dict[str, str], account: SimAccount | None) -> OrderFacts | None:
+        """The order a request is about: the one it places (POST), or the one it names (cancel, query)."""
+        if method == "POST" and "type" in params:
+            return OrderFacts(
+                type=params["type"],
+                reduce_only=params.get("reduceOnly", "false") == "true",
+                close_position=params.get("closePosition", "false") == "true",
+                client_order_id=params.get("newClientOrderId"),
+            )
+        order_id, client_id = params.get("orderId"), params.get("origClientOrderId")
+        if account is None or not (order_id or client_id):
+            return None
+        exchange = self.server.exchange
+        with exchange.lock:
+            try:
+                order = exchange.find_order(account, order_id=order_id, client_order_id=client_id)
+            except SimError:
+                return OrderFacts(client_order_id=client_id)
+            return OrderFacts(
+                type=order.type,
+                reduce_only=order.reduce_only,
+                close_position=order.close_position,
+                client_order_id=order.client_order_id,
+            )
+
+    def _refuse(self, rule: FaultRule, headers: dict[str, str]) -> None:
+        """A rule that refuses the request: nothing is carried out."""
+        if rule.kind == "429":
+            seconds = rule.seconds if rule.seconds is not None else float(self.server.faults.retry_after_seconds)
+            self._send(
+                429,
+                {"code": -1003, "msg": "Too many requests; current limit is 2400 requests per minute."},
+                {**headers, "Retry-After": _header_seconds(seconds)},
+            )
+        elif rule.kind == "418":
+            seconds = rule.seconds if rule.seconds is not None else DEFAULT_BAN_SECONDS
+            with self.server.fault_lock:
+                self.server.banned_until = max(self.server.banned_until, time.time() + seconds)
+            self._send_banned()
+        else:
+            code, msg = ERROR_REPLIES[rule.kind]
+            self._send(400, {"code": code, "msg": msg}, headers)
+
+    def _reply(
+        self, status: int, payload: Any, headers: dict[str, str], rule: FaultRule | None, *, accepted: bool
+    ) -> None:
+        """Send a reply, unless an after-accept rule says otherwise."""
+        if rule is not None and rule.kind == "read_timeout":
+            seconds = rule.seconds if rule.seconds is not None else self.server.faults.read_timeout_seconds
+            time.sleep(seconds)
+            try:  # the client has most likely given up and closed the connection
+                self._send(status, payload, headers)
+            except OSError:
+                self.close_connection = True
+            return
+        if rule is not None and accepted and rule.kind == "drop_after_accept":
+            self._drop()
+            return
+        if rule is not None and accepted and rule.kind == "503_after_accept":
+            self._send(503, UNKNOWN_OUTCOME, headers)
+            return
+        self._send(status, payload, headers)
+
+    def _send_banned(self) -> None:
+        retry = str(max(int(self.server.banned_until - time.time()), 1))
+        self._send(
+            418,
+            {"code": -1003, "msg": f"Way too many requests; IP banned until {int(self.server.banned_until * 1000)}."},
+            {"Retry-After": retry},
+        )
 
     def _refuse_rate_limited(self) -> bool:
         faults, lock = self.server.faults, self.server.fault_lock
@@ -191,15 +264,7 @@ class SimHandler(BaseHTTPRequestHandler):
                 self.server.banned_until = now + faults.ban_seconds
                 faults.ban_seconds = 0.0
         if self.server.banned_until > now:
-            retry = str(max(int(self.server.banned_until - now), 1))
-            self._send(
-                418,
-                {
-                    "code": -1003,
-                    "msg": f"Way too many requests; IP banned until {int(self.server.banned_until * 1000)}.",
-                },
-                {"Retry-After": retry},
-            )
+            self._send_banned()
             return True
         if faults.take("rate_limit_next", lock):
             self._send(
@@ -297,6 +362,10 @@ class SimHandler(BaseHTTPRequestHandler):
 
 
 _DROPPED = object()
+
+
+def _header_seconds(seconds: float) -> str:
+    return str(int(seconds)) if seconds == int(seconds) else str(seconds)
 
 
 def _symbol(params: dict[str, str]) -> str:
@@ -624,14 +693,38 @@ def a_step(server: SimServer, data: dict[str, Any]) -> Any:
 
 
 def a_faults(server: SimServer, data: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(Faults)}
+    """Switches by name; `rules` (a list) replaces the aimed rules ([] clears them); `aim` (one
+    rule or a list) adds to them. Everything is checked before anything changes."""
+    names = {f.name for f in fields(Faults)} | {"aim"}
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown faults: {sorted(unknown)}")
+    switches = {name: value for name, value in data.items() if name not in ("rules", "aim")}
+    converted = {name: type(getattr(server.faults, name))(value) for name, value in switches.items()}
+    replacing = [_rule(item) for item in _as_list(data["rules"], "rules")] if "rules" in data else None
+    adding = [_rule(item) for item in _as_list(data["aim"], "aim")] if "aim" in data else []
     with server.fault_lock:
-        for name, value in data.items():
-            setattr(server.faults, name, type(getattr(server.faults, name))(value))
+        for name, value in converted.items():
+            setattr(server.faults, name, value)
+    if replacing is not None:
+        server.faults.clear_rules()
+    for rule in [*(replacing or []), *adding]:
+        server.faults.add_rule(rule)
     return asdict(server.faults)
+
+
+def _as_list(value: Any, name: str) -> list[Any]:
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a rule or a list of rules")
+    return value
+
+
+def _rule(item: Any) -> FaultRule:
+    if not isinstance(item, dict):
+        raise ValueError("a fault rule is an object with a kind")
+    return FaultRule.from_json(item)
 
 
 def a_accounts(server: SimServer, data: dict[str, Any]) -> Any:
