@@ -221,6 +221,61 @@ def _record_placed(
         cancel_legs_left_resting(adapter=adapter, account=account)
 
 
+def settle_refused_legs(
+    *, adapter: ExecutionAdapter, account: Account, legs: list[PendingOrder], failure: ProtectionFailed
+) -> set[str]:
+    """After a placement in which some legs were refused, give each refused leg its true state.
+    One whose outcome is unknown is asked for by client id: if it rests at the venue it is
+    adopted (its exchange id recorded, it stays armed), never placed twice; if the venue cannot
+    say, it is cancelled here with its cancel pending there. A plain refusal is `failed`.
+    The legs that were placed stay as they are. Returns the kinds still missing."""
+    refused = set(failure.details.get("refused", {})) | {failure.details.get("failed")} - {None}
+    unknown = set(failure.details.get("unknown_ids", []))
+    found: dict[str, str | None] = {}  # client id -> exchange id if it rests; None if the venue cannot say
+    for leg in legs:
+        if leg.client_order_id in unknown:
+            try:
+                order = adapter.lookup_order(symbol=leg.symbol, client_order_id=leg.client_order_id)
+            except ExecutionError:
+                found[leg.client_order_id] = None
+                continue
+            if order is not None and order.is_open:
+                found[leg.client_order_id] = order.exchange_order_id
+            else:
+                unknown.discard(leg.client_order_id)  # the venue does not hold it: refused after all
+    _record_placed(adapter, account, legs, {cid: eid for cid, eid in found.items() if eid})
+    missing = set()
+    with transaction.atomic(), batched_events():
+        locked = lock_account(account.pk)
+        for leg in legs:
+            if leg.client_order_id not in refused or found.get(leg.client_order_id):
+                continue
+            leg.refresh_from_db()
+            if leg.status not in ARMED_PROTECTIVE:
+                continue
+            missing.add(leg.kind)
+            leg.error_message = failure.message
+            if leg.client_order_id in unknown:  # it may rest there: cancelled here, cancel pending there
+                leg.venue_cancel_pending, leg.closed_at = True, timezone.now()
+                fields = ["error_message", "venue_cancel_pending", "closed_at"]
+                transition(
+                    leg,
+                    to_status=PendingOrderStatus.CANCELLED,
+                    account=locked,
+                    message=failure.message,
+                    update_fields=fields,
+                )
+                continue
+            transition(
+                leg,
+                to_status=PendingOrderStatus.FAILED,
+                account=locked,
+                message=failure.message,
+                update_fields=["error_message"],
+            )
+    return missing
+
+
 def handle_protection_failure(
     *,
     adapter: ExecutionAdapter,
@@ -231,9 +286,27 @@ def handle_protection_failure(
     failure: ProtectionFailed,
     close: Callable[[str], str],
 ) -> None:
-    """A leg was refused: cancel any leg that was placed, mark the legs failed, then close the
-    position at market (`close`, which returns the closing order's client id) unless the
-    account keeps unprotected positions. Either way it is audited; the caller re-raises."""
+    """A leg was refused. An account that keeps unprotected positions keeps the legs that were
+    placed (a stop that rests is never taken away), and its position is flagged for
+    reconciliation to place what is missing. Otherwise every leg is cancelled and the position
+    closed at market (`close`, which returns the closing order's client id). Either way it is
+    audited; the caller re-raises."""
+    keep = account.keep_unprotected_positions
+    if keep:
+        missing = settle_refused_legs(adapter=adapter, account=account, legs=legs, failure=failure)
+        with transaction.atomic(), batched_events():
+            locked = lock_account(account.pk)
+            if position is not None and missing:
+                Position.objects.filter(pk=position.pk).update(needs_protection=True, updated_at=timezone.now())
+            record_event(
+                account=locked,
+                kind="position.protection_failed",
+                subject=position,
+                message=failure.message,
+                data={"action": "kept; placed legs kept", "missing": sorted(missing), **failure.details},
+            )
+        logger.error("protection failed for account %s %s (kept): %s", account.pk, symbol, failure.message)
+        return
     # Legs the venue holds, or may hold: those placed, and refused ones whose outcome is unknown.
     may_rest = set(failure.details.get("placed", [])) | set(failure.details.get("unknown_ids", []))
     for order in legs:
@@ -267,18 +340,17 @@ def handle_protection_failure(
                 message=failure.message,
                 update_fields=["error_message"],
             )
-        keep = locked.keep_unprotected_positions
         if position is not None:
-            Position.objects.filter(pk=position.pk).update(needs_protection=True)
+            Position.objects.filter(pk=position.pk).update(needs_protection=True, updated_at=timezone.now())
         record_event(
             account=locked,
             kind="position.protection_failed",
             subject=position,
             message=failure.message,
-            data={"action": "kept unprotected" if keep else "closed at market", **failure.details},
+            data={"action": "closed at market", **failure.details},
         )
     logger.error("protection failed for account %s %s: %s", account.pk, symbol, failure.message)
-    if not keep and position is not None:
+    if position is not None:
         try:
             failure.details["closed_by"] = close(position.symbol)
         except ExecutionError as exc:

@@ -51,62 +51,10 @@ class Defect:
 PROTECTION_DIFFERS, UNPROTECTED = "protective orders differ", "unprotected"
 
 
-def _ids_lost(leg: str) -> Defect:
-    return Defect(
-        f"DB lost after the {leg} is placed: both legs rest on the exchange, pending here with no exchange id; "
-        "reconciliation matches them by client id (in_sync) and never records the ids",
-        frozenset({PROTECTION_DIFFERS}),
-    )
-
-
-REPAIR_TP_REFUSED = Defect(
-    "reconciliation's TP re-placement refused: the repair stops, SL never sent, new legs pending without "
-    "exchange ids, needs_protection cleared: no stop, not flagged (account reducing)",
-    frozenset({UNPROTECTED}),
-)
-REPAIR_TP_UNKNOWN = Defect(
-    "reconciliation's TP re-placement ambiguous: the repair stops, that TP rests unrecorded (no exchange id), "
-    "SL never sent, needs_protection cleared: no stop, not flagged (account reducing)",
-    frozenset({PROTECTION_DIFFERS, UNPROTECTED}),
-)
-REPAIR_SL_REFUSED = Defect(
-    "reconciliation's SL re-placement refused: the repair stops, its new TP rests unrecorded (no exchange id), "
-    "needs_protection cleared: no stop, not flagged (account reducing)",
-    frozenset({PROTECTION_DIFFERS, UNPROTECTED}),
-)
-REPAIR_SL_UNKNOWN = Defect(
-    "reconciliation's SL re-placement ambiguous: the repair stops, the new TP and SL rest on the exchange but "
-    "stay pending here with no exchange id (account reducing)",
-    frozenset({PROTECTION_DIFFERS}),
-)
-
-# THE TABLE: the cells that fail on today's engine. (fault, target): harness.FAULTS x harness.TARGETS.
+# THE TABLE: the cells that fail on today's engine (none now: each defect it listed was fixed). (fault, target): harness.FAULTS x harness.TARGETS.
 # A listed cell must fail its end-state check with these kinds of violation (strict xfail); a fix makes
 # it pass (XPASS, red): delete its line. A listed cell failing otherwise is a plain failure (DefectChanged).
-DEFECTS: dict[tuple[str, str], Defect] = {
-    ("db_drop", "tp"): _ids_lost("TP"),
-    ("db_drop", "sl"): _ids_lost("SL"),
-    ("503_after_accept", "tp_kept"): REPAIR_TP_UNKNOWN,
-    ("drop_after_accept", "tp_kept"): REPAIR_TP_UNKNOWN,
-    ("read_timeout", "tp_kept"): REPAIR_TP_UNKNOWN,
-    ("429", "tp_kept"): REPAIR_TP_REFUSED,
-    ("418", "tp_kept"): REPAIR_TP_REFUSED,
-    ("-1021", "tp_kept"): REPAIR_TP_REFUSED,
-    ("-2019", "tp_kept"): REPAIR_TP_REFUSED,
-    ("-1111", "tp_kept"): REPAIR_TP_REFUSED,
-    ("-4164", "tp_kept"): REPAIR_TP_REFUSED,
-    ("-2021", "tp_kept"): REPAIR_TP_REFUSED,
-    ("503_after_accept", "sl_kept"): REPAIR_SL_UNKNOWN,
-    ("drop_after_accept", "sl_kept"): REPAIR_SL_UNKNOWN,
-    ("read_timeout", "sl_kept"): REPAIR_SL_UNKNOWN,
-    ("429", "sl_kept"): REPAIR_SL_REFUSED,
-    ("418", "sl_kept"): REPAIR_SL_REFUSED,
-    ("-1021", "sl_kept"): REPAIR_SL_REFUSED,
-    ("-2019", "sl_kept"): REPAIR_SL_REFUSED,
-    ("-1111", "sl_kept"): REPAIR_SL_REFUSED,
-    ("-4164", "sl_kept"): REPAIR_SL_REFUSED,
-    ("-2021", "sl_kept"): REPAIR_SL_REFUSED,
-}
+DEFECTS: dict[tuple[str, str], Defect] = {}
 
 
 class DefectChanged(Exception):

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.audit import batched_events, transition
+from accounts.audit import batched_events, record_event, transition
 from execution.exceptions import ExecutionError
 from execution.models import (
     ARMED_PROTECTIVE,
@@ -125,6 +125,15 @@ def _finish_unfilled(ctx: RunContext, trade: Trade, status: str, code: str, mess
 
 def check_gone_legs(ctx: RunContext, snapshot: Snapshot) -> None:
     open_ids = ctx.resting(snapshot)
+    resting = {o.client_order_id: o for o in snapshot.orders}
+    for leg in PendingOrder.objects.filter(account=ctx.account, status__in=ARMED_PROTECTIVE, exchange_order_id=""):
+        order = resting.get(leg.client_order_id)
+        if order is not None:  # placed, but its id was never recorded (the process lost its database)
+            ctx.repair(
+                Difference("protective_order_unrecorded", leg.symbol, local=leg_view(leg), remote=order_view(order)),
+                f"record exchange id {order.exchange_order_id} of {leg.client_order_id}",
+                partial(_record_leg_id, ctx, leg, order),
+            )
     legs = PendingOrder.objects.filter(account=ctx.account, status__in=ARMED_PROTECTIVE).exclude(exchange_order_id="")
     for leg in legs:
         if leg.client_order_id in open_ids:
@@ -134,6 +143,23 @@ def check_gone_legs(ctx: RunContext, snapshot: Snapshot) -> None:
             f"query {leg.client_order_id} and apply its final state",
             partial(_apply_gone_leg, ctx, leg),
         )
+
+
+def _record_leg_id(ctx: RunContext, leg: PendingOrder, order: RemoteOrder) -> str:
+    with transaction.atomic(), batched_events():
+        account = lock_account(ctx.account.pk)
+        updated = PendingOrder.objects.filter(pk=leg.pk, exchange_order_id="").update(
+            exchange_order_id=order.exchange_order_id, updated_at=timezone.now()
+        )
+        if updated:
+            record_event(
+                account=account,
+                kind="pendingorder.placed",
+                subject=leg,
+                message="recorded by reconciliation",
+                data={"exchange_order_id": order.exchange_order_id},
+            )
+    return "recorded"
 
 
 def _apply_gone_leg(ctx: RunContext, leg: PendingOrder) -> str:

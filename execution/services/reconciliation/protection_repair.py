@@ -11,20 +11,19 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.audit import batched_events, record_event, transition
+from accounts.audit import batched_events, record_event
 from execution.aster.numbers import round_to_tick
 from execution.exceptions import ExecutionError, ProtectionFailed
 from execution.models import (
     ARMED_PROTECTIVE,
     PendingOrder,
     PendingOrderKind,
-    PendingOrderStatus,
     Position,
     PositionStatus,
 )
 from execution.services.ledger import lock_account
 from execution.services.market_data import symbol_rules
-from execution.services.protection import ProtectionSpec, add_missing_legs
+from execution.services.protection import ProtectionSpec, add_missing_legs, settle_refused_legs
 from execution.services.reconciliation.context import Difference, RunContext, Snapshot, position_view
 
 SMALLEST_TICK = Decimal("0.00000001")
@@ -84,53 +83,32 @@ def _protect(ctx: RunContext, position: Position, live_legs: list[PendingOrder],
 
 
 def _after_refusal(ctx: RunContext, position: Position, legs: list[PendingOrder], failure: ProtectionFailed) -> str:
-    """Some new legs were refused. A take-profit the venue would fill at once (the price is past
-    it) is dropped, never the stop; any other refusal is a failed repair (fail-closed)."""
+    """Some new legs were refused. Each refused leg gets its true state (an ambiguous one that
+    rests is adopted). A take-profit the venue would fill at once (the price is past it) is
+    dropped, never the stop; a stop still missing flags the position; any other refusal is a
+    failed repair (fail-closed)."""
+    missing = settle_refused_legs(adapter=ctx.adapter, account=ctx.account, legs=legs, failure=failure)
     refused: dict[str, int | None] = failure.details.get("refused", {})
-    unknown = set(failure.details.get("unknown_ids", []))
-    dropped_take_profit = False
+    take_profits = {leg.client_order_id for leg in legs if leg.kind == PendingOrderKind.TAKE_PROFIT}
+    would_trigger = {cid for cid, code in refused.items() if cid in take_profits and code == WOULD_TRIGGER_NOW}
     with transaction.atomic(), batched_events():
         account = lock_account(ctx.account.pk)
-        for leg in legs:
-            if leg.client_order_id not in refused:
-                continue
-            leg.refresh_from_db()
-            leg.error_message, leg.closed_at = failure.message, timezone.now()
-            if leg.client_order_id in unknown:  # it may rest there: cancelled here, cancel pending there
-                leg.venue_cancel_pending = True
-                transition(
-                    leg,
-                    to_status=PendingOrderStatus.CANCELLED,
-                    account=account,
-                    message=failure.message,
-                    update_fields=["error_message", "closed_at", "venue_cancel_pending"],
-                )
-                continue
-            transition(
-                leg,
-                to_status=PendingOrderStatus.FAILED,
-                account=account,
-                message=failure.message,
-                update_fields=["error_message"],
-            )
-            if leg.kind == PendingOrderKind.TAKE_PROFIT and refused[leg.client_order_id] == WOULD_TRIGGER_NOW:
-                dropped_take_profit = True
-        if dropped_take_profit:
-            Position.objects.filter(pk=position.pk).update(take_profit=None, updated_at=timezone.now())
+        changes: dict[str, object] = {}
+        if PendingOrderKind.STOP_LOSS in missing:
+            changes["needs_protection"] = True  # flagged: the next run tries again
+        if would_trigger and PendingOrderKind.TAKE_PROFIT in missing:
+            missing.discard(PendingOrderKind.TAKE_PROFIT)
+            changes["take_profit"] = None
             record_event(
                 account=account,
                 kind="position.take_profit_dropped",
                 subject=position,
                 message="the price is already past the take-profit: the venue would fill it at once; the stop stays",
             )
-    take_profits = {leg.client_order_id for leg in legs if leg.kind == PendingOrderKind.TAKE_PROFIT}
-    other_refusals = {
-        cid
-        for cid, code in refused.items()
-        if cid in unknown or not (cid in take_profits and code == WOULD_TRIGGER_NOW)
-    }
-    if dropped_take_profit and not other_refusals:
-        return "take-profit dropped (the price is past it); the stop rests"
+        if changes:
+            Position.objects.filter(pk=position.pk).update(**changes, updated_at=timezone.now())
+    if not missing:
+        return "take-profit dropped (the price is past it); the stop rests" if would_trigger else "legs adopted"
     raise ExecutionError(failure.message, code="PROTECTION_FAILED")
 
 
