@@ -54,13 +54,22 @@ class DecisionStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected by risk checks"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped (hold)"
+    UNKNOWN = "unknown", "Outcome unknown (settled with its order)"
 
 
 class Decision(models.Model):
     TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
         DecisionStatus.RECEIVED: frozenset(
-            {DecisionStatus.EXECUTED, DecisionStatus.REJECTED, DecisionStatus.FAILED, DecisionStatus.SKIPPED}
+            {
+                DecisionStatus.EXECUTED,
+                DecisionStatus.REJECTED,
+                DecisionStatus.FAILED,
+                DecisionStatus.SKIPPED,
+                DecisionStatus.UNKNOWN,
+            }
         ),
+        # The venue's answer was ambiguous: the decision follows its order's final outcome.
+        DecisionStatus.UNKNOWN: frozenset({DecisionStatus.EXECUTED, DecisionStatus.FAILED}),
         DecisionStatus.EXECUTED: frozenset(),
         DecisionStatus.REJECTED: frozenset(),
         DecisionStatus.FAILED: frozenset(),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from accounts.audit import record_event, transition
 from accounts.models import Account
@@ -21,8 +25,16 @@ from decisions.models import (
     missing_open_fields,
     unused_order_fields,
 )
-from execution.exceptions import ExecutionError, IdempotencyMismatch, RiskCheckFailed
+from execution.exceptions import (
+    ExecutionError,
+    IdempotencyMismatch,
+    InvalidTransition,
+    OrderOutcomeUnknown,
+    RiskCheckFailed,
+)
+from execution.models import Trade, TradeStatus
 from execution.services import ExecutionService
+from execution.services.orders import client_order_id_for
 
 logger = logging.getLogger(__name__)
 INVALID_INPUT = "INVALID_INPUT"
@@ -137,9 +149,14 @@ def _earlier(account: Account, idempotency_key: str) -> Decision | None:
     return Decision.objects.filter(account=account, idempotency_key=idempotency_key).first()
 
 
+def execution_key(decision: Decision) -> str:
+    """The idempotency key the decision's order is sent with (its client order id derives from it)."""
+    return f"decision-{decision.pk}"
+
+
 def execute_decision(decision: Decision) -> Decision:
     service = ExecutionService(decision.account)
-    key = f"decision-{decision.pk}"
+    key = execution_key(decision)
     try:
         if decision.action == DecisionAction.HOLD:
             return _finish(decision, DecisionStatus.SKIPPED, "hold")
@@ -164,6 +181,10 @@ def execute_decision(decision: Decision) -> Decision:
         return _reject(decision, denial.code, denial.message)
     except ValidationError as exc:
         return _reject(decision, INVALID_INPUT, "; ".join(exc.messages))
+    except OrderOutcomeUnknown as exc:
+        # The venue may have executed it: the decision follows its order (settle_decisions).
+        decision.trade = _order_of(decision)
+        return _finish(decision, DecisionStatus.UNKNOWN, f"{exc.code}: {exc.message}", ["trade"])
     except ExecutionError as exc:
         if exc.code in DENIAL_CODES:  # close with nothing open: a denial (CONTRACT), not a failure
             return _reject(decision, exc.code, exc.message)
@@ -171,6 +192,53 @@ def execute_decision(decision: Decision) -> Decision:
         return _finish(decision, DecisionStatus.FAILED, f"{exc.code}: {exc.message}")
     decision.trade = result.trade
     return _finish(decision, DecisionStatus.EXECUTED, "", ["trade"])
+
+
+def _order_of(decision: Decision) -> Trade | None:
+    """The order (intent) the decision was executed with, found by its client order id."""
+    client_order_id = client_order_id_for(decision.account, execution_key(decision))
+    return Trade.objects.filter(account=decision.account, client_order_id=client_order_id).first()
+
+
+def settle_decisions(*, now: datetime | None = None) -> int:
+    """Decisions whose outcome was left open follow their order's final outcome: `unknown` ones
+    (the venue's answer was ambiguous), and `received` ones older than
+    EXECUTION_INTENT_STALE_SECONDS (their process died). Reconciliation settles the orders; this
+    settles the decisions. Returns how many changed."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.EXECUTION_INTENT_STALE_SECONDS)
+    candidates = Decision.objects.filter(
+        Q(status=DecisionStatus.UNKNOWN) | Q(status=DecisionStatus.RECEIVED, created_at__lt=stale)
+    ).select_related("account", "trade")
+    settled = 0
+    for decision in candidates:
+        trade = decision.trade or _order_of(decision)
+        try:
+            settled += _settle(decision, trade)
+        except InvalidTransition:  # its own process finished it meanwhile
+            continue
+    return settled
+
+
+def _settle(decision: Decision, trade: Trade | None) -> int:
+    if trade is None:
+        if decision.status != DecisionStatus.RECEIVED or decision.action == DecisionAction.HOLD:
+            return 0
+        _finish(decision, DecisionStatus.FAILED, "NOT_SENT: its process stopped before any order was placed")
+        return 1
+    decision.trade = trade
+    if trade.status == TradeStatus.FILLED:
+        _finish(decision, DecisionStatus.EXECUTED, "", ["trade"])
+        return 1
+    if trade.status in (TradeStatus.REJECTED, TradeStatus.CANCELLED):
+        _finish(
+            decision, DecisionStatus.FAILED, f"{trade.error_code or trade.status}: {trade.error_message}", ["trade"]
+        )
+        return 1
+    if decision.status == DecisionStatus.RECEIVED:  # its order is still in doubt: so is the decision
+        _finish(decision, DecisionStatus.UNKNOWN, "its order's outcome is not known yet", ["trade"])
+        return 1
+    return 0
 
 
 def _reject(decision: Decision, code: str, message: str) -> Decision:

@@ -17,6 +17,7 @@ from decisions.services import submit_decision
 from execution.api.serializers import ErrorSerializer
 
 EXECUTION_FAILED = "EXECUTION_FAILED"
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 
 CREATE_DESCRIPTION = """Submit a decision; it is executed in the account's mode (paper or live).
 
@@ -29,6 +30,9 @@ The status code follows what became of the decision, also when its idempotency k
 - **409** `{"detail", "code": "IDEMPOTENCY_MISMATCH"}`: the key was used with a different payload; nothing was done.
 - **502** with the decision and `code` EXECUTION_FAILED: recorded as `failed` because the venue could not
   execute it (unreachable, refused, ambiguous); `reason` says what failed. Send a new key to try again.
+- **202** with the decision and `code` OUTCOME_UNKNOWN: the venue's answer was ambiguous (`status`
+  `unknown`); the order is never resent: reconciliation asks the venue by its client order id and the
+  decision then becomes `executed` or `failed` (poll it with GET).
 - **400** field messages: bad input, nothing recorded.
 
 Input is parsed strictly: numbers are JSON numbers or strings of ASCII digits (no Unicode digits,
@@ -61,6 +65,9 @@ class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Dec
                 ),
                 "Rejected (the decision, with `code`), or IDEMPOTENCY_MISMATCH (`detail`, `code`).",
             ),
+            202: OpenApiResponse(
+                DecisionOutcomeSerializer, "Outcome unknown at the venue: the decision, `code` OUTCOME_UNKNOWN."
+            ),
             502: OpenApiResponse(
                 DecisionOutcomeSerializer, "Failed at the venue: the decision, `code` EXECUTION_FAILED."
             ),
@@ -79,4 +86,7 @@ class DecisionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[Dec
         if decision.status == DecisionStatus.FAILED:
             body["code"] = EXECUTION_FAILED
             return Response(body, status=status.HTTP_502_BAD_GATEWAY)
+        if decision.status == DecisionStatus.UNKNOWN:
+            body["code"] = OUTCOME_UNKNOWN
+            return Response(body, status=status.HTTP_202_ACCEPTED)
         return Response(body, status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK)
