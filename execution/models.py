@@ -130,6 +130,10 @@ class Trade(models.Model):
             models.Index(fields=["account", "status"], name="trade_account_status"),
             models.Index(fields=["account", "reason", "-created_at"], name="trade_account_reason_recent"),
             models.Index(fields=["account", "filled_at"], name="trade_account_filled_at"),
+            # In-flight intents are few: the sweeps that look for stale ones read only these.
+            models.Index(
+                fields=["created_at"], condition=Q(status__in=["submitting", "unknown"]), name="trade_in_flight"
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),

@@ -308,3 +308,27 @@ def test_a_dead_workers_claims_are_refilled_within_a_few_sweeps(market, paper_ac
     report = sweep_paper_triggers()
     assert (report.filled == 1) is refilled
     assert PendingOrder.objects.get(kind="stop_loss").status == ("filled" if refilled else "triggered")
+
+
+def test_a_paper_intent_left_in_flight_by_a_stopped_process_is_cancelled(market, paper_account):
+    """Review finding: it held its reserved margin for ever."""
+    from django.utils import timezone
+
+    stale = Trade.objects.create(
+        account=paper_account,
+        symbol="BTCUSDT",
+        side="BUY",
+        requested_quantity=Decimal("0.1"),
+        quantity=Decimal("0.1"),
+        leverage=5,
+        reserved_margin=Decimal("1300"),
+        client_order_id="x1-stale",
+    )
+    Trade.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    young = open_long(paper_account).trade  # filled: untouched
+    assert sweep_paper_triggers().stale_intents == 1
+    stale.refresh_from_db()
+    assert (stale.status, stale.error_code) == ("cancelled", "STALE_INTENT")
+    assert ExecutionEvent.objects.filter(kind="trade.cancelled", subject_id=stale.pk).exists()
+    young.refresh_from_db()
+    assert young.status == "filled"

@@ -11,5 +11,6 @@ One module per job (see docs/design.md for the map):
 - `fill_plan`: what a triggered order's fill does (pure: no database, no network);
 - `fills`: writing a plan order by order, and the order books the fills need;
 - `batch_fills`: writing the plans of one account with a fixed number of statements;
+- `stale_intents`: paper intents a stopped process left in flight (cancelled);
 - `sweep`: the sweep that runs them in order (Celery beat, command).
 """

@@ -20,6 +20,7 @@ from execution.services.paper.funding import settle_funding
 from execution.services.paper.liquidation import liquidate_crossed
 from execution.services.paper.marking import mark_to_market_if_due
 from execution.services.paper.prices import add_candles, current_prices
+from execution.services.paper.stale_intents import cancel_stale_paper_intents
 from execution.services.paper.triggers import claim, find_triggered
 
 
@@ -34,6 +35,7 @@ class SweepReport:
     cancelled: int = 0
     failed: int = 0
     batch_fallbacks: int = 0  # accounts whose batched fills failed and were filled one by one
+    stale_intents: int = 0  # paper intents of stopped processes, cancelled
     skipped_symbols: list[str] = field(default_factory=list)
     seconds: float = 0.0
     mark_seconds: float = 0.0  # mark to market (at most every PAPER_MARK_SECONDS)
@@ -45,6 +47,7 @@ def sweep_paper_triggers(*, now: datetime | None = None) -> SweepReport:
     started = time.perf_counter()
     now = now or timezone.now()
     report = SweepReport()
+    report.stale_intents = cancel_stale_paper_intents(now)
     pending_symbols, working_types = _pending_symbols()
     position_symbols = set(
         Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True)
