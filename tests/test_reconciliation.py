@@ -175,7 +175,7 @@ def test_in_sync_costs_two_requests_and_records_no_item(exchange, account, djang
         if index < 3:
             local_position(account, symbol=symbol, quantity="1", entry="100")
             exchange.positions.append(risk_row(symbol=symbol, amount="1", entry="100"))
-    with django_assert_max_num_queries(16):  # a fixed number: one read per kind of row, whatever their count
+    with django_assert_max_num_queries(12):  # a fixed number: one read per kind of row, whatever their count
         run = reconcile_account(account)
     assert (run.status, run.differences, run.http_calls) == ("in_sync", 0, 2)
     assert exchange.http_calls() == [("GET", "/fapi/v2/positionRisk"), ("GET", "/fapi/v1/openOrders")]

@@ -123,19 +123,33 @@ def _finish_unfilled(ctx: RunContext, trade: Trade, status: str, code: str, mess
 # 2 ------------------------------------------------------------------ protective legs no longer open
 
 
-def check_gone_legs(ctx: RunContext, snapshot: Snapshot) -> None:
+def legs_to_check(ctx: RunContext, snapshot: Snapshot) -> list[PendingOrder]:
+    """One read for the two leg steps: the armed legs, and the final ones that may rest there."""
+    resting_ids = [o.client_order_id for o in snapshot.orders]
+    return list(
+        PendingOrder.objects.filter(account=ctx.account).filter(
+            Q(status__in=ARMED_PROTECTIVE) | Q(venue_cancel_pending=True) | Q(client_order_id__in=resting_ids)
+        )
+    )
+
+
+def check_gone_legs(ctx: RunContext, snapshot: Snapshot, legs: list[PendingOrder]) -> None:
     open_ids = ctx.resting(snapshot)
     resting = {o.client_order_id: o for o in snapshot.orders}
-    for leg in PendingOrder.objects.filter(account=ctx.account, status__in=ARMED_PROTECTIVE, exchange_order_id=""):
-        order = resting.get(leg.client_order_id)
-        if order is not None:  # placed, but its id was never recorded (the process lost its database)
-            ctx.repair(
-                Difference("protective_order_unrecorded", leg.symbol, local=leg_view(leg), remote=order_view(order)),
-                f"record exchange id {order.exchange_order_id} of {leg.client_order_id}",
-                partial(_record_leg_id, ctx, leg, order),
-            )
-    legs = PendingOrder.objects.filter(account=ctx.account, status__in=ARMED_PROTECTIVE).exclude(exchange_order_id="")
     for leg in legs:
+        if leg.status not in ARMED_PROTECTIVE:
+            continue
+        if not leg.exchange_order_id:
+            order = resting.get(leg.client_order_id)
+            if order is not None:  # placed, but its id was never recorded (the process lost its database)
+                ctx.repair(
+                    Difference(
+                        "protective_order_unrecorded", leg.symbol, local=leg_view(leg), remote=order_view(order)
+                    ),
+                    f"record exchange id {order.exchange_order_id} of {leg.client_order_id}",
+                    partial(_record_leg_id, ctx, leg, order),
+                )
+            continue
         if leg.client_order_id in open_ids:
             continue
         ctx.repair(
@@ -231,13 +245,15 @@ def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:
 # 2b ----------------------------------------------------------------- legs final here, resting there
 
 
-def check_left_resting(ctx: RunContext, snapshot: Snapshot) -> None:
+def check_left_resting(ctx: RunContext, snapshot: Snapshot, legs: list[PendingOrder]) -> None:
     """Legs of ours that are final here but rest on the exchange: marked ones whose cancel
     failed, and any other (a stop of a closed position would close the next one)."""
     resting = {o.client_order_id: o for o in snapshot.orders}
-    candidates = PendingOrder.objects.filter(account=ctx.account).filter(
-        Q(venue_cancel_pending=True) | (Q(client_order_id__in=list(resting)) & ~Q(status__in=ARMED_PROTECTIVE))
-    )
+    candidates = [
+        leg
+        for leg in legs
+        if leg.status not in ARMED_PROTECTIVE and (leg.venue_cancel_pending or leg.client_order_id in resting)
+    ]
     for leg in candidates:
         if leg.client_order_id in ctx.cancelled_remote:
             continue  # an earlier repair of this run cancelled it there
@@ -265,15 +281,22 @@ def _cancel_left_resting(ctx: RunContext, leg: PendingOrder) -> str:
 def cancel_orphans(ctx: RunContext, snapshot: Snapshot) -> None:
     # A leg of ours that protects a local open position is no orphan, even if the position is
     # missing from the snapshot (opened between the two reads): the next run compares it.
+    candidates = [
+        order
+        for order in snapshot.orders
+        if order.symbol not in snapshot.positions
+        and order.is_protective
+        and order.client_order_id not in ctx.cancelled_remote
+    ]
+    if not candidates:
+        return
     ours = set(
         PendingOrder.objects.filter(
             account=ctx.account, status__in=ARMED_PROTECTIVE, position__status=PositionStatus.OPEN
         ).values_list("client_order_id", flat=True)
     )
-    for order in snapshot.orders:
-        if order.symbol in snapshot.positions or not order.is_protective:
-            continue
-        if order.client_order_id in ctx.cancelled_remote or order.client_order_id in ours:
+    for order in candidates:
+        if order.client_order_id in ours:
             continue  # already cancelled with its position, or protecting a position newer than the read
         ctx.repair(
             Difference("orphan_protective_order", order.symbol, remote=order_view(order)),

@@ -37,9 +37,11 @@ ZERO = Decimal("0")
 def check_positions(ctx: RunContext, snapshot: Snapshot) -> None:
     local = {p.symbol: p for p in Position.objects.filter(account=ctx.account, status=PositionStatus.OPEN)}
     changed = {symbol for symbol, position in local.items() if ctx.changed_since_read(position)}
-    in_flight = set(
-        Trade.objects.filter(account=ctx.account, status__in=TRADE_IN_FLIGHT).values_list("symbol", flat=True)
-    )
+    in_flight: set[str] = set()
+    if set(snapshot.positions) - set(local):  # only an adoption needs to know what is being booked
+        in_flight = set(
+            Trade.objects.filter(account=ctx.account, status__in=TRADE_IN_FLIGHT).values_list("symbol", flat=True)
+        )
     for symbol, remote in snapshot.positions.items():
         position = local.get(symbol)
         if symbol in changed or (position is None and symbol in in_flight):

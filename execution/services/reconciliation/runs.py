@@ -41,6 +41,7 @@ from execution.services.reconciliation.orders_repair import (
     cancel_orphans,
     check_gone_legs,
     check_left_resting,
+    legs_to_check,
     resolve_unknown_intents,
 )
 from execution.services.reconciliation.positions_repair import check_positions
@@ -111,8 +112,9 @@ def _run(ctx: RunContext) -> list[Difference]:
     ctx.read_at = timezone.now()
     snapshot = ctx.read_exchange()
     resolve_unknown_intents(ctx)
-    check_gone_legs(ctx, snapshot)
-    check_left_resting(ctx, snapshot)
+    legs = legs_to_check(ctx, snapshot)
+    check_gone_legs(ctx, snapshot, legs)
+    check_left_resting(ctx, snapshot, legs)
     check_positions(ctx, snapshot)
     cancel_orphans(ctx, snapshot)
     enforce_protection(ctx, snapshot)
