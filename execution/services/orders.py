@@ -18,9 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts.audit import batched_events, record_event, transition
@@ -35,8 +33,6 @@ from execution.exceptions import (
     RiskCheckFailed,
 )
 from execution.models import (
-    TRADE_IN_FLIGHT,
-    TRADE_IN_FLIGHT_OR_FILLED,
     PendingOrder,
     Position,
     PositionStatus,
@@ -46,26 +42,26 @@ from execution.models import (
 )
 from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreTradeData
 from execution.services.adapters.factory import get_execution_adapter
-from execution.services.ledger import book_fill, lock_account, open_position
+from execution.services.ledger import lock_account
 from execution.services.market_data import MarketSnapshot, market_snapshot
 from execution.services.position_math import closing_side
 from execution.services.protection import (
     ProtectionSpec,
+    book_and_protect,
     cancel_legs_left_resting,
     handle_protection_failure,
     place_on_exchange,
-    replace_protection,
 )
 from execution.services.risk import (
     OrderRequest,
     PlannedOrder,
-    RiskContext,
     check_protection,
     parse_order_request,
     plan_order,
     required_margin,
     run_policy_checks,
 )
+from execution.services.risk_context import risk_context
 from execution.services.unknown_outcomes import UNKNOWN_QUERY_DELAYS, expired_error, resolve_by_client_id
 
 logger = logging.getLogger(__name__)
@@ -221,7 +217,14 @@ class ExecutionService:
             position = next((p for p in positions if p.symbol == request.symbol), None)
             plan = plan_order(request, snapshot.rules, position)
             check_protection(plan, snapshot.mark_price)
-            context = self._risk_context(account, plan, snapshot, pre_trade, position, positions)
+            context = risk_context(
+                account=account,
+                plan=plan,
+                snapshot=snapshot,
+                pre_trade=pre_trade,
+                position=position,
+                positions=positions,
+            )
             context = replace(context, safety_close=reason == TradeReason.PROTECTION_FAILURE)
             run_policy_checks(context)
             trade = Trade.objects.create(
@@ -246,54 +249,6 @@ class ExecutionService:
                 data={"side": trade.side, "quantity": trade.quantity, "mark_price": snapshot.mark_price},
             )
         return Intent(trade, plan, snapshot)
-
-    def _risk_context(
-        self,
-        account: Account,
-        plan: PlannedOrder,
-        snapshot: MarketSnapshot,
-        pre_trade: PreTradeData,
-        position: Position | None,
-        positions: list[Position],
-    ) -> RiskContext:
-        last_entry_at = None
-        if account.cooldown_seconds and not plan.only_reduces:
-            last_entry_at = (
-                Trade.objects.filter(account=account, reason=TradeReason.ENTRY, status__in=TRADE_IN_FLIGHT_OR_FILLED)
-                .order_by("-created_at")
-                .values_list("created_at", flat=True)
-                .first()
-            )
-        return RiskContext(
-            account=account,
-            plan=plan,
-            snapshot=snapshot,
-            position=position,
-            # Paper: the wallet minus the isolated margin of open positions. Live: the exchange's
-            # availableBalance, which already has the margin in use taken out.
-            margin_in_use=sum((p.margin for p in positions), Decimal("0"))
-            if pre_trade.available_balance is None
-            else Decimal("0"),
-            available_balance=account.paper_wallet
-            if pre_trade.available_balance is None
-            else pre_trade.available_balance,
-            reserved_margin=Decimal("0") if plan.only_reduces else self._reserved_margin(account, pre_trade),
-            last_entry_at=last_entry_at,
-            tiers=pre_trade.tiers,
-            now=timezone.now(),
-            taker_fee_rate=settings.PAPER_TAKER_FEE_RATE,
-        )
-
-    @staticmethod
-    def _reserved_margin(account: Account, pre_trade: PreTradeData) -> Decimal:
-        """Margin held by the account's intents that the balance in hand does not show: those in
-        flight (reserved, not booked) and, for a venue's balance, those filled since it was read.
-        Read under the account lock, so concurrent orders see each other's reservations."""
-        unbooked = Q(status__in=TRADE_IN_FLIGHT)
-        if pre_trade.balance_as_of is not None:
-            unbooked |= Q(status=TradeStatus.FILLED, filled_at__gte=pre_trade.balance_as_of)
-        total = Trade.objects.filter(unbooked, account=account).aggregate(total=Sum("reserved_margin"))["total"]
-        return total or Decimal("0")
 
     def _record_denial(self, request: OrderRequest, denial: RiskCheckFailed) -> None:
         logger.info("order denied for account %s: %s", self.account.pk, denial)
@@ -386,30 +341,14 @@ class ExecutionService:
         spec = ProtectionSpec(plan.take_profit, plan.stop_loss)
         with transaction.atomic(), batched_events():
             account = lock_account(self.account.pk)
-            trade = intent.trade
-            now = timezone.now()
-            booked = book_fill(
+            booked, pending = book_and_protect(
                 account=account,
-                position=open_position(account, trade.symbol),
-                trade=trade,
-                quantity=fill.quantity,
-                price=fill.price,
-                fee=fill.fee,
+                trade=intent.trade,
+                fill=fill,
                 leverage=plan.request.leverage,
-                now=now,
-                exchange_order_id=fill.exchange_order_id,
-                protection=(spec.take_profit, spec.stop_loss) if spec.wanted else None,
+                spec=spec,
+                now=timezone.now(),
             )
-            pending: list[PendingOrder] = []
-            if spec.wanted and booked.position is not None:
-                pending = replace_protection(
-                    account=account,
-                    position=booked.position,
-                    spec=spec,
-                    base_client_id=trade.client_order_id,
-                    now=now,
-                    position_is_new=booked.opened_new,
-                )
         self.account = account
         result = ExecutionResult(
             trade=booked.trade, position=booked.position or booked.closed_position, pending_orders=pending

@@ -25,10 +25,18 @@ from execution.models import (
     PendingOrderKind,
     PendingOrderStatus,
     Position,
+    Trade,
     WorkingType,
 )
-from execution.services.adapters.base import ExecutionAdapter, ProtectiveOrderRequest
-from execution.services.ledger import cancel_active_pending, cancel_leg, lock_account
+from execution.services.adapters.base import ExecutionAdapter, Fill, ProtectiveOrderRequest
+from execution.services.ledger import (
+    BookedFill,
+    book_fill,
+    cancel_active_pending,
+    cancel_leg,
+    lock_account,
+    open_position,
+)
 from execution.services.position_math import closing_side
 
 logger = logging.getLogger(__name__)
@@ -160,6 +168,37 @@ def add_missing_legs(
     return new
 
 
+def book_and_protect(
+    *, account: Account, trade: Trade, fill: Fill, leverage: int, spec: ProtectionSpec, now: datetime
+) -> tuple[BookedFill, list[PendingOrder]]:
+    """Book an intent's fill on the account's position (account locked by the caller) and record
+    the TP/SL legs it asked for: the order path's apply step, and reconciliation's resolution of
+    an intent in doubt, do the same."""
+    booked = book_fill(
+        account=account,
+        position=open_position(account, trade.symbol),
+        trade=trade,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fill.fee,
+        leverage=leverage,
+        now=now,
+        exchange_order_id=fill.exchange_order_id,
+        protection=(spec.take_profit, spec.stop_loss) if spec.wanted else None,
+    )
+    legs: list[PendingOrder] = []
+    if spec.wanted and booked.position is not None:
+        legs = replace_protection(
+            account=account,
+            position=booked.position,
+            spec=spec,
+            base_client_id=trade.client_order_id,
+            now=now,
+            position_is_new=booked.opened_new,
+        )
+    return booked, legs
+
+
 def place_on_exchange(*, adapter: ExecutionAdapter, account: Account, orders: list[PendingOrder]) -> None:
     """Send recorded legs to the venue (no transaction held), then record their exchange ids.
 
@@ -254,26 +293,23 @@ def settle_refused_legs(
             if leg.status not in ARMED_PROTECTIVE:
                 continue
             missing.add(leg.kind)
-            leg.error_message = failure.message
-            if leg.client_order_id in unknown:  # it may rest there: cancelled here, cancel pending there
-                leg.venue_cancel_pending, leg.closed_at = True, timezone.now()
-                fields = ["error_message", "venue_cancel_pending", "closed_at"]
-                transition(
-                    leg,
-                    to_status=PendingOrderStatus.CANCELLED,
-                    account=locked,
-                    message=failure.message,
-                    update_fields=fields,
-                )
-                continue
-            transition(
-                leg,
-                to_status=PendingOrderStatus.FAILED,
-                account=locked,
-                message=failure.message,
-                update_fields=["error_message"],
-            )
+            _give_up_leg(leg, account=locked, message=failure.message, may_rest=leg.client_order_id in unknown)
     return missing
+
+
+def _give_up_leg(leg: PendingOrder, *, account: Account, message: str, may_rest: bool) -> None:
+    """A leg that could not be placed. Never `failed` while the venue may hold it: then it is
+    cancelled here and marked so that reconciliation cancels it there (or finds it gone)
+    instead of placing a duplicate."""
+    leg.error_message = message
+    if may_rest:
+        leg.venue_cancel_pending, leg.closed_at = True, timezone.now()
+        fields = ["error_message", "venue_cancel_pending", "closed_at"]
+        transition(leg, to_status=PendingOrderStatus.CANCELLED, account=account, message=message, update_fields=fields)
+        return
+    transition(
+        leg, to_status=PendingOrderStatus.FAILED, account=account, message=message, update_fields=["error_message"]
+    )
 
 
 def handle_protection_failure(
@@ -319,27 +355,7 @@ def handle_protection_failure(
         locked = lock_account(account.pk)
         for order in legs:
             order.refresh_from_db(fields=["status"])
-            order.error_message = failure.message
-            if order.client_order_id in may_rest:
-                # Never `failed` while the venue may hold it: cancelled here, and marked so that
-                # reconciliation cancels it there (or finds it gone) instead of placing a duplicate.
-                order.venue_cancel_pending, order.closed_at = True, timezone.now()
-                fields = ["error_message", "venue_cancel_pending", "closed_at"]
-                transition(
-                    order,
-                    to_status=PendingOrderStatus.CANCELLED,
-                    account=locked,
-                    message=failure.message,
-                    update_fields=fields,
-                )
-                continue
-            transition(
-                order,
-                to_status=PendingOrderStatus.FAILED,
-                account=locked,
-                message=failure.message,
-                update_fields=["error_message"],
-            )
+            _give_up_leg(order, account=locked, message=failure.message, may_rest=order.client_order_id in may_rest)
         if position is not None:
             Position.objects.filter(pk=position.pk).update(needs_protection=True, updated_at=timezone.now())
         record_event(

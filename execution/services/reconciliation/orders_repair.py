@@ -31,7 +31,7 @@ from execution.services.ledger import (
     protective_fill_reason,
     reduce_only_trade,
 )
-from execution.services.protection import ProtectionSpec, replace_protection
+from execution.services.protection import ProtectionSpec, book_and_protect
 from execution.services.reconciliation.context import Difference, RunContext, Snapshot, leg_view, order_view, trade_view
 from execution.services.unknown_outcomes import expired_error, resolve_by_client_id
 
@@ -73,29 +73,9 @@ def _book_resolved_fill(ctx: RunContext, trade: Trade, fill: Fill) -> str:
         trade.refresh_from_db()
         if trade.status not in TRADE_IN_FLIGHT:
             return f"already resolved ({trade.status}) by the order path"
-        now = timezone.now()
-        booked = book_fill(
-            account=account,
-            position=open_position(account, trade.symbol),
-            trade=trade,
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fill.fee,
-            leverage=trade.leverage or 1,
-            now=now,
-            exchange_order_id=fill.exchange_order_id,
-            protection=(spec.take_profit, spec.stop_loss) if spec.wanted else None,
+        _booked, legs = book_and_protect(
+            account=account, trade=trade, fill=fill, leverage=trade.leverage or 1, spec=spec, now=timezone.now()
         )
-        legs = []
-        if spec.wanted and booked.position is not None:
-            legs = replace_protection(
-                account=account,
-                position=booked.position,
-                spec=spec,
-                base_client_id=trade.client_order_id,
-                now=now,
-                position_is_new=booked.opened_new,
-            )
     if legs:
         ctx.place(legs)
     ctx.cancel_left_resting()  # a close or new protection made older legs final
