@@ -350,11 +350,15 @@ class SimHandler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ admin (/_sim/)
 
     def _admin(self, method: str, path: str, body: str) -> None:
+        route = ADMIN_ROUTES.get((method, path))
+        if route is None:
+            self._send(404, {"error": f"unknown admin path {method} {path}"})
+            return
         try:
             data = json.loads(body) if body else {}
-            result = ADMIN_ROUTES[(method, path)](self.server, data)
-        except KeyError:
-            self._send(404, {"error": f"unknown admin path {method} {path}"})
+            result = route(self.server, data)
+        except KeyError as exc:  # a field the request lacks, or an unknown account or symbol
+            self._send(400, {"error": f"missing or unknown {exc}"})
         except (SimError, ValueError, TypeError) as exc:
             self._send(400, {"error": str(exc)})
         else:
