@@ -30,6 +30,7 @@ from execution.exceptions import (
     IdempotencyMismatch,
     InvalidTransition,
     OrderOutcomeUnknown,
+    ProtectionFailed,
     RiskCheckFailed,
 )
 from execution.models import Trade, TradeStatus
@@ -41,6 +42,9 @@ INVALID_INPUT = "INVALID_INPUT"
 # ExecutionError codes that deny a decision (409 with the code) rather than fail it (502).
 DENIAL_CODES = frozenset({"NO_POSITION"})
 PAYLOAD_FIELDS = ("symbol", "action", *ORDER_FIELDS)
+# A stale `received` decision without any order is `failed` (NOT_SENT) only after this long: a
+# request that slow has died before sending anything.
+NOT_SENT_AFTER = timedelta(minutes=15)
 OPEN_SIDES = {DecisionAction.OPEN_LONG: "BUY", DecisionAction.OPEN_SHORT: "SELL"}
 
 
@@ -185,6 +189,11 @@ def execute_decision(decision: Decision) -> Decision:
         # The venue may have executed it: the decision follows its order (settle_decisions).
         decision.trade = _order_of(decision)
         return _finish(decision, DecisionStatus.UNKNOWN, f"{exc.code}: {exc.message}", ["trade"])
+    except ProtectionFailed as exc:
+        # The entry did execute; its TP/SL could not be placed (the position was then closed at
+        # market, or kept and flagged). Not a failure to retry: a new key would open it again.
+        decision.trade = _order_of(decision)
+        return _finish(decision, DecisionStatus.EXECUTED, f"{exc.code}: {exc.message}", ["trade"])
     except ExecutionError as exc:
         if exc.code in DENIAL_CODES:  # close with nothing open: a denial (CONTRACT), not a failure
             return _reject(decision, exc.code, exc.message)
@@ -224,6 +233,8 @@ def _settle(decision: Decision, trade: Trade | None) -> int:
     if trade is None:
         if decision.status != DecisionStatus.RECEIVED or decision.action == DecisionAction.HOLD:
             return 0
+        if decision.created_at > timezone.now() - NOT_SENT_AFTER:
+            return 0  # no order yet: its request may still be on its way to sending one
         _finish(decision, DecisionStatus.FAILED, "NOT_SENT: its process stopped before any order was placed")
         return 1
     decision.trade = trade
@@ -247,13 +258,32 @@ def _reject(decision: Decision, code: str, message: str) -> Decision:
 
 
 def _finish(decision: Decision, status: str, reason: str, fields: list[str] | None = None) -> Decision:
-    with transaction.atomic():
-        decision.reason = reason
-        transition(
-            decision,
-            to_status=status,
-            account=decision.account,
-            message=reason,
-            update_fields=["reason", *(fields or [])],
-        )
+    """Move the decision to its outcome. If `settle_decisions` moved it meanwhile (a slow
+    request), the outcome is applied from where it is now when the table allows (unknown ->
+    executed), and otherwise the settled decision stands."""
+    decision.reason = reason
+    try:
+        with transaction.atomic():
+            transition(
+                decision,
+                to_status=status,
+                account=decision.account,
+                message=reason,
+                update_fields=["reason", *(fields or [])],
+            )
+    except InvalidTransition:
+        outcome = {name: getattr(decision, name) for name in ["reason", *(fields or [])]}
+        decision.refresh_from_db()
+        if status not in Decision.TRANSITIONS.get(decision.status, frozenset()):
+            return decision
+        for name, value in outcome.items():
+            setattr(decision, name, value)
+        with transaction.atomic():
+            transition(
+                decision,
+                to_status=status,
+                account=decision.account,
+                message=reason,
+                update_fields=list(outcome),
+            )
     return decision

@@ -83,7 +83,7 @@ def test_a_decision_whose_process_died_follows_its_order():
     order_of(filled, status="filled")
     in_doubt = decision_of(account, age_seconds=600)
     order_of(in_doubt, status="submitting")
-    never_sent = decision_of(account, age_seconds=600)
+    never_sent = decision_of(account, age_seconds=1800)  # no order after 15 minutes: never sent
     young = decision_of(account, age_seconds=1)
     assert settle_decisions() == 3
     statuses = {d.pk: d.status for d in Decision.objects.all()}

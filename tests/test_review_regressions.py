@@ -205,7 +205,11 @@ def test_a_paper_close_that_loses_the_race_to_a_liquidation_opens_the_opposite_p
         return fill
 
     monkeypatch.setattr(PaperExecutionAdapter, "execute_market_order", fill_while_the_sweep_liquidates)
-    ExecutionService(account).close_position("BTCUSDT")
+    from execution.exceptions import ExchangeRejected
+
+    with pytest.raises(ExchangeRejected) as nothing_left:  # not a success: nothing was left to close
+        ExecutionService(account).close_position("BTCUSDT")
+    assert nothing_left.value.code == "NOTHING_TO_REDUCE"
     opened = list(Position.objects.filter(status="open").values_list("side", "quantity"))
     assert opened == [], f"a reduce-only close opened {opened}"
 

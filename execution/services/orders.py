@@ -33,6 +33,7 @@ from execution.exceptions import (
     RiskCheckFailed,
 )
 from execution.models import (
+    TRADE_IN_FLIGHT,
     PendingOrder,
     Position,
     PositionStatus,
@@ -152,7 +153,8 @@ class ExecutionService:
             logger.warning("intent %s was resolved elsewhere meanwhile", intent.trade.client_order_id)
             replay = self._replay(intent.trade.client_order_id)
             assert replay is not None
-            return replay
+            return self._filled_or_raise(replay)
+        self._filled_or_raise(result)  # a paper reduce-only fill that found nothing left: cancelled
         try:
             if result.pending_orders:
                 result = self._protect(result)
@@ -161,6 +163,18 @@ class ExecutionService:
             # too, after the new legs are placed (a position is never left without its stop).
             if legs_made_final:
                 cancel_legs_left_resting(adapter=self.adapter, account=self.account)
+        return result
+
+    @staticmethod
+    def _filled_or_raise(result: ExecutionResult) -> ExecutionResult:
+        """A result whose trade did not fill is not a success (resolved elsewhere as rejected or
+        cancelled, or a reduce-only fill that found nothing left to reduce)."""
+        trade = result.trade
+        if trade.status != TradeStatus.FILLED:
+            raise ExchangeRejected(
+                f"{trade.client_order_id} did not fill ({trade.status}): {trade.error_message}",
+                code=trade.error_code or "NOT_FILLED",
+            )
         return result
 
     def close_position(
@@ -298,6 +312,8 @@ class ExecutionService:
         with transaction.atomic():
             lock_account(trade.account_id)
             trade.refresh_from_db(fields=["status"])
+            if trade.status not in TRADE_IN_FLIGHT:
+                return  # reconciliation resolved it meanwhile: its outcome stands
             trade.error_code, trade.error_message = error.code, error.message
             transition(
                 trade,

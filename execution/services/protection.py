@@ -355,6 +355,8 @@ def handle_protection_failure(
         locked = lock_account(account.pk)
         for order in legs:
             order.refresh_from_db(fields=["status"])
+            if order.status not in ARMED_PROTECTIVE:
+                continue  # another writer made it final meanwhile (a concurrent order's protection)
             _give_up_leg(order, account=locked, message=failure.message, may_rest=order.client_order_id in may_rest)
         if position is not None:
             Position.objects.filter(pk=position.pk).update(needs_protection=True, updated_at=timezone.now())

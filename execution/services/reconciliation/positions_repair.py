@@ -32,6 +32,7 @@ from execution.services.reconciliation.context import (
 )
 
 ZERO = Decimal("0")
+LEFT_TO_NEXT_RUN = "changed since the exchange was read: left to the next run"
 
 
 def check_positions(ctx: RunContext, snapshot: Snapshot) -> None:
@@ -106,7 +107,7 @@ def _correct(ctx: RunContext, position: Position, remote: RemotePosition) -> str
         account = lock_account(ctx.account.pk)
         position = Position.objects.select_for_update().get(pk=position.pk)
         if ctx.changed_since_read(position):
-            return "changed since the exchange was read: left to the next run"
+            return LEFT_TO_NEXT_RUN
         before = position_view(position)
         position.quantity, position.entry_price = remote.quantity, remote.entry_price
         position.leverage = remote.leverage or position.leverage
@@ -135,7 +136,7 @@ def _correct(ctx: RunContext, position: Position, remote: RemotePosition) -> str
 
 
 def _replace_flipped(ctx: RunContext, position: Position, remote: RemotePosition) -> str:
-    close_locally(
+    closed = close_locally(
         ctx,
         position,
         price=remote.entry_price,
@@ -143,7 +144,7 @@ def _replace_flipped(ctx: RunContext, position: Position, remote: RemotePosition
         exchange_order_id="",
         note="the exchange holds the opposite side",
     )
-    return _adopt(ctx, remote)
+    return _adopt(ctx, remote) if closed else LEFT_TO_NEXT_RUN
 
 
 def _close_from_trades(ctx: RunContext, position: Position) -> str:
@@ -163,17 +164,23 @@ def _close_from_trades(ctx: RunContext, position: Position) -> str:
             f"{position.opened_at:%Y-%m-%d %H:%M}",
             code="NO_EXIT_TRADE",
         )
-    close_locally(ctx, position, price=price, fee=fee, exchange_order_id=order_id, note="closed on the exchange")
+    if not close_locally(
+        ctx, position, price=price, fee=fee, exchange_order_id=order_id, note="closed on the exchange"
+    ):
+        return LEFT_TO_NEXT_RUN
     return f"closed at {price:.8f} (fees {fee})"
 
 
 def close_locally(
     ctx: RunContext, position: Position, *, price: Decimal, fee: Decimal, exchange_order_id: str, note: str
-) -> None:
-    """Book the close, then cancel on the exchange the legs it made final (they may still rest)."""
+) -> bool:
+    """Book the close, then cancel on the exchange the legs it made final (they may still rest).
+    A position booked since the exchange was read is left to the next run (returns False)."""
     with transaction.atomic(), batched_events():
         account = lock_account(ctx.account.pk)
         position = Position.objects.select_for_update().get(pk=position.pk)
+        if ctx.changed_since_read(position) or position.status != PositionStatus.OPEN:
+            return False
         close_whole_position(
             account=account,
             position=position,
@@ -186,6 +193,7 @@ def close_locally(
         )
         record_event(account=account, kind="position.reconciled_close", subject=position, message=note)
     ctx.cancel_left_resting()
+    return True
 
 
 def _exit_of(trades: list[RemoteTrade]) -> tuple[Decimal | None, Decimal, str]:

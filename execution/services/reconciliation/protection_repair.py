@@ -61,11 +61,17 @@ def _protect(ctx: RunContext, position: Position, live_legs: list[PendingOrder],
     """Place only the legs it lacks; the legs resting at the venue stay (a working stop is never
     cancelled to be placed again)."""
     mark = snapshot.positions[position.symbol].mark_price or position.mark_price or position.entry_price
-    spec = protection_for(position, mark)
-    missing = wanted_kinds(position) - {leg.kind for leg in live_legs}
+    read_version = position.updated_at
     with transaction.atomic(), batched_events():
         account = lock_account(ctx.account.pk)
         position = Position.objects.select_for_update().get(pk=position.pk)
+        if position.updated_at != read_version or position.status != PositionStatus.OPEN:
+            return "changed since this step read it (an order meanwhile): left to the next run"
+        # What to place is decided on the locked rows: an order may have changed them since.
+        live_ids = {leg.pk for leg in live_legs}
+        live_legs = list(PendingOrder.objects.filter(pk__in=live_ids, status__in=ARMED_PROTECTIVE))
+        spec = protection_for(position, mark)
+        missing = wanted_kinds(position) - {leg.kind for leg in live_legs}
         legs = add_missing_legs(
             account=account,
             position=position,
