@@ -23,13 +23,15 @@ CREATE_DESCRIPTION = """Submit a decision; it is executed in the account's mode 
 
 The status code follows what became of the decision, also when its idempotency key is sent again:
 
-- **201** executed or skipped (hold), new; **200** the same idempotency key and payload seen before:
+- **201** executed or skipped (hold), new (an entry whose TP/SL the venue refused is `executed` with `reason`
+  PROTECTION_FAILED: it did execute; do not retry it); **200** the same idempotency key and payload seen before:
   the first decision, not executed again (while the first is still executing, its `status` is `received`).
 - **409** with the decision and `code`: denied (`status` `rejected`; `code` = `denial_code`: a risk code,
   NO_POSITION for a close with nothing open, or INVALID_INPUT).
 - **409** `{"detail", "code": "IDEMPOTENCY_MISMATCH"}`: the key was used with a different payload; nothing was done.
 - **502** with the decision and `code` EXECUTION_FAILED: recorded as `failed` because the venue could not
-  execute it (unreachable, refused, ambiguous); `reason` says what failed. Send a new key to try again.
+  execute it (unreachable, refused, or found never executed); `reason` says what failed. Send a new key to try
+  again.
 - **202** with the decision and `code` OUTCOME_UNKNOWN: the venue's answer was ambiguous (`status`
   `unknown`); the order is never resent: reconciliation asks the venue by its client order id and the
   decision then becomes `executed` or `failed` (poll it with GET).
