@@ -125,6 +125,20 @@ def cancel_leg(order: PendingOrder, *, account: Account, reason: str) -> None:
     transition(order, to_status=PendingOrderStatus.CANCELLED, account=account, message=reason, update_fields=fields)
 
 
+def mark_leg_filled(
+    leg: PendingOrder, *, trade: Trade | None, account: Account, now: datetime, price: Decimal, quantity: Decimal
+) -> None:
+    """A protective leg filled (its fill booked on `trade`, when there was a position to book it on)."""
+    leg.trade, leg.closed_at = trade, now
+    transition(
+        leg,
+        to_status=PendingOrderStatus.FILLED,
+        account=account,
+        update_fields=["trade", "closed_at"],
+        data={"price": price, "quantity": quantity},
+    )
+
+
 def cancel_sibling(order: PendingOrder, *, account: Account, now: datetime) -> None:
     """The other leg of a pair whose leg filled (and left the position open) is cancelled."""
     if order.sibling_id is None:

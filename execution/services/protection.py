@@ -92,19 +92,26 @@ def replace_protection(
     if len(orders) == 2:
         orders[0].sibling, orders[1].sibling = orders[1], orders[0]
         PendingOrder.objects.bulk_update(orders, ["sibling"])
-    wanted_fields = (spec.take_profit, spec.stop_loss, False)
-    if (position.take_profit, position.stop_loss, position.needs_protection) != wanted_fields:
-        position.take_profit, position.stop_loss, position.needs_protection = wanted_fields
+    _record_protection(account=account, position=position, spec=spec, new_legs=orders)
+    return orders
+
+
+def _record_protection(
+    *, account: Account, position: Position, spec: ProtectionSpec, new_legs: list[PendingOrder]
+) -> None:
+    """The position remembers what it asked for (it is protected, not flagged); each new leg is audited."""
+    wanted = (spec.take_profit, spec.stop_loss, False)
+    if (position.take_profit, position.stop_loss, position.needs_protection) != wanted:
+        position.take_profit, position.stop_loss, position.needs_protection = wanted
         position.save(update_fields=["take_profit", "stop_loss", "needs_protection", "updated_at"])
-    for order in orders:
+    for leg in new_legs:
         record_event(
             account=account,
             kind="pendingorder.pending",
-            subject=order,
+            subject=leg,
             to_status="pending",
-            data={"kind": order.kind, "trigger_price": order.trigger_price, "side": order.side},
+            data={"kind": leg.kind, "trigger_price": leg.trigger_price, "side": leg.side},
         )
-    return orders
 
 
 def add_missing_legs(
@@ -153,18 +160,7 @@ def add_missing_legs(
         PendingOrder.objects.filter(sibling__in=[stop, take]).exclude(pk__in=[stop.pk, take.pk]).update(sibling=None)
         stop.sibling, take.sibling = take, stop
         PendingOrder.objects.bulk_update([stop, take], ["sibling"])
-    wanted = (spec.take_profit, spec.stop_loss, False)
-    if (position.take_profit, position.stop_loss, position.needs_protection) != wanted:
-        position.take_profit, position.stop_loss, position.needs_protection = wanted
-        position.save(update_fields=["take_profit", "stop_loss", "needs_protection", "updated_at"])
-    for leg in new:
-        record_event(
-            account=account,
-            kind="pendingorder.pending",
-            subject=leg,
-            to_status="pending",
-            data={"kind": leg.kind, "trigger_price": leg.trigger_price, "side": leg.side},
-        )
+    _record_protection(account=account, position=position, spec=spec, new_legs=new)
     return new
 
 

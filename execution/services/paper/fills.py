@@ -28,6 +28,7 @@ from execution.services.ledger import (
     book_fill,
     cancel_sibling,
     lock_account,
+    mark_leg_filled,
     open_position,
     protective_fill_reason,
     reduce_only_trade,
@@ -185,14 +186,7 @@ def fill_triggered_order(
         keep_pending=order,
         position=position,
     )
-    order.trade, order.closed_at = trade, now
-    transition(
-        order,
-        to_status=PendingOrderStatus.FILLED,
-        account=account,
-        update_fields=["trade", "closed_at"],
-        data={"price": plan.price, "quantity": plan.quantity},
-    )
+    mark_leg_filled(order, trade=trade, account=account, now=now, price=plan.price, quantity=plan.quantity)
     if not plan.closes_position:
         cancel_sibling(order, account=account, now=now)
     return plan.outcome

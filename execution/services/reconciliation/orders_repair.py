@@ -27,6 +27,7 @@ from execution.services.ledger import (
     book_fill,
     cancel_sibling,
     lock_account,
+    mark_leg_filled,
     open_position,
     protective_fill_reason,
     reduce_only_trade,
@@ -211,14 +212,7 @@ def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:
                 exchange_order_id=fill.exchange_order_id,
                 keep_pending=leg,
             )
-        leg.trade, leg.closed_at = trade, now
-        transition(
-            leg,
-            to_status=PendingOrderStatus.FILLED,
-            account=account,
-            update_fields=["trade", "closed_at"],
-            data={"price": fill.price, "quantity": fill.quantity},
-        )
+        mark_leg_filled(leg, trade=trade, account=account, now=now, price=fill.price, quantity=fill.quantity)
         cancel_sibling(leg, account=account, now=now)
 
 
