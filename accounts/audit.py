@@ -52,8 +52,16 @@ def batched_events() -> Iterator[None]:
     Use inside the transaction whose changes they describe, so they commit together. Events
     of rows that were not saved yet take their subject's primary key when they are inserted.
     """
-    if getattr(_batches, "events", None) is not None:  # already batching: join the outer batch
-        yield
+    batch = getattr(_batches, "events", None)
+    if batch is not None:  # already batching: join the outer batch
+        mark = len(batch)
+        try:
+            yield
+        except BaseException:
+            # The block failed (its savepoint, if any, rolls back): its events must not commit
+            # with the outer batch if the caller catches the error and goes on.
+            del batch[mark:]
+            raise
         return
     _batches.events = []
     try:

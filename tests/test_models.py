@@ -93,3 +93,22 @@ def test_execution_events_are_append_only(paper_account):
         event.save()
     with pytest.raises(ValueError):
         event.delete()
+
+
+def test_a_failed_nested_batch_leaves_no_events_in_the_outer_one(paper_account):
+    from django.db import transaction
+
+    from accounts.audit import batched_events, record_event
+    from execution.models import ExecutionEvent
+
+    with transaction.atomic(), batched_events():
+        record_event(account=paper_account, kind="outer.kept")
+        try:
+            with transaction.atomic(), batched_events():
+                record_event(account=paper_account, kind="inner.rolled_back")
+                raise RuntimeError("the inner block fails")
+        except RuntimeError:
+            pass
+        record_event(account=paper_account, kind="outer.after")
+    kinds = set(ExecutionEvent.objects.filter(account=paper_account).values_list("kind", flat=True))
+    assert kinds >= {"outer.kept", "outer.after"} and "inner.rolled_back" not in kinds
