@@ -4,6 +4,7 @@ The dev-only SECRET_KEY and FIELD_ENCRYPTION_KEY defaults are refused unless DEB
 so a production process cannot start with keys that are published in this repository.
 """
 
+import math
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,18 @@ def _check_field_keys() -> None:
             raise ImproperlyConfigured(
                 f"FIELD_ENCRYPTION_KEY entry {position} is not a valid Fernet key (32 url-safe base64-encoded bytes)."
             ) from None
+
+
+def _seconds_setting(name: str, default: float, *, zero: bool = False) -> float:
+    """A duration in seconds: a finite number > 0 (>= 0 with `zero`)."""
+    raw = env.str(name, default=str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, got {raw!r}.") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ImproperlyConfigured(f"{name} must be a finite number of seconds {'>=' if zero else '>'} 0, got {raw!r}.")
+    return value
 
 
 def _decimal_setting(name: str, default: str) -> Decimal:
@@ -214,17 +227,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-PAPER_SWEEP_SECONDS = env.float("PAPER_SWEEP_SECONDS", default=5.0)
-PAPER_MARK_SECONDS = env.float("PAPER_MARK_SECONDS", default=15.0)
+PAPER_SWEEP_SECONDS = _seconds_setting("PAPER_SWEEP_SECONDS", 5.0)
+PAPER_MARK_SECONDS = _seconds_setting("PAPER_MARK_SECONDS", 15.0)
 # A triggered order whose worker died is claimed again after this long. Re-claiming one that a
 # slow worker is still filling is harmless (the fill re-checks the status under the account lock).
+PAPER_RECLAIM_SECONDS = _seconds_setting("PAPER_RECLAIM_SECONDS", 3 * PAPER_SWEEP_SECONDS)
 # A `submitting` intent this old lost its process between sending and booking: reconciliation
 # resolves it by client order id, like an `unknown` one.
+EXECUTION_INTENT_STALE_SECONDS = _seconds_setting("EXECUTION_INTENT_STALE_SECONDS", 120.0)
 # Protective placement and its rollback wait out a rate limit this short rather than give up.
-EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS", default=5.0)
-EXECUTION_INTENT_STALE_SECONDS = env.float("EXECUTION_INTENT_STALE_SECONDS", default=120.0)
-PAPER_RECLAIM_SECONDS = env.float("PAPER_RECLAIM_SECONDS", default=3 * PAPER_SWEEP_SECONDS)
-RECONCILE_SECONDS = env.float("RECONCILE_SECONDS", default=60.0)
+EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS = _seconds_setting("EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS", 5.0, zero=True)
+RECONCILE_SECONDS = _seconds_setting("RECONCILE_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",

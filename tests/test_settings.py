@@ -4,6 +4,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +107,23 @@ def test_filesystem_broker_writes_only_under_var(tmp_path):
     assert all(Path(v).is_relative_to(report["var"]) for v in folders.values()), folders
     assert not (tmp_path / "control").exists()
     assert (Path(report["options"]["control_folder"]) / "probe.exchange").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EXECUTION_INTENT_STALE_SECONDS", "-1"),
+        ("EXECUTION_INTENT_STALE_SECONDS", "0"),
+        ("PAPER_RECLAIM_SECONDS", "soon"),
+        ("EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS", "nan"),
+        ("PAPER_SWEEP_SECONDS", "inf"),
+    ],
+)
+def test_durations_that_make_no_sense_are_refused_at_start_up(name, value):
+    result = run_manage("check", DEBUG="1", **{name: value})
+    assert result.returncode != 0
+    assert name in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_wait_on_rate_limits_is_allowed():
+    assert run_manage("check", DEBUG="1", EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS="0").returncode == 0
