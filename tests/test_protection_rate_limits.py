@@ -93,3 +93,42 @@ def test_a_long_ban_leaves_no_failed_leg_the_exchange_holds_and_no_duplicate(liv
     armed = sorted(PendingOrder.objects.filter(status="pending").values_list("client_order_id", flat=True))
     assert protective_resting(remote) == armed and len(armed) == 2  # one TP and one SL, no duplicate
     assert remote.positions["BTCUSDT"].amount == Decimal("0.01")
+
+
+def test_a_leg_whose_outcome_the_venue_cannot_tell_is_never_failed(live, monkeypatch):
+    """An ambiguous leg (503 after the venue took it) and a venue that cannot answer the lookup
+    either: the leg is cancelled here with its cancel pending there, never `failed` or left armed;
+    the next reconciliation cancels it there and places the stop again."""
+    from execution.aster.errors import AsterOutcomeUnknown
+    from execution.exceptions import ExchangeRejected
+    from execution.services.adapters.live import LiveExecutionAdapter
+
+    account, remote = live
+    account.keep_unprotected_positions = True
+    account.save(update_fields=["keep_unprotected_positions"])
+    new_order = AsterClient.new_order
+
+    def accepted_then_503(client, *args, **kwargs):
+        result = new_order(client, *args, **kwargs)
+        if kwargs.get("type") == "STOP_MARKET" and not PendingOrder.objects.filter(venue_cancel_pending=True).exists():
+            raise AsterOutcomeUnknown("HTTP 503", client_order_id=kwargs["client_order_id"], http_status=503)
+        return result
+
+    def lookup_fails(self, *, symbol, client_order_id):
+        raise ExchangeRejected("the venue is unreachable", code="EXCHANGE_ERROR")
+
+    monkeypatch.setattr(AsterClient, "new_order", accepted_then_503)
+    with monkeypatch.context() as during:
+        during.setattr(LiveExecutionAdapter, "lookup_order", lookup_fails)
+        with pytest.raises(ProtectionFailed):
+            ExecutionService(account, sleep=no_sleep).execute_market_order(
+                symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, stop_loss="60000"
+            )
+    stop = PendingOrder.objects.get(kind="stop_loss")
+    assert (stop.status, stop.venue_cancel_pending) == ("cancelled", True)
+    assert Position.objects.get(status="open").needs_protection
+    monkeypatch.setattr(AsterClient, "new_order", new_order)
+    run = reconcile_account(account, sleep=no_sleep)
+    assert run.status == "repaired", list(run.items.values_list("kind", "outcome", "message"))
+    armed = sorted(PendingOrder.objects.filter(status="pending").values_list("client_order_id", flat=True))
+    assert protective_resting(remote) == armed and len(armed) == 1
