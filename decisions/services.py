@@ -219,9 +219,13 @@ def settle_decisions(*, now: datetime | None = None) -> int:
     candidates = Decision.objects.filter(
         Q(status=DecisionStatus.UNKNOWN) | Q(status=DecisionStatus.RECEIVED, created_at__lt=stale)
     ).select_related("account", "trade")
+    decisions = list(candidates)
+    # Their orders in one read (by the client order ids the decisions were sent with).
+    client_ids = {d.pk: client_order_id_for(d.account, execution_key(d)) for d in decisions if d.trade is None}
+    orders = {t.client_order_id: t for t in Trade.objects.filter(client_order_id__in=client_ids.values())}
     settled = 0
-    for decision in candidates:
-        trade = decision.trade or _order_of(decision)
+    for decision in decisions:
+        trade = decision.trade or orders.get(client_ids[decision.pk])
         try:
             settled += _settle(decision, trade)
         except InvalidTransition:  # its own process finished it meanwhile

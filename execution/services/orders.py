@@ -45,7 +45,7 @@ from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.ledger import lock_account
 from execution.services.market_data import MarketSnapshot, market_snapshot
-from execution.services.position_math import closing_side
+from execution.services.position_math import closing_side, q
 from execution.services.protection import (
     ProtectionSpec,
     book_and_protect,
@@ -249,7 +249,7 @@ class ExecutionService:
                 quantity=plan.quantity,
                 leverage=request.leverage,
                 reduce_only=plan.only_reduces,
-                reserved_margin=required_margin(context),  # held until the intent leaves flight
+                reserved_margin=q(required_margin(context)),  # held until the intent leaves flight
                 take_profit=plan.take_profit,  # whoever resolves the intent protects its position
                 stop_loss=plan.stop_loss,
                 client_order_id=client_order_id,
