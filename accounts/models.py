@@ -69,6 +69,15 @@ class Account(models.Model):
     signer_address = models.CharField(max_length=42, blank=True, default="", help_text="V3: the API wallet (signer).")
     signer_private_key = EncryptedSecretField()
 
+    live_wallet_balance = models.DecimalField(
+        max_digits=28,
+        decimal_places=10,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Live only: the exchange's wallet balance, from the user-data stream.",
+    )
+    live_balance_at = models.DateTimeField(null=True, blank=True, editable=False)
     reconcile_lease_until = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Held by the reconciliation running for this account."
     )

@@ -311,6 +311,20 @@ if not 1 <= EXECUTION_MAX_LEVERAGE <= 25:
     )
 PAPER_TAKER_FEE_RATE = _decimal_setting("PAPER_TAKER_FEE_RATE", "0.00035")
 EXECUTION_STALE_PRICE_SECONDS = env.int("EXECUTION_STALE_PRICE_SECONDS", default=30)
+# --- Streams (`manage.py aster_stream`) ---------------------------------------------------
+ASTER_WS_URL = env.str("ASTER_WS_URL", default="wss://fstream.asterdex.com").rstrip("/")
+# No frame for this long: the connection is presumed dead and replaced (the mark stream pushes every 1 s).
+STREAM_IDLE_SECONDS = _seconds_setting("STREAM_IDLE_SECONDS", 10.0)
+# The exchange closes a connection after 24 h; the process opens its successor before then.
+STREAM_ROLLOVER_SECONDS = _seconds_setting("STREAM_ROLLOVER_SECONDS", 23 * 3600.0)
+# Reconnects back off exponentially (with jitter) from 0.5 s up to this.
+STREAM_BACKOFF_MAX_SECONDS = _seconds_setting("STREAM_BACKOFF_MAX_SECONDS", 30.0)
+# A user-data stream lease lapses this long after its holder's last renewal (a dead process's
+# accounts are taken over within about this long).
+STREAM_LEASE_SECONDS = _seconds_setting("STREAM_LEASE_SECONDS", 30.0)
+# listenKey keepalive: well inside the exchange's 60-minute validity.
+LISTEN_KEY_KEEPALIVE_SECONDS = _seconds_setting("LISTEN_KEY_KEEPALIVE_SECONDS", 1800.0)
+
 # A position adopted by reconciliation gets a stop this far from the mark (0.05 = 5 %).
 EXECUTION_ADOPTED_STOP_PCT = _decimal_setting("EXECUTION_ADOPTED_STOP_PCT", "0.05")
 

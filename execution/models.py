@@ -389,3 +389,105 @@ class ReconciliationItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.symbol}: {self.action} [{self.outcome}]"
+
+
+class PriceCacheEntry(models.Model):
+    """The price cache's database face (the embedded default; Redis holds it when REDIS_URL is
+    set). One row per symbol, written by the stream process in one statement per batch and read
+    by every process through `execution.services.price_cache`."""
+
+    symbol = models.CharField(max_length=32, primary_key=True)
+    mark_price = money_field(null=True, blank=True)
+    index_price = money_field(null=True, blank=True)
+    last_price = money_field(null=True, blank=True)
+    funding_rate = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    next_funding_time_ms = models.BigIntegerField(default=0)
+    event_time_ms = models.BigIntegerField(default=0, help_text="Exchange time of the mark price (ms).")
+    last_event_time_ms = models.BigIntegerField(default=0, help_text="Exchange time of the last price (ms).")
+    received_at = models.DateTimeField(help_text="When this process received the latest update.")
+
+    class Meta:
+        verbose_name_plural = "price cache entries"
+
+    def __str__(self) -> str:
+        return f"{self.symbol} mark {self.mark_price} last {self.last_price}"
+
+
+class StreamKind(models.TextChoices):
+    MARKET = "market", "Market data"
+    USER = "user", "User data"
+
+
+class StreamStatus(models.Model):
+    """What one stream connection last reported: for operators, the health check and the
+    reconciliation schedule. Written by the stream process at most every few seconds."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    kind = models.CharField(max_length=8, choices=StreamKind.choices)
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, null=True, blank=True, related_name="stream_statuses"
+    )
+    holder = models.CharField(max_length=120, blank=True, default="", help_text="host:pid of the process.")
+    connected = models.BooleanField(default=False)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    last_frame_at = models.DateTimeField(null=True, blank=True)
+    last_event_time_ms = models.BigIntegerField(default=0)
+    lag_ms = models.IntegerField(null=True, blank=True, help_text="Receipt time minus exchange event time.")
+    reconnects = models.PositiveIntegerField(default=0)
+    dropped_frames = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["kind", "name"]
+        verbose_name_plural = "stream statuses"
+        constraints = [models.CheckConstraint(condition=Q(kind__in=StreamKind.values), name="streamstatus_kind_valid")]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{'connected' if self.connected else 'down'}]"
+
+
+class StreamLease(models.Model):
+    """Which stream process holds an account's user-data stream, until when. Taken and renewed
+    with a conditional UPDATE, so that no account is streamed by two processes at once; a dead
+    holder's lease lapses and another process takes the account over."""
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, primary_key=True, related_name="stream_lease")
+    holder = models.CharField(max_length=120)
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"account {self.account_id} held by {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class ExchangeFill(models.Model):
+    """One exchange trade (order id, trade id) seen by the user-data stream or reconciliation:
+    the key that makes a fill delivered twice, or booked by both, count once."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="exchange_fills")
+    symbol = models.CharField(max_length=32)
+    exchange_order_id = models.CharField(max_length=64)
+    exchange_trade_id = models.CharField(max_length=64)
+    client_order_id = models.CharField(max_length=64, blank=True, default="")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = money_field()
+    price = money_field()
+    commission = money_field(default=Decimal("0"))
+    realized_pnl = money_field(default=Decimal("0"))
+    trade = models.ForeignKey(Trade, on_delete=models.SET_NULL, null=True, blank=True, related_name="exchange_fills")
+    event_time_ms = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "exchange_order_id", "exchange_trade_id"], name="exchangefill_once"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="exchangefill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="exchangefill_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} @ {self.price} (order {self.exchange_order_id})"
