@@ -1,0 +1,1 @@
+"""The exchange's WebSocket streams: frame parsing (here, Django-free) and connections."""
