@@ -1,6 +1,8 @@
 """The Celery app. Broker and schedule come from Django settings (namespace CELERY)."""
 
 import os
+from pathlib import Path
+from typing import Any
 
 from celery import Celery
 
@@ -9,3 +11,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def create_filesystem_broker_folders(sender: Celery, **kwargs: Any) -> None:
+    """The filesystem broker (the embedded default) needs its folders before the first message;
+    they are made when Celery is first used, not when settings are imported."""
+    options = sender.conf.broker_transport_options or {}
+    for name in ("data_folder_in", "data_folder_out", "control_folder"):
+        if options.get(name):
+            Path(options[name]).mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ so a production process cannot start with keys that are published in this reposi
 """
 
 import math
+import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 django_stubs_ext.monkeypatch()  # generic model fields, forms and serializers at run time
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
+VAR_DIR = Path(os.environ.get("VAR_DIR") or BASE_DIR / "var")  # logs, broker folders, beat schedule
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
 DEV_FIELD_ENCRYPTION_KEY = "Kp4NWr6f-WSOngSspPFQrB5Yi6fKxVrap6xP_j7005k="
@@ -198,16 +199,28 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 
+# Every Redis key of this service starts with this prefix (cache, weight budget, price cache), so
+# that several deployments, or a test run, can share one Redis database and clear only their own.
+REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="execution")
+if not REDIS_KEY_PREFIX or not all(c.isalnum() or c in "-_." for c in REDIS_KEY_PREFIX):
+    raise ImproperlyConfigured(f"REDIS_KEY_PREFIX must be letters, digits, '-', '_' or '.', got {REDIS_KEY_PREFIX!r}")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "config.redis_cache.PrefixScopedRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery -------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 if not REDIS_URL:
+    # The folders are created when Celery first reads its configuration (config/celery.py),
+    # not here: importing settings creates nothing.
     _broker_dir = VAR_DIR / "celery-broker"
-    _broker_dir.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),

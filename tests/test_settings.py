@@ -127,3 +127,48 @@ def test_durations_that_make_no_sense_are_refused_at_start_up(name, value):
 
 def test_no_wait_on_rate_limits_is_allowed():
     assert run_manage("check", DEBUG="1", EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS="0").returncode == 0
+
+
+def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    clean.update(env, DJANGO_SETTINGS_MODULE="config.settings", DEBUG="1")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+def test_importing_settings_creates_no_directory_and_celery_makes_its_broker_folders(tmp_path):
+    var_dir = tmp_path / "var"
+    setup = _run_python("import django; django.setup()", VAR_DIR=str(var_dir))
+    assert setup.returncode == 0, setup.stderr
+    assert not var_dir.exists()
+
+    used = _run_python(
+        "import django; django.setup(); from config.celery import app; app.conf.broker_url", VAR_DIR=str(var_dir)
+    )
+    assert used.returncode == 0, used.stderr
+    assert (var_dir / "celery-broker" / "control").is_dir()
+
+
+def test_redis_key_prefix_is_validated():
+    result = run_manage("check", DEBUG="1", REDIS_KEY_PREFIX="bad prefix*")
+    assert result.returncode != 0
+    assert "REDIS_KEY_PREFIX" in result.stderr
+
+
+@pytest.mark.redis
+def test_cache_clear_deletes_only_this_services_keys():
+    import redis
+    from django.core.cache import cache
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    foreign = "someone-else:key"
+    ours = f"{settings.REDIS_KEY_PREFIX}:raw-key"
+    client.set(foreign, "keep", ex=60)
+    client.set(ours, "ours", ex=60)
+    cache.set("cached", 1, timeout=60)
+    try:
+        cache.clear()
+        assert client.get(foreign) == b"keep"
+        assert client.get(ours) is None
+        assert cache.get("cached") is None
+    finally:
+        client.delete(foreign)

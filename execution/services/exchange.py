@@ -23,12 +23,12 @@ _lock = threading.Lock()
 
 
 @lru_cache(maxsize=4)
-def _budget_for(base_url: str, redis_url: str, limit: int) -> WeightBudget:
+def _budget_for(base_url: str, redis_url: str, limit: int, key_prefix: str) -> WeightBudget:
     if redis_url:
         import redis
 
         host = urlsplit(base_url).netloc or base_url
-        return RedisWeightBudget(redis.Redis.from_url(redis_url), prefix=f"aster:{host}", limit=limit)
+        return RedisWeightBudget(redis.Redis.from_url(redis_url), prefix=f"{key_prefix}:aster:{host}", limit=limit)
     return LocalWeightBudget(limit=limit)
 
 
@@ -38,7 +38,9 @@ def _info_cache_for(base_url: str, ttl: float) -> ExchangeInfoCache:
 
 
 def weight_budget() -> WeightBudget:
-    return _budget_for(settings.ASTER_BASE_URL, settings.REDIS_URL, settings.ASTER_WEIGHT_LIMIT_1M)
+    return _budget_for(
+        settings.ASTER_BASE_URL, settings.REDIS_URL, settings.ASTER_WEIGHT_LIMIT_1M, settings.REDIS_KEY_PREFIX
+    )
 
 
 def _client(credentials: Credentials | None) -> AsterClient:
