@@ -13,7 +13,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.on_after_configure.connect
+@app.on_after_configure.connect  # type: ignore[misc]  # Celery's signal decorator is untyped
 def create_filesystem_broker_folders(sender: Celery, **kwargs: Any) -> None:
     """The filesystem broker (the embedded default) needs its folders before the first message;
     they are made when Celery is first used, not when settings are imported."""

@@ -21,8 +21,8 @@ class PrefixScopedRedisCache(RedisCache):
         if not self.key_prefix:
             raise ValueError("PrefixScopedRedisCache needs a KEY_PREFIX: clear() deletes only keys under it")
 
-    def clear(self) -> bool:
-        client = self._cache.get_client(write=True)
+    def clear(self) -> None:
+        client = self._cache.get_client(write=True)  # type: ignore[attr-defined]  # django-stubs omit it
         pattern = f"{self.key_prefix}:*"
         batch: list[bytes] = []
         for key in client.scan_iter(match=pattern, count=SCAN_BATCH):
@@ -32,4 +32,3 @@ class PrefixScopedRedisCache(RedisCache):
                 batch.clear()
         if batch:
             client.unlink(*batch)
-        return True
