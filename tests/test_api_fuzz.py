@@ -82,7 +82,7 @@ def world(db, market):
         quantity=Decimal("0.01"),
         leverage=5,
         take_profit=Decimal("90000"),
-        stop_loss=Decimal("10000"),
+        stop_loss=Decimal("60000"),
         idempotency_key="fuzz-open",
     )
     submit_decision(account=PaperAccountFactory(owner=UserFactory()), symbol="BTCUSDT", action="hold")
@@ -151,7 +151,7 @@ JSON, FORM = "application/json", "application/x-www-form-urlencoded"
 def scenarios(paper: int, live: int) -> list[tuple[str, str, dict[str, Any], int]]:
     """Named decisions sent before the generated ones: each outcome the POST documents, once."""
     opening = {"account": paper, "symbol": "BTCUSDT", "action": "open_long", "quantity": "0.01", "leverage": 5}
-    protected = {**opening, "take_profit": "90000", "stop_loss": "10000", "idempotency_key": "s-open"}
+    protected = {**opening, "take_profit": "90000", "stop_loss": "60000", "idempotency_key": "s-open"}
     close = {"account": paper, "symbol": "BTCUSDT", "action": "close"}
     return [
         ("open, protected", JSON, protected, 201),

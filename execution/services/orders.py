@@ -57,6 +57,7 @@ from execution.services.risk import (
     OrderRequest,
     PlannedOrder,
     check_protection,
+    check_stop_before_liquidation,
     parse_order_request,
     plan_order,
     required_margin,
@@ -240,6 +241,7 @@ class ExecutionService:
                 positions=positions,
             )
             context = replace(context, safety_close=reason == TradeReason.PROTECTION_FAILURE)
+            check_stop_before_liquidation(context)  # an input refusal: writes nothing
             run_policy_checks(context)
             trade = Trade.objects.create(
                 account=account,

@@ -2,7 +2,8 @@
 
 Two kinds of refusal:
 - input refusals (malformed arguments: ValidationError; or INVALID_QUANTITY, UNKNOWN_SYMBOL,
-  INVALID_PROTECTION, leverage outside 1..EXECUTION_MAX_LEVERAGE): nothing is written;
+  INVALID_PROTECTION — including a stop-loss at or beyond the liquidation price of the position
+  after the order —, leverage outside 1..EXECUTION_MAX_LEVERAGE): nothing is written;
 - policy denials (TRADING_HALTED, REDUCE_ONLY, LEVERAGE_TOO_HIGH for the account's or the
   bracket's cap, COOLDOWN_ACTIVE, INSUFFICIENT_MARGIN, MIN_NOTIONAL, STALE_PRICE): the service
   records one `order.denied` audit event and nothing else.
@@ -19,12 +20,18 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from accounts.models import Account, TradingState
+from accounts.models import Account, MarginType, TradingState
 from execution.aster.rules import SYMBOL_RE, SymbolRules
 from execution.exceptions import PolicyDenied, RiskCheckFailed
 from execution.models import Position
 from execution.services.market_data import MarketSnapshot, check_fresh
-from execution.services.position_math import MaintenanceTier, direction, position_side_for, tier_for
+from execution.services.position_math import (
+    MaintenanceTier,
+    direction,
+    liquidation_price,
+    position_side_for,
+    tier_for,
+)
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,55 @@ def check_protection(plan: PlannedOrder, mark_price: Decimal) -> None:
             "INVALID_PROTECTION",
             f"take_profit {plan.take_profit} must be {where} the mark price {mark_price} for a {plan.resulting_side}",
         )
+
+
+def check_stop_before_liquidation(ctx: RiskContext) -> None:
+    """A stop-loss must trigger before the position it protects is liquidated: one at or beyond
+    the liquidation price of the position *after this order* would never fire (the position is
+    liquidated first and loses its whole margin). INVALID_PROTECTION, naming the price."""
+    stop = ctx.plan.stop_loss
+    side = ctx.plan.resulting_side
+    if stop is None or side is None:
+        return
+    liquidation = projected_liquidation_price(ctx)
+    refuse_stop_beyond_liquidation(side=side, stop_loss=stop, liquidation_price=liquidation)
+
+
+def refuse_stop_beyond_liquidation(*, side: str, stop_loss: Decimal, liquidation_price: Decimal | None) -> None:
+    """The rule itself, for new orders and for amended protection alike."""
+    if liquidation_price is None:
+        return
+    if (stop_loss - liquidation_price) * direction(side) <= 0:
+        where = "above" if side == "LONG" else "below"
+        raise RiskCheckFailed(
+            "INVALID_PROTECTION",
+            f"stop_loss {stop_loss} is at or beyond the liquidation price {liquidation_price:.2f} of the {side}; "
+            f"it must be {where} it",
+            details={"liquidation_price": str(liquidation_price)},
+        )
+
+
+def projected_liquidation_price(ctx: RiskContext) -> Decimal | None:
+    """The liquidation price of the position once this order has filled at the mark: the open
+    quantity added to a same-side position (weighted entry), or a new position.
+    Isolated: the position's own margin backs it. Cross: the free balance backs it too."""
+    plan = ctx.plan
+    if plan.resulting_side is None or plan.opens_quantity == 0:
+        return None
+    mark = ctx.snapshot.mark_price
+    quantity, entry = plan.opens_quantity, mark
+    position = ctx.position
+    if position is not None and position.side == plan.resulting_side and position.quantity > 0:
+        total = position.quantity + quantity
+        entry = (position.entry_price * position.quantity + mark * quantity) / total
+        quantity = total
+    # As the ledger books it (and the exchange sets it per symbol): the order's leverage applies to
+    # the whole position.
+    margin = quantity * entry / plan.request.leverage
+    if ctx.account.margin_type == MarginType.CROSSED:
+        free = ctx.available_balance - ctx.margin_in_use - ctx.reserved_margin - required_margin(ctx)
+        margin += max(free, Decimal("0"))
+    return liquidation_price(plan.resulting_side, quantity, entry, margin, ctx.tiers)
 
 
 @dataclass(frozen=True)
