@@ -92,3 +92,15 @@ def test_the_rule_at_its_edges(side, stop, refused):
             refuse_stop_beyond_liquidation(side=side, stop_loss=Decimal(stop), liquidation_price=Decimal("100"))
     else:
         refuse_stop_beyond_liquidation(side=side, stop_loss=Decimal(stop), liquidation_price=Decimal("100"))
+
+
+@pytest.mark.parametrize(("side", "liquidation", "expected"), [("LONG", "63000", "64000"), ("SHORT", "67000", "66000")])
+def test_an_adopted_position_gets_its_stop_inside_liquidation(market, side, liquidation, expected):
+    from execution.services.reconciliation.protection_repair import protection_for
+
+    # 5 % from the mark (61,750 / 68,250) would sit past liquidation: halfway to it instead.
+    position = Position(symbol="BTCUSDT", side=side, liquidation_price=Decimal(liquidation))
+    spec = protection_for(position, Decimal("65000"))
+    assert spec.stop_loss == Decimal(expected)
+    far = Position(symbol="BTCUSDT", side=side, liquidation_price=None)
+    assert protection_for(far, Decimal("65000")).stop_loss == Decimal("61750" if side == "LONG" else "68250")

@@ -133,5 +133,10 @@ def protection_for(position: Position, mark: Decimal) -> ProtectionSpec:
     stop, take = position.stop_loss, position.take_profit
     if stop is None and take is None:
         stop = mark * (1 - sign * settings.EXECUTION_ADOPTED_STOP_PCT)
+        lp = position.liquidation_price
+        if lp is not None and (stop - lp) * sign <= 0:
+            # A stop at or past liquidation never fires (the position is liquidated first):
+            # at high leverage the adopted stop moves halfway between the mark and liquidation.
+            stop = lp + (mark - lp) / 2
     tick = symbol_rules(position.symbol).tick_size or SMALLEST_TICK
     return ProtectionSpec(take_profit=take, stop_loss=round_to_tick(stop, tick) if stop is not None else None)
