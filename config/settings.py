@@ -324,6 +324,10 @@ if not 1 <= EXECUTION_MAX_LEVERAGE <= 25:
     )
 PAPER_TAKER_FEE_RATE = _decimal_setting("PAPER_TAKER_FEE_RATE", "0.00035")
 EXECUTION_STALE_PRICE_SECONDS = env.int("EXECUTION_STALE_PRICE_SECONDS", default=30)
+# --- Operations -------------------------------------------------------------------------
+# Unset: /metrics answers loopback clients only. Set: it needs `Authorization: Bearer <token>`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # --- Streams (`manage.py aster_stream`) ---------------------------------------------------
 ASTER_WS_URL = env.str("ASTER_WS_URL", default="wss://fstream.asterdex.com").rstrip("/")
 # No frame for this long: the connection is presumed dead and replaced (the mark stream pushes every 1 s).

@@ -491,3 +491,16 @@ class ExchangeFill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {self.quantity} {self.symbol} @ {self.price} (order {self.exchange_order_id})"
+
+
+class Heartbeat(models.Model):
+    """When a periodic job (the paper sweep, the reconciliation beat) last finished, for the
+    readiness check: kept in the database so every process sees every other's."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    beat_at = models.DateTimeField()
+    seconds = models.FloatField(default=0.0, help_text="How long the job took.")
+    detail = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"

@@ -13,16 +13,22 @@ from execution.services.paper.sweep import sweep_paper_triggers as sweep
 @shared_task(name="execution.sweep_paper_triggers", ignore_result=True)
 def sweep_paper_triggers() -> dict[str, Any]:
     """One paper sweep: mark to market, funding, liquidations, TP/SL triggers."""
-    return asdict(sweep())
+    from execution.services.health import PAPER_SWEEP, record_heartbeat
+
+    report = sweep()
+    record_heartbeat(PAPER_SWEEP, seconds=report.seconds, detail={"triggered": report.triggered})
+    return asdict(report)
 
 
 @shared_task(name="execution.reconcile_account", ignore_result=True)
 def reconcile_account_task(account_id: int) -> dict[str, Any]:
     """Reconcile one live account (its lease keeps two runs from overlapping)."""
     from accounts.models import Account
+    from execution.services.health import RECONCILE, record_heartbeat
     from execution.services.reconciliation import reconcile_account
 
     run = reconcile_account(Account.objects.get(pk=account_id))
+    record_heartbeat(RECONCILE, detail={"account": account_id, "status": run.status})
     return {"account": account_id, "run": run.pk, "status": run.status, "differences": run.differences}
 
 

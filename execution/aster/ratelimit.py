@@ -45,6 +45,8 @@ class WeightBudget(Protocol):
 
     def block(self, until: float) -> None: ...
 
+    def used_this_minute(self) -> int: ...
+
 
 class _BudgetRules:
     """What to do with the numbers; storage is the subclass's."""
@@ -99,6 +101,10 @@ class _BudgetRules:
             self.sleep(wait)
             minute = minute_of(self.clock())
         self._add(minute, weight)
+
+    def used_this_minute(self) -> int:
+        """The request weight used in the current minute (as counted here or reported by the exchange)."""
+        return self._used(minute_of(self.clock()))
 
     def block(self, until: float) -> None:
         """No requests before `until` (epoch seconds), e.g. the end of a 418 ban."""

@@ -1,0 +1,197 @@
+"""Readiness: named checks an operator's supervisor can act on, and the counts behind the
+scrape-time gauges. Reads only; each check is small and says why it failed.
+
+A check answers `{"ok": bool, ...detail}`. The service is ready when every check is ok.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from accounts.models import Account
+from execution.models import (
+    Heartbeat,
+    PendingOrder,
+    PendingOrderStatus,
+    Position,
+    PositionStatus,
+    StreamKind,
+    StreamStatus,
+    Trade,
+    TradeStatus,
+)
+
+PAPER_SWEEP = "paper_sweep"
+RECONCILE = "reconcile"
+STALE_INTERVALS = 3  # a periodic job is late when three intervals pass without it
+EXCHANGE_PROBE_TTL = 10.0  # seconds a successful exchange probe is trusted (probes must not hammer it)
+
+Check = dict[str, Any]
+
+
+def record_heartbeat(name: str, *, seconds: float = 0.0, detail: dict[str, Any] | None = None) -> None:
+    """One UPSERT: the job `name` finished now."""
+    Heartbeat.objects.update_or_create(
+        name=name, defaults={"beat_at": timezone.now(), "seconds": seconds, "detail": detail or {}}
+    )
+
+
+def readiness(*, now: datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    checks: dict[str, Check] = {}
+    for name, check in CHECKS.items():
+        try:
+            checks[name] = check(now)
+        except Exception as exc:  # a check that cannot run is a failed check, named, never a crash
+            checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
+
+
+def check_database(now: datetime) -> Check:
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"ok": True, "vendor": connection.vendor, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def check_broker_and_cache(now: datetime) -> Check:
+    probe = f"readyz:{now.timestamp()}"
+    cache.set(probe, 1, timeout=10)
+    cache_ok = cache.get(probe) == 1
+    cache.delete(probe)
+    if settings.REDIS_URL:
+        import redis
+
+        broker_ok = bool(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping())
+        broker = "redis"
+    else:
+        folder = Path(str(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_out"]))
+        broker_ok = folder.is_dir()
+        broker = f"filesystem ({folder})"
+    result: Check = {"ok": cache_ok and broker_ok, "broker": broker, "cache": cache_ok}
+    if not broker_ok:
+        result["error"] = "the broker is not reachable" if settings.REDIS_URL else "the broker folder is missing"
+    return result
+
+
+def _heartbeat_check(name: str, interval: float, now: datetime) -> Check:
+    beat = Heartbeat.objects.filter(name=name).first()
+    limit = STALE_INTERVALS * interval
+    if beat is None:
+        return {"ok": False, "error": f"{name} has never run", "limit_seconds": limit}
+    age = (now - beat.beat_at).total_seconds()
+    result: Check = {"ok": age <= limit, "age_seconds": round(age, 1), "limit_seconds": limit}
+    if not result["ok"]:
+        result["error"] = f"{name} last ran {age:.0f} s ago (limit {limit:.0f} s)"
+    return result
+
+
+def check_paper_sweep(now: datetime) -> Check:
+    return _heartbeat_check(PAPER_SWEEP, settings.PAPER_SWEEP_SECONDS, now)
+
+
+def check_reconciliation(now: datetime) -> Check:
+    if not _live_accounts().exists():
+        return {"ok": True, "detail": "no live accounts"}
+    return _heartbeat_check(RECONCILE, settings.RECONCILE_SECONDS, now)
+
+
+def check_market_stream(now: datetime) -> Check:
+    """The market-data stream: connected, and a frame within STREAM_IDLE_SECONDS (then the
+    process itself reconnects); its lag from exchange time to receipt."""
+    rows = list(StreamStatus.objects.filter(kind=StreamKind.MARKET))
+    if not rows:
+        return {"ok": False, "error": "no market stream has reported (is aster_stream running?)"}
+    limit = 2 * settings.STREAM_IDLE_SECONDS
+    fresh = [r for r in rows if r.connected and r.last_frame_at and (now - r.last_frame_at).total_seconds() <= limit]
+    best = max(rows, key=lambda r: r.last_frame_at or datetime.min.replace(tzinfo=now.tzinfo))
+    result: Check = {
+        "ok": bool(fresh),
+        "streams": len(rows),
+        "lag_ms": best.lag_ms,
+        "last_frame_age_seconds": round((now - best.last_frame_at).total_seconds(), 1) if best.last_frame_at else None,
+    }
+    if not fresh:
+        result["error"] = f"no market stream has delivered a frame in the last {limit:.0f} s"
+    return result
+
+
+def check_user_streams(now: datetime) -> Check:
+    """Every live, trading account's user-data stream connected (reconciliation covers the rest)."""
+    expected = set(_live_accounts().exclude(trading_state="halted").values_list("pk", flat=True))
+    if not expected:
+        return {"ok": True, "detail": "no live accounts"}
+    connected = set(
+        StreamStatus.objects.filter(kind=StreamKind.USER, connected=True, account_id__in=expected).values_list(
+            "account_id", flat=True
+        )
+    )
+    missing = sorted(expected - connected)
+    result: Check = {"ok": not missing, "accounts": len(expected), "connected": len(connected)}
+    if missing:
+        result["error"] = f"user-data stream down for accounts {missing[:20]}"
+    return result
+
+
+def check_exchange(now: datetime) -> Check:
+    """The exchange (or simulator) answers its time endpoint; a success is trusted briefly."""
+    if cache.get("readyz:exchange-ok"):
+        return {"ok": True, "cached": True}
+    from execution.services.exchange import public_client
+
+    started = time.perf_counter()
+    public_client().server_time()
+    cache.set("readyz:exchange-ok", True, timeout=EXCHANGE_PROBE_TTL)
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def _live_accounts() -> Any:
+    return Account.objects.filter(is_paper_trading=False)
+
+
+CHECKS: dict[str, Callable[[datetime], Check]] = {
+    "database": check_database,
+    "broker_and_cache": check_broker_and_cache,
+    "paper_sweep": check_paper_sweep,
+    "reconciliation": check_reconciliation,
+    "market_stream": check_market_stream,
+    "user_streams": check_user_streams,
+    "exchange": check_exchange,
+}
+
+
+@dataclass
+class OperationalCounts:
+    accounts: dict[tuple[str, str], int] = field(default_factory=dict)
+    open_positions: dict[str, int] = field(default_factory=dict)
+    unknown_intents: int = 0
+    failed_protective: int = 0
+
+
+def operational_counts() -> OperationalCounts:
+    """Four aggregate queries, whatever the number of rows."""
+    counts = OperationalCounts()
+    for row in Account.objects.values("is_paper_trading", "trading_state").annotate(n=Count("id")).order_by():
+        counts.accounts[("paper" if row["is_paper_trading"] else "live", row["trading_state"])] = row["n"]
+    for row in (
+        Position.objects.filter(status=PositionStatus.OPEN)
+        .values("account__is_paper_trading")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        counts.open_positions["paper" if row["account__is_paper_trading"] else "live"] = row["n"]
+    counts.unknown_intents = Trade.objects.filter(status=TradeStatus.UNKNOWN).count()
+    counts.failed_protective = PendingOrder.objects.filter(status=PendingOrderStatus.FAILED).count()
+    return counts

@@ -1,0 +1,139 @@
+"""Liveness, readiness and metrics endpoints, and `manage.py health` (issue 15)."""
+
+from datetime import timedelta
+from io import StringIO
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+from django.db import OperationalError, connection
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from execution.models import Heartbeat, StreamKind, StreamStatus
+from execution.services.health import PAPER_SWEEP, record_heartbeat
+from tests.factories import PaperAccountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def all_healthy(market, tmp_path, settings):
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "data_folder_out": str(tmp_path),
+    }
+    record_heartbeat(PAPER_SWEEP, seconds=0.01)
+    StreamStatus.objects.create(
+        name="market:!markPrice@arr@1s",
+        kind=StreamKind.MARKET,
+        connected=True,
+        last_frame_at=timezone.now(),
+        lag_ms=40,
+        updated_at=timezone.now(),
+    )
+
+
+def test_healthz_answers_without_the_database():
+    with mock.patch.object(connection, "cursor", side_effect=OperationalError("down")):
+        response = Client().get("/healthz")
+    assert response.status_code == 200 and response.json() == {"ok": True}
+
+
+def test_readyz_is_200_when_every_check_passes(all_healthy):
+    response = Client().get("/readyz")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["ready"] is True
+    assert set(body["checks"]) == {
+        "database",
+        "broker_and_cache",
+        "paper_sweep",
+        "reconciliation",
+        "market_stream",
+        "user_streams",
+        "exchange",
+    }
+    assert body["checks"]["market_stream"]["lag_ms"] == 40
+
+
+def test_readyz_names_a_stale_sweep(all_healthy, settings):
+    Heartbeat.objects.filter(name=PAPER_SWEEP).update(beat_at=timezone.now() - timedelta(minutes=5))
+    response = Client().get("/readyz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["ready"] is False
+    assert body["checks"]["paper_sweep"]["ok"] is False
+    assert "paper_sweep last ran 300 s ago" in body["checks"]["paper_sweep"]["error"]
+    assert all(c["ok"] for name, c in body["checks"].items() if name != "paper_sweep")
+
+
+def test_readyz_names_the_database_when_it_is_down(all_healthy):
+    real_cursor = connection.cursor
+
+    def failing_select_1(*args, **kwargs):
+        cursor = real_cursor(*args, **kwargs)
+        original = cursor.execute
+
+        def execute(sql, params=None):
+            if sql == "SELECT 1":
+                raise OperationalError("connection refused")
+            return original(sql, params)
+
+        cursor.execute = execute
+        return cursor
+
+    with mock.patch.object(connection, "cursor", side_effect=failing_select_1):
+        response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {"ok": False, "error": "OperationalError: connection refused"}
+
+
+def test_readyz_names_a_silent_market_stream(all_healthy):
+    StreamStatus.objects.update(last_frame_at=timezone.now() - timedelta(minutes=1))
+    body = Client().get("/readyz").json()
+    assert body["checks"]["market_stream"]["ok"] is False
+    assert "no market stream has delivered a frame" in body["checks"]["market_stream"]["error"]
+
+
+def test_health_command_exit_status(all_healthy):
+    out = StringIO()
+    with pytest.raises(SystemExit) as ready:
+        call_command("health", stdout=out)
+    assert ready.value.code == 0 and out.getvalue().strip().endswith("ready")
+    Heartbeat.objects.all().delete()
+    out = StringIO()
+    with pytest.raises(SystemExit) as not_ready:
+        call_command("health", stdout=out)
+    assert not_ready.value.code == 1
+    assert "FAIL paper_sweep: paper_sweep has never run" in out.getvalue()
+
+
+def test_metrics_expose_the_named_series_to_loopback_only(market):
+    PaperAccountFactory()
+    response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics")
+    assert response.status_code == 200
+    text = response.content.decode()
+    for name in (
+        "execution_orders_total",
+        "execution_order_denials_total",
+        "execution_order_stage_seconds",
+        "execution_paper_sweep_seconds",
+        "execution_reconciliation_runs_total",
+        "execution_stream_reconnects_total",
+        "execution_exchange_weight_used",
+        "execution_alert_deliveries_total",
+    ):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
+    assert 'execution_accounts{mode="paper",state="active"} 1.0' in text
+    assert "execution_unknown_intents 0.0" in text
+    assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 403
+
+
+@override_settings(METRICS_TOKEN="s3cret-token")
+def test_metrics_with_a_token_need_it_from_everyone():
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 403
+    assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    ok = Client(REMOTE_ADDR="10.1.2.3").get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
+    assert ok.status_code == 200
+    assert b"s3cret-token" not in ok.content
