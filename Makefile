@@ -14,8 +14,6 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	scripts/run-demo
 
-# Tests keep their Redis keys under their own prefix and clear only those (never FLUSHDB).
-test: export REDIS_KEY_PREFIX ?= test-execution
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 

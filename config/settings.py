@@ -15,6 +15,8 @@ import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from config.structured_logging import logging_config
+
 django_stubs_ext.monkeypatch()  # generic model fields, forms and serializers at run time
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -345,13 +347,12 @@ LISTEN_KEY_KEEPALIVE_SECONDS = _seconds_setting("LISTEN_KEY_KEEPALIVE_SECONDS", 
 # A position adopted by reconciliation gets a stop this far from the mark (0.05 = 5 %).
 EXECUTION_ADOPTED_STOP_PCT = _decimal_setting("EXECUTION_ADOPTED_STOP_PCT", "0.05")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# JSON lines in production, readable lines in DEBUG; ids from execution.log_context; secrets redacted.
+LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
+try:
+    LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -172,3 +172,19 @@ def test_cache_clear_deletes_only_this_services_keys():
         assert cache.get("cached") is None
     finally:
         client.delete(foreign)
+
+
+def test_tests_use_their_own_redis_key_prefix():
+    assert settings.REDIS_KEY_PREFIX == "test-execution"
+
+
+def test_gunicorn_config_loads():
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "--check-config", "-c", "config/gunicorn.py", "config.wsgi"],
+        cwd=ROOT,
+        env={**os.environ, "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
