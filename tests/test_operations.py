@@ -19,10 +19,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def all_healthy(market, tmp_path, settings):
-    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
-        **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
-        "data_folder_out": str(tmp_path),
-    }
+    if not settings.REDIS_URL:  # the filesystem broker's folder exists (Celery makes it on first use)
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            "data_folder_out": str(tmp_path),
+        }
     record_heartbeat(PAPER_SWEEP, seconds=0.01)
     StreamStatus.objects.create(
         name="market:!markPrice@arr@1s",
