@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -86,18 +87,47 @@ class LiveExecutionAdapter(ExecutionAdapter):
     # ------------------------------------------------------------------ before the reserve step
 
     def pre_trade_data(self, symbol: str) -> PreTradeData:
-        """The exchange's available balance and the symbol's leverage brackets (cached an hour)."""
+        """The exchange's available balance (reused for LIVE_BALANCE_CACHE_SECONDS) and the
+        symbol's leverage brackets (cached an hour)."""
+        available, as_of = self._available_balance()
+        return PreTradeData(available_balance=available, tiers=self._tiers(symbol), balance_as_of=as_of)
+
+    def _available_balance(self) -> tuple[Decimal, datetime]:
+        """The USDT availableBalance and when it was read.
+
+        Why a cached balance cannot let two orders spend the same margin: it is cached together
+        with `as_of`, the moment before it was requested, and the reserve step (under the account
+        lock) subtracts every intent still in flight and every fill booked since `as_of`
+        (`risk_context.reserved_margin`), whichever process placed them. So an order judged on a
+        balance read 2 s ago sees all margin this service committed in those 2 s, exactly as it
+        would with a balance read just now. Counting errs only on the safe side (a fill the
+        exchange had already taken out but this service booked after `as_of` counts twice; a
+        close that freed margin is not credited). What the cache can miss is margin used outside
+        this service (manual trades, transfers) for at most the lifetime; the exchange refuses
+        such an order itself (insufficient margin), and that refusal drops the cached balance.
+        """
+        key = self._balance_key()
+        lifetime: float = settings.LIVE_BALANCE_CACHE_SECONDS
+        cached = cache.get(key) if lifetime else None
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         as_of = timezone.now()  # before the request: a fill booked from here on may be missing from it
         try:
             balances = self.client.balances()
         except AsterError as exc:
             raise exchange_error(exc, what="balance") from exc
         usdt = next((b for b in balances if b.asset == "USDT"), None)
-        return PreTradeData(
-            available_balance=usdt.available_balance if usdt else Decimal("0"),
-            tiers=self._tiers(symbol),
-            balance_as_of=as_of,
-        )
+        value = (usdt.available_balance if usdt else Decimal("0"), as_of)
+        if lifetime:
+            cache.set(key, value, timeout=lifetime)
+        return value
+
+    def _balance_key(self) -> str:
+        return f"live:balance:{self.account.pk}"
+
+    def forget_balance(self) -> None:
+        """The next order reads the balance again (after a refusal that may be about margin)."""
+        cache.delete(self._balance_key())
 
     def _tiers(self, symbol: str) -> tuple[MaintenanceTier, ...]:
         key = f"live:brackets:{symbol}"
@@ -161,6 +191,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
             # A close (reduce-only) waits out a short rate limit; an entry is refused at once.
             result = self._waiting_out_short_limits(send) if order.reduce_only else send()
         except AsterError as exc:
+            self.forget_balance()
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
         settled = self._settled(remote_order(result))
         if settled.is_open:
