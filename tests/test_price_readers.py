@@ -246,3 +246,13 @@ def test_the_admin_shows_mark_age_and_the_price_cache(admin_client, market, pape
     assert page.status_code == 200
     if not settings.REDIS_URL:  # the table holds the cache only without Redis
         assert "BTCUSDT" in page.content.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_mark_open_positions_from_redis_is_one_database_statement(market, paper_account, django_assert_num_queries):
+    feed(market, "BTCUSDT")
+    for _ in range(5):
+        open_position(LiveV1AccountFactory())
+    with django_assert_num_queries(1):  # the marks come from Redis; one UPDATE joined to them
+        assert mark_open_positions() == 5
