@@ -58,6 +58,10 @@ T = TypeVar("T")
 V3_NONCE_WINDOW_SECONDS = 30.0
 
 
+def _brackets_key(symbol: str) -> str:
+    return f"live:brackets:{symbol}"
+
+
 def exchange_error(exc: AsterError, *, what: str) -> ExecutionError:
     """The service error for an exchange error on a request that was not an ambiguous submission."""
     if isinstance(exc, AsterOutcomeUnknown):
@@ -89,10 +93,15 @@ class LiveExecutionAdapter(ExecutionAdapter):
     def pre_trade_data(self, symbol: str) -> PreTradeData:
         """The exchange's available balance (reused for LIVE_BALANCE_CACHE_SECONDS) and the
         symbol's leverage brackets (cached an hour)."""
-        available, as_of = self._available_balance()
-        return PreTradeData(available_balance=available, tiers=self._tiers(symbol), balance_as_of=as_of)
+        cached = cache.get_many([self._balance_key(), _brackets_key(symbol)])  # one cache round trip
+        available, as_of = self._available_balance(cached.get(self._balance_key()))
+        return PreTradeData(
+            available_balance=available,
+            tiers=self._tiers(symbol, cached.get(_brackets_key(symbol))),
+            balance_as_of=as_of,
+        )
 
-    def _available_balance(self) -> tuple[Decimal, datetime]:
+    def _available_balance(self, cached: tuple[Decimal, datetime] | None) -> tuple[Decimal, datetime]:
         """The USDT availableBalance and when it was read.
 
         Why a cached balance cannot let two orders spend the same margin: it is cached together
@@ -106,11 +115,9 @@ class LiveExecutionAdapter(ExecutionAdapter):
         this service (manual trades, transfers) for at most the lifetime; the exchange refuses
         such an order itself (insufficient margin), and that refusal drops the cached balance.
         """
-        key = self._balance_key()
         lifetime: float = settings.LIVE_BALANCE_CACHE_SECONDS
-        cached = cache.get(key) if lifetime else None
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
+        if cached is not None and lifetime:
+            return cached
         as_of = timezone.now()  # before the request: a fill booked from here on may be missing from it
         try:
             balances = self.client.balances()
@@ -119,7 +126,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
         usdt = next((b for b in balances if b.asset == "USDT"), None)
         value = (usdt.available_balance if usdt else Decimal("0"), as_of)
         if lifetime:
-            cache.set(key, value, timeout=lifetime)
+            cache.set(self._balance_key(), value, timeout=lifetime)
         return value
 
     def _balance_key(self) -> str:
@@ -129,9 +136,9 @@ class LiveExecutionAdapter(ExecutionAdapter):
         """The next order reads the balance again (after a refusal that may be about margin)."""
         cache.delete(self._balance_key())
 
-    def _tiers(self, symbol: str) -> tuple[MaintenanceTier, ...]:
-        key = f"live:brackets:{symbol}"
-        tiers = cache.get(key)
+    def _tiers(self, symbol: str, tiers: tuple[MaintenanceTier, ...] | None) -> tuple[MaintenanceTier, ...]:
+        """The symbol's leverage brackets (`tiers`: the cached ones, if any), cached an hour."""
+        key = _brackets_key(symbol)
         if tiers is None:
             try:
                 brackets = self.client.leverage_brackets(symbol)
@@ -147,17 +154,21 @@ class LiveExecutionAdapter(ExecutionAdapter):
     def ensure_setup(self, symbol: str, leverage: int) -> None:
         """One-way mode and the account's margin type once, leverage when it differs (cached)."""
         prefix = f"live:setup:{self.account.pk}"
+        mode_key, margin_key, leverage_key = (
+            f"{prefix}:mode",
+            f"{prefix}:{symbol}:margin",
+            f"{prefix}:{symbol}:leverage",
+        )
+        done = cache.get_many([mode_key, margin_key, leverage_key])  # one cache round trip on the order path
         try:
-            if not cache.get(f"{prefix}:mode"):
+            if not done.get(mode_key):
                 self._setup_step(lambda: self.client.set_position_mode(hedge=False), what="one-way mode")
-                cache.set(f"{prefix}:mode", True, timeout=SETUP_TTL)
-            margin_key = f"{prefix}:{symbol}:margin"
-            if cache.get(margin_key) != self.account.margin_type:
+                cache.set(mode_key, True, timeout=SETUP_TTL)
+            if done.get(margin_key) != self.account.margin_type:
                 margin_type = self.account.margin_type
                 self._setup_step(lambda: self.client.set_margin_type(symbol, margin_type), what=f"{symbol} margin type")
                 cache.set(margin_key, self.account.margin_type, timeout=SETUP_TTL)
-            leverage_key = f"{prefix}:{symbol}:leverage"
-            if cache.get(leverage_key) != leverage:
+            if done.get(leverage_key) != leverage:
                 self.client.set_leverage(symbol, leverage)
                 cache.set(leverage_key, leverage, timeout=SETUP_TTL)
         except AsterError as exc:
