@@ -77,6 +77,9 @@ from execution.aster.simulator.exchange import PriceSnapshot, SimExchange
 from execution.aster.simulator.listen_keys import ListenKeys
 
 logger = logging.getLogger(__name__)
+# websockets logs every connection at INFO: noise for a simulator with hundreds of sockets.
+connection_logger = logging.getLogger(f"{__name__}.connections")
+connection_logger.setLevel(logging.WARNING)
 
 MAX_STREAMS = 200
 MAX_MESSAGES_PER_SECOND = 10
@@ -223,6 +226,7 @@ class SimStreams:
             ping_timeout=PING_TIMEOUT_SECONDS,
             close_timeout=1,
             max_size=1 << 20,
+            logger=connection_logger,
         ) as server:
             ticker = asyncio.create_task(self._tick())
             self._accepting = True
