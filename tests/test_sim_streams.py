@@ -127,6 +127,21 @@ def test_cadence_1s_and_3s_without_price_changes(simulator):
     assert len(arrivals["!markPrice@arr"]) == 1  # the next one is 3 s after the first
 
 
+def test_prices_moving_every_cadence_give_one_frame_per_cadence_not_two():
+    # The simulator's ticker steps every second: each step is pushed at once, and the 1 s
+    # schedule, having just pushed, waits (the bench's CPU figure depends on it).
+    with AsterSimulator(seed=3, tick_seconds=1.0) as sim, connect(sim.ws_url + "/ws/!markPrice@arr@1s") as ws:
+        frames = 0
+        deadline = time.monotonic() + 3.2
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                ws.recv(timeout=left)
+            except TimeoutError:
+                break
+            frames += 1
+    assert 3 <= frames <= 4, frames  # the first scheduled push, then one per step
+
+
 def test_event_times_never_go_backwards(simulator):
     with connect(simulator.ws_url + "/ws/solusdt@markPrice@1s") as ws:
         times = []
