@@ -362,3 +362,5 @@ def test_ws_port_is_validated():
         call_command("aster_sim", "--port", "8765", "--ws-port", "70000")
     with pytest.raises(CommandError):
         call_command("aster_sim", "--port", "8765", "--ws-port", "8765")
+    with pytest.raises(CommandError):
+        call_command("aster_sim", "--listen-key-seconds", "0")

@@ -243,6 +243,21 @@ def test_triggered_conditional_fills_as_a_market_trade_with_its_original_type(
     assert received[1]["e"] == "ACCOUNT_UPDATE" and received[1]["a"]["P"][0]["pa"] == "0"
 
 
+def test_a_reduce_only_stop_larger_than_the_position_fills_the_position_and_is_done(simulator, stream):
+    client, ws = stream
+    open_long(client)
+    client.new_order(
+        symbol="BTCUSDT", side="SELL", type="STOP_MARKET", stop_price=Decimal("64000"), quantity=Decimal("0.8"),
+        reduce_only=True, client_order_id="sl",
+    )  # fmt: skip
+    events(ws, 4)
+    simulator.exchange.set_price("BTCUSDT", Decimal("63900"))
+    [trade] = order_events(events(ws, 2))
+    assert trade["q"] == "0.8" and trade["l"] == trade["z"] == "0.5" and trade["X"] == "FILLED" and trade["R"] is True
+    assert "cp" in trade and trade["cp"] is False
+    assert client.open_orders("BTCUSDT") == []
+
+
 def test_cancel_through_rest_and_behind_the_services_back(simulator, version, stream):
     client, ws = stream
     open_long(client)

@@ -21,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--ws-port", type=int, default=None, help="WebSocket streams port (default: --port + 1; 0 picks a free one)"
         )
+        parser.add_argument(
+            "--listen-key-seconds",
+            type=float,
+            default=3600.0,
+            help="how long a listenKey lives without a keepalive (default 3600, as on the exchange)",
+        )
         parser.add_argument("--seed", type=int, default=0, help="seed of the price random walk")
         parser.add_argument("--tick-seconds", type=float, default=1.0, help="price step interval; 0 freezes prices")
         parser.add_argument("--extra-symbols", type=int, default=0, help="add N synthetic symbols SIM000USDT...")
@@ -40,6 +46,8 @@ class Command(BaseCommand):
             ws_port = options["port"] + 1 if options["port"] else 0
         if not 0 <= ws_port <= 65535:
             raise CommandError(f"--ws-port must be 0..65535, got {ws_port}")
+        if not options["listen_key_seconds"] > 0:
+            raise CommandError("--listen-key-seconds must be > 0")
         if ws_port and ws_port == options["port"]:
             raise CommandError("--ws-port must differ from --port")
         if options["tick_seconds"] < 0 or options["extra_symbols"] < 0 or options["request_log_size"] < 0:
@@ -57,6 +65,7 @@ class Command(BaseCommand):
                 tick_seconds=options["tick_seconds"] or None,
                 request_log_size=options["request_log_size"],
                 ws_port=ws_port,
+                listen_key_seconds=options["listen_key_seconds"],
             )
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot start the simulator: {exc}") from exc
