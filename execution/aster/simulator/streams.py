@@ -8,7 +8,7 @@ Paths:
 - `/ws/<stream>` raw (bare payloads), `/ws` (nothing yet: SUBSCRIBE later);
 - `/stream?streams=<a>/<b>` combined (`{"stream": .., "data": ..}`), `/stream` (nothing yet);
 - `/ws/<listenKey>` a user-data socket (the key must be live, else the handshake gets HTTP 400
-  with `{"code": -1125, ...}`).
+  with `{"code": -1125, ...}`); a listenKey is served on this path only, not in `/stream`.
 
 Market streams (symbol lowercase in the name; the payload's `s` is uppercase):
 - `<symbol>@markPrice` every 3 s, `<symbol>@markPrice@1s` every 1 s;
