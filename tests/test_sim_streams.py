@@ -1,6 +1,8 @@
 """The simulator's market-data WebSocket streams over real sockets on loopback (ASTER_WS.md §1)."""
 
+import io
 import json
+import socket
 import time
 from decimal import Decimal
 from itertools import pairwise
@@ -364,3 +366,32 @@ def test_ws_port_is_validated():
         call_command("aster_sim", "--port", "8765", "--ws-port", "8765")
     with pytest.raises(CommandError):
         call_command("aster_sim", "--listen-key-seconds", "0")
+
+
+def _port_pair() -> tuple[socket.socket, int]:
+    """A socket holding port P + 1 while P is free (for the command's default WebSocket port)."""
+    for _ in range(50):
+        held = socket.create_server(("127.0.0.1", 0))
+        http_port = held.getsockname()[1] - 1
+        try:
+            socket.create_server(("127.0.0.1", http_port)).close()
+        except OSError:
+            held.close()
+            continue
+        return held, http_port
+    raise AssertionError("no free port pair")
+
+
+def test_aster_sim_serves_streams_on_a_free_port_when_port_plus_one_is_busy(monkeypatch):
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("execution.management.commands.aster_sim.time.sleep", interrupt)
+    held, http_port = _port_pair()
+    with held:
+        out, err = io.StringIO(), io.StringIO()
+        call_command("aster_sim", "--port", str(http_port), "--tick-seconds", "0", stdout=out, stderr=err)
+        assert f"port {http_port + 1} is busy" in err.getvalue()
+        assert "WebSocket streams on ws://127.0.0.1:" in out.getvalue()
+        with pytest.raises(CommandError, match="cannot start"):  # an explicit --ws-port is not replaced
+            call_command("aster_sim", "--port", str(http_port), "--ws-port", str(http_port + 1), stdout=out)
