@@ -199,11 +199,12 @@ class SimStreams:
         self._thread.start()
         if not ready.wait(CONTROL_TIMEOUT_SECONDS):
             raise RuntimeError("the simulator's WebSocket server did not start")
-        self.exchange.price_listeners.append(self._price_listener)
-        self.exchange.event_listeners.append(self._event_listener)
-        # Prices as they are now; later changes arrive through the listener, in order after this.
-        snapshots = self.exchange.price_snapshots()
-        self._call(lambda: self._prices.update({s.symbol: s for s in snapshots}))
+        # Prices as they are now, then every change through the listeners: both under the
+        # exchange's lock, so the loop receives the snapshot before any later change.
+        with self.exchange.lock:
+            self.exchange.price_listeners.append(self._price_listener)
+            self.exchange.event_listeners.append(self._event_listener)
+            self._hand_over(self._on_prices, self.exchange.price_snapshots())
 
     def stop(self) -> None:
         self._accepting = False
