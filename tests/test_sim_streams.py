@@ -16,6 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 from execution.aster.simulator.exchange import SimExchange, default_symbols
 from execution.aster.simulator.server import AsterSimulator
 from execution.aster.simulator.streams import MAX_STREAMS
+from execution.aster.streams.frames import parse_market_frame
 
 MARK_KEYS = {"e", "E", "s", "p", "i", "P", "r", "T"}
 
@@ -106,6 +107,21 @@ def test_combined_stream_wraps_every_payload_with_its_stream_name(simulator):
     assert trade["e"] == "aggTrade" and trade["p"] == "3400" and trade["m"] is True  # the price fell
     assert isinstance(trade["a"], int) and isinstance(trade["T"], int) and Decimal(trade["q"]) > 0
     assert_mark_payload(frames["ethusdt@markPrice@1s"], "ETHUSDT", "3400")
+
+
+def test_every_frame_parses_with_the_shared_frame_parser(simulator):
+    url = simulator.ws_url + "/stream?streams=!markPrice@arr@1s/solusdt@aggTrade/solusdt@bookTicker"
+    with connect(url) as ws:
+        first = parse_market_frame(ws.recv(timeout=2))  # the first scheduled push
+        assert first.stream == "!markPrice@arr@1s" and len(first.marks) == len(simulator.exchange.symbols)
+        simulator.exchange.set_price("SOLUSDT", Decimal("140.5"))
+        frames = {frame.stream: frame for frame in (parse_market_frame(ws.recv(timeout=2)) for _ in range(3))}
+    assert all(frame.dropped == 0 for frame in frames.values())
+    [sol] = [mark for mark in frames["!markPrice@arr@1s"].marks if mark.symbol == "SOLUSDT"]
+    assert sol.mark_price == sol.index_price == Decimal("140.5") and sol.funding_rate == Decimal("0.0001")
+    assert frames["solusdt@aggTrade"].last_prices[0].price == Decimal("140.5")
+    ticker = frames["solusdt@bookTicker"].book_tickers[0]
+    assert ticker.bid_price < Decimal("140.5") < ticker.ask_price
 
 
 def test_agg_trade_only_when_the_last_price_changes(simulator):
