@@ -42,6 +42,7 @@ from execution.aster.replies import (
     TickerPrice,
     UserTrade,
     parse_list,
+    reply_bool,
 )
 from execution.aster.rules import SYMBOL_RE, ExchangeInfo, SymbolRules, parse_exchange_info
 from execution.aster.signing import Credentials, Params, V1Credentials, V1Signer, V3Signer
@@ -68,6 +69,7 @@ SIGNED_PATHS = {
         "leverage": "/fapi/v1/leverage",
         "marginType": "/fapi/v1/marginType",
         "positionSide/dual": "/fapi/v1/positionSide/dual",
+        "multiAssetsMargin": "/fapi/v1/multiAssetsMargin",
         "leverageBracket": "/fapi/v1/leverageBracket",
     },
     "v3": {
@@ -79,6 +81,7 @@ SIGNED_PATHS = {
         "leverage": "/fapi/v3/leverage",
         "marginType": "/fapi/v3/marginType",
         "positionSide/dual": "/fapi/v3/positionSide/dual",
+        "multiAssetsMargin": "/fapi/v3/multiAssetsMargin",
         "leverageBracket": "/fapi/v3/leverageBracket",
     },
 }
@@ -572,6 +575,21 @@ class AsterClient:
     def set_position_mode(self, *, hedge: bool) -> None:
         """One-way (hedge=False) or hedge mode; 'no need to change' (-4059) counts as success."""
         self._tolerate_already_set("POST", self._path("positionSide/dual"), [("dualSidePosition", _bool_param(hedge))])
+
+    def position_mode_is_hedge(self) -> bool:
+        """True when the account is in hedge (dual-side) mode; weight 30."""
+        data = self._request("GET", self._path("positionSide/dual"), signed=True, weight=30)
+        return reply_bool(data, "dualSidePosition")
+
+    def multi_assets_mode(self) -> bool:
+        """True when the account is in Multi-Assets margin mode; weight 30."""
+        data = self._request("GET", self._path("multiAssetsMargin"), signed=True, weight=30)
+        return reply_bool(data, "multiAssetsMargin")
+
+    def set_multi_assets_mode(self, *, enabled: bool) -> None:
+        """Multi-Assets (True) or Single-Asset mode. Aster documents no 'no need to change'
+        code for it; an error is the exchange's, with its code and msg."""
+        self._request("POST", self._path("multiAssetsMargin"), [("multiAssetsMargin", _bool_param(enabled))], signed=True)
 
     def _tolerate_already_set(self, method: str, path: str, params: Params) -> None:
         try:

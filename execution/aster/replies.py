@@ -54,6 +54,16 @@ def _bool(raw: dict[str, Any], key: str) -> bool:
     return bool(value)
 
 
+def reply_bool(raw: Any, key: str) -> bool:
+    """A documented boolean field of a reply (JSON true/false; "true"/"false" tolerated)."""
+    value = _require_dict(raw, key).get(key)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise AsterResponseError(f"{key}: expected a boolean, got {value!r}")
+
+
 def _require_dict(raw: Any, what: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise AsterResponseError(f"{what}: expected an object, got {type(raw).__name__}")
@@ -186,7 +196,7 @@ class OrderResult:
     client_order_id: str
     status: str
     side: str
-    type: str
+    type: str  # the order's own type: origType first (a triggered STOP_MARKET reports type MARKET)
     orig_qty: Decimal
     executed_qty: Decimal
     avg_price: Decimal
@@ -196,6 +206,11 @@ class OrderResult:
     close_position: bool
     working_type: str
     update_time_ms: int
+    current_type: str = ""  # `type` as sent: MARKET/LIMIT once a trigger order has fired
+    price: Decimal = ZERO
+    time_in_force: str = ""
+    position_side: str = "BOTH"
+    time_ms: int = 0  # when the order was made (query/cancel replies)
 
     @property
     def is_open(self) -> bool:
@@ -210,7 +225,7 @@ class OrderResult:
             client_order_id=str(_get(data, "clientOrderId", default="")),
             status=str(_get(data, "status", default="")),
             side=str(_get(data, "side", default="")),
-            type=str(_get(data, "type", "origType", default="")),
+            type=str(_get(data, "origType", "type", default="")),
             orig_qty=_dec(data, "origQty", default="0"),
             executed_qty=_dec(data, "executedQty", default="0"),
             avg_price=_dec(data, "avgPrice", default="0"),
@@ -220,6 +235,11 @@ class OrderResult:
             close_position=_bool(data, "closePosition"),
             working_type=str(_get(data, "workingType", default="")),
             update_time_ms=_int(data, "updateTime", "time", default=0),
+            current_type=str(_get(data, "type", "origType", default="")),
+            price=_dec(data, "price", default="0"),
+            time_in_force=str(_get(data, "timeInForce", default="")),
+            position_side=str(_get(data, "positionSide", default="BOTH")),
+            time_ms=_int(data, "time", default=0),
         )
 
 
@@ -237,6 +257,8 @@ class PositionRisk:
     max_notional: Decimal | None
     isolated_margin: Decimal | None
     update_time_ms: int
+    notional: Decimal | None = None  # signed, at mark (absent in the documented schema; ccxt saw it)
+    isolated_wallet: Decimal | None = None  # the isolated position's wallet (margin without uPnL)
 
     @classmethod
     def parse(cls, raw: Any) -> PositionRisk:
@@ -252,8 +274,10 @@ class PositionRisk:
             margin_type=str(_get(data, "marginType", default="")).lower(),
             position_side=str(_get(data, "positionSide", default="BOTH")),
             max_notional=_opt_dec(data, "maxNotionalValue", "maxNotional"),
-            isolated_margin=_opt_dec(data, "isolatedMargin", "isolatedWallet"),
+            isolated_margin=_opt_dec(data, "isolatedMargin"),
             update_time_ms=_int(data, "updateTime", default=0),
+            notional=_opt_dec(data, "notional"),
+            isolated_wallet=_opt_dec(data, "isolatedWallet"),
         )
 
 
