@@ -589,7 +589,8 @@ class AsterClient:
     def set_multi_assets_mode(self, *, enabled: bool) -> None:
         """Multi-Assets (True) or Single-Asset mode. Aster documents no 'no need to change'
         code for it; an error is the exchange's, with its code and msg."""
-        self._request("POST", self._path("multiAssetsMargin"), [("multiAssetsMargin", _bool_param(enabled))], signed=True)
+        params = [("multiAssetsMargin", _bool_param(enabled))]
+        self._request("POST", self._path("multiAssetsMargin"), params, signed=True)
 
     def _tolerate_already_set(self, method: str, path: str, params: Params) -> None:
         try:
