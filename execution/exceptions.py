@@ -38,6 +38,7 @@ class RiskCheckFailed(ExecutionError):
             "UNKNOWN_SYMBOL",
             "INVALID_PROTECTION",
             "STALE_PRICE",
+            "POSITION_MODE",
         }
     )
 

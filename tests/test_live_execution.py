@@ -32,6 +32,8 @@ class FakeLiveVenue:
             re.compile(re.escape(f"{BASE}{prefix}/leverageBracket") + r".*"),
             json={**P.LEVERAGE_BRACKET, "symbol": "BTCUSDT"},
         )
+        rsps.get(f"{BASE}{prefix}/positionSide/dual", json={"dualSidePosition": False})
+        rsps.get(f"{BASE}{prefix}/multiAssetsMargin", json={"multiAssetsMargin": False})
         rsps.post(f"{BASE}{prefix}/positionSide/dual", json={"code": 200, "msg": "success"})
         rsps.post(f"{BASE}{prefix}/marginType", json={"code": 200, "msg": "success"})
         rsps.post(f"{BASE}{prefix}/leverage", json={"leverage": 5, "maxNotionalValue": "250000", "symbol": "BTCUSDT"})
@@ -138,9 +140,10 @@ def test_live_market_order_with_tp_sl_makes_exactly_these_calls(venue):
     assert venue.calls() == [
         ("GET", "/fapi/v1/exchangeInfo"),
         ("GET", "/fapi/v1/premiumIndex"),
+        ("GET", "/fapi/v1/positionSide/dual"),
+        ("GET", "/fapi/v1/multiAssetsMargin"),
         ("GET", "/fapi/v2/balance"),
         ("GET", "/fapi/v1/leverageBracket"),
-        ("POST", "/fapi/v1/positionSide/dual"),
         ("POST", "/fapi/v1/marginType"),
         ("POST", "/fapi/v1/leverage"),
         ("POST", "/fapi/v1/order"),
@@ -203,8 +206,15 @@ def test_account_setup_is_done_once(venue):
     svc.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
     svc.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
     calls = venue.calls()
-    for path in ("/fapi/v1/positionSide/dual", "/fapi/v1/marginType", "/fapi/v1/leverage", "/fapi/v1/leverageBracket"):
-        assert calls.count(("POST" if "Bracket" not in path else "GET", path)) == 1
+    for call in (
+        ("GET", "/fapi/v1/positionSide/dual"),
+        ("GET", "/fapi/v1/multiAssetsMargin"),
+        ("POST", "/fapi/v1/marginType"),
+        ("POST", "/fapi/v1/leverage"),
+        ("GET", "/fapi/v1/leverageBracket"),
+    ):
+        assert calls.count(call) == 1
+    assert ("POST", "/fapi/v1/positionSide/dual") not in calls  # already one-way: nothing to switch
 
 
 def test_v3_account_uses_v3_paths(venue):

@@ -392,3 +392,47 @@ def test_an_overrunning_run_releases_only_its_own_lease(exchange, account):
     assert Account.objects.get(pk=account.pk).reconcile_lease_until == later + LEASE
     release_lease(account, later)
     assert Account.objects.get(pk=account.pk).reconcile_lease_until is None
+
+
+# ---- issue 13: exchange positions keyed by (symbol, positionSide); hedge rows fail closed
+
+
+def hedge_row(side, amount, symbol="BTCUSDT", entry="65000.5"):
+    return {**risk_row(symbol=symbol, amount=amount, entry=entry), "positionSide": side}
+
+
+def test_long_and_short_rows_are_never_merged_and_fail_closed(exchange, account):
+    position = local_position(account)  # LONG 0.01, as one-way mode would hold it
+    exchange.positions = [hedge_row("LONG", "0.010"), hedge_row("SHORT", "-0.010")]
+    exchange.open_orders = [order_row("manual-sl", order_id=31)]  # it may protect a hedge row: kept
+    run = reconcile_account(account)
+    assert run.status == "failed"
+    items = list(run.items.order_by("pk"))
+    assert [(i.kind, i.outcome, i.remote["positionSide"]) for i in items] == [
+        ("position_hedge_mode", "failed", "LONG"),
+        ("position_hedge_mode", "failed", "SHORT"),
+    ]
+    assert "one-way mode only" in items[0].message
+    position.refresh_from_db()
+    assert (position.status, position.quantity) == ("open", Decimal("0.01"))  # neither closed nor merged
+    assert Position.objects.count() == 1  # nothing adopted
+    assert exchange.placed == [] and exchange.cancelled == []
+    account.refresh_from_db()
+    assert account.trading_state == "reducing"
+
+
+def test_a_hedge_row_next_to_one_way_rows_fails_closed_and_leaves_the_others_compared(exchange, account):
+    protected(account, exchange)
+    exchange.positions.append(hedge_row("SHORT", "-1", symbol="ETHUSDT", entry="3500"))
+    run = reconcile_account(account)
+    assert run.status == "failed"
+    assert [(i.kind, i.symbol) for i in run.items.all()] == [("position_hedge_mode", "ETHUSDT")]
+    assert not Position.objects.filter(symbol="ETHUSDT").exists()
+
+
+def test_a_dry_run_reports_hedge_rows_without_failing_the_account(exchange, account):
+    exchange.positions = [hedge_row("LONG", "0.010")]
+    run = reconcile_account(account, dry_run=True)
+    assert run.status == "dry_run" and run.items.get().kind == "position_hedge_mode"
+    account.refresh_from_db()
+    assert account.trading_state == "active"

@@ -4,7 +4,8 @@ Two kinds of refusal:
 - input refusals (malformed arguments: ValidationError; or INVALID_QUANTITY, UNKNOWN_SYMBOL,
   INVALID_PROTECTION — including a stop-loss at or beyond the liquidation price of the position
   after the order —, leverage outside 1..EXECUTION_MAX_LEVERAGE): nothing is written;
-- policy denials (TRADING_HALTED, REDUCE_ONLY, LEVERAGE_TOO_HIGH for the account's or the
+- policy denials (POSITION_MODE: the exchange account is in hedge mode, or Multi-Assets mode
+  against isolated margin, and would not switch; TRADING_HALTED, REDUCE_ONLY, LEVERAGE_TOO_HIGH for the account's or the
   bracket's cap, COOLDOWN_ACTIVE, INSUFFICIENT_MARGIN, MIN_NOTIONAL, STALE_PRICE): the service
   records one `order.denied` audit event and nothing else.
 """
@@ -24,6 +25,7 @@ from accounts.models import Account, MarginType, TradingState
 from execution.aster.rules import SYMBOL_RE, SymbolRules
 from execution.exceptions import PolicyDenied, RiskCheckFailed
 from execution.models import Position
+from execution.services.adapters.base import AccountModeRefusal
 from execution.services.market_data import MarketSnapshot, check_fresh
 from execution.services.position_math import (
     MaintenanceTier,
@@ -226,6 +228,20 @@ class RiskContext:
     now: datetime
     taker_fee_rate: Decimal
     safety_close: bool = False  # the service closing a position it could not protect
+    account_mode_refusal: AccountModeRefusal | None = None  # live: the venue account's mode is not tradable
+
+
+def check_account_mode(ctx: RiskContext) -> None:
+    """Every order, closes too: in hedge mode the exchange wants positionSide LONG/SHORT and
+    refuses reduceOnly, so one-way orders would be refused or open the wrong leg."""
+    refusal = ctx.account_mode_refusal
+    if refusal is None:
+        return
+    raise RiskCheckFailed(
+        "POSITION_MODE",
+        refusal.message,
+        details={"mode": refusal.mode, "exchange_code": refusal.exchange_code, "exchange_msg": refusal.exchange_msg},
+    )
 
 
 def check_trading_state(ctx: RiskContext) -> None:
@@ -299,7 +315,14 @@ def check_margin(ctx: RiskContext) -> None:
         )
 
 
-POLICY_CHECKS = (check_trading_state, check_leverage, check_cooldown, check_min_notional, check_margin)
+POLICY_CHECKS = (
+    check_account_mode,
+    check_trading_state,
+    check_leverage,
+    check_cooldown,
+    check_min_notional,
+    check_margin,
+)
 
 
 def run_policy_checks(ctx: RiskContext) -> None:

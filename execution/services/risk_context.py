@@ -53,6 +53,7 @@ def risk_context(
         tiers=pre_trade.tiers,
         now=timezone.now(),
         taker_fee_rate=settings.PAPER_TAKER_FEE_RATE,
+        account_mode_refusal=pre_trade.account_mode_refusal,
     )
 
 

@@ -226,6 +226,7 @@ class SimAccount:
     signer: str = ""
     balance: Decimal = Decimal("100000")
     hedge_mode: bool = False
+    multi_assets: bool = False
     positions: dict[str, SimPosition] = field(default_factory=dict)
     leverage: dict[str, int] = field(default_factory=dict)
     margin_type: dict[str, str] = field(default_factory=dict)

@@ -594,17 +594,50 @@ def h_margin_type(handler: SimHandler, account: SimAccount | None, params: dict[
     return {"code": 200, "msg": "success"}
 
 
+def _bool_param(params: dict[str, str], name: str) -> bool:
+    """A boolean parameter as the exchange parses it: `true` or `false`, nothing else."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        raise SimError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    if raw not in ("true", "false"):
+        raise SimError(-1130, f"Data sent for parameter '{name}' is not valid.")
+    return raw == "true"
+
+
 def h_position_mode(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
     acct = _account(account)
     if handler.command == "GET":
         return {"dualSidePosition": acct.hedge_mode}
-    hedge = params.get("dualSidePosition", "").lower() == "true"
+    hedge = _bool_param(params, "dualSidePosition")
     with handler.server.exchange.lock:
         if hedge == acct.hedge_mode:
             raise SimError(-4059, "No need to change position side.")
+        if any(o.is_open for o in acct.orders.values()):
+            raise SimError(-4067, "Position side cannot be changed if there exists open orders.")
         if any(p.amount for p in acct.positions.values()):
             raise SimError(-4068, "Position side cannot be changed if there exists position.")
         acct.hedge_mode = hedge
+    return {"code": 200, "msg": "success"}
+
+
+def h_multi_assets(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    """Multi-Assets mode. ASSUMPTION (undocumented by Aster): like Binance, it cannot be switched
+    on while a symbol is isolated (-4168) and the change is refused while positions exist."""
+    acct = _account(account)
+    if handler.command == "GET":
+        return {"multiAssetsMargin": acct.multi_assets}
+    enabled = _bool_param(params, "multiAssetsMargin")
+    with handler.server.exchange.lock:
+        if enabled == acct.multi_assets:
+            return {"code": 200, "msg": "success"}
+        if enabled and "ISOLATED" in acct.margin_type.values():
+            raise SimError(
+                -4168,
+                "Unable to adjust to Multi-Assets mode with symbols of USDⓈ-M Futures under isolated-margin mode.",
+            )
+        if any(p.amount for p in acct.positions.values()):
+            raise SimError(-4171, "Adjusting Multi-Assets mode is not allowed while a position exists.")
+        acct.multi_assets = enabled
     return {"code": 200, "msg": "success"}
 
 
@@ -670,6 +703,8 @@ SIGNED = {
     ("POST", "marginType"): Route(h_margin_type),
     ("POST", "positionSide/dual"): Route(h_position_mode),
     ("GET", "positionSide/dual"): Route(h_position_mode, weight=30),
+    ("POST", "multiAssetsMargin"): Route(h_multi_assets),
+    ("GET", "multiAssetsMargin"): Route(h_multi_assets, weight=30),
     ("GET", "leverageBracket"): Route(h_leverage_bracket),
     ("GET", "commissionRate"): Route(h_commission_rate, weight=20),
     ("GET", "income"): Route(h_income, weight=30),

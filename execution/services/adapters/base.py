@@ -66,6 +66,7 @@ class RemotePosition:
     mark_price: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     liquidation_price: Decimal | None = None
+    position_side: str = "BOTH"  # the venue's positionSide: BOTH in one-way mode, LONG/SHORT in hedge mode
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,19 @@ class PreTradeData:
     tiers: tuple[MaintenanceTier, ...]
     # When the venue's balance was read: the service's fills booked since are not in it yet.
     balance_as_of: datetime | None = None
+    # Why the venue account's mode cannot be traded (hedge mode that would not switch to one-way,
+    # Multi-Assets mode against isolated margin); None when it can. A policy check refuses on it.
+    account_mode_refusal: AccountModeRefusal | None = None
+
+
+@dataclass(frozen=True)
+class AccountModeRefusal:
+    """The venue account is in a mode the service does not trade, and could not be switched."""
+
+    message: str
+    mode: str  # "hedge" or "multi_assets"
+    exchange_code: int | None = None
+    exchange_msg: str = ""
 
 
 class ExecutionAdapter(ABC):

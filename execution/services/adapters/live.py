@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, MarginType
 from execution.aster.client import AsterClient
 from execution.aster.errors import (
     AsterError,
@@ -32,6 +32,7 @@ from execution.aster.replies import OrderResult
 from execution.exceptions import ExchangeRejected, ExecutionError, OrderOutcomeUnknown, ProtectionFailed
 from execution.models import PendingOrderKind
 from execution.services.adapters.base import (
+    AccountModeRefusal,
     ExecutionAdapter,
     Fill,
     MarketOrder,
@@ -49,9 +50,14 @@ from execution.services.position_math import MaintenanceTier, q
 logger = logging.getLogger(__name__)
 SETUP_TTL = 3600
 GONE_CODES = frozenset({-2011, -2013})
-# The exchange will not change margin type / position mode while positions or orders exist;
-# the account then trades with what it has (and the log says so) instead of failing every order.
-SETUP_BLOCKED_CODES = frozenset({-4047, -4048, -4067, -4068})
+# The exchange will not change margin type while positions or orders exist; the account then
+# trades with what it has (and the log says so) instead of failing every order.
+SETUP_BLOCKED_CODES = frozenset({-4047, -4048})
+# Hedge mode will not switch to one-way while orders (-4067) or positions (-4068) exist: the
+# service does not trade such an account (POSITION_MODE) and asks again after this many seconds.
+POSITION_MODE_BLOCKED_CODES = frozenset({-4067, -4068})
+MODE_RETRY_SECONDS = 30
+MODE_OK = "one-way, single-asset or cross"
 FILL_POLLS = (0.2, 0.5, 1.0)
 RATE_LIMIT_TRIES = 3
 T = TypeVar("T")
@@ -91,15 +97,84 @@ class LiveExecutionAdapter(ExecutionAdapter):
     # ------------------------------------------------------------------ before the reserve step
 
     def pre_trade_data(self, symbol: str) -> PreTradeData:
-        """The exchange's available balance (reused for LIVE_BALANCE_CACHE_SECONDS) and the
-        symbol's leverage brackets (cached an hour)."""
-        cached = cache.get_many([self._balance_key(), _brackets_key(symbol)])  # one cache round trip
+        """The exchange's available balance (reused for LIVE_BALANCE_CACHE_SECONDS), the
+        symbol's leverage brackets (cached an hour) and whether the account's position and
+        margin modes can be traded (an hour when they can, MODE_RETRY_SECONDS when not)."""
+        keys = [self._balance_key(), _brackets_key(symbol), self._modes_key()]
+        cached = cache.get_many(keys)  # one cache round trip
+        refusal = self._account_modes(cached.get(self._modes_key()))
         available, as_of = self._available_balance(cached.get(self._balance_key()))
         return PreTradeData(
             available_balance=available,
             tiers=self._tiers(symbol, cached.get(_brackets_key(symbol))),
             balance_as_of=as_of,
+            account_mode_refusal=refusal,
         )
+
+    # ------------------------------------------------------------------ position and margin modes
+
+    def _modes_key(self) -> str:
+        return f"live:setup:{self.account.pk}:modes:{self.account.margin_type}"
+
+    def _account_modes(self, cached: str | AccountModeRefusal | None) -> AccountModeRefusal | None:
+        """Read the position mode (and, for isolated margin, Multi-Assets mode) and switch the
+        account to one-way / Single-Asset when it is not; a refusal when the exchange will not.
+
+        Runs before the reserve step, so a refused account writes no intent and sends no order.
+        A refusal is cached briefly, so an account fixed by its owner trades again soon."""
+        if cached is not None:
+            return None if cached == MODE_OK else cached  # type: ignore[return-value]
+        try:
+            refusal = self._one_way_refusal() or self._multi_assets_refusal()
+        except AsterError as exc:
+            raise exchange_error(exc, what="account position mode") from exc
+        if refusal is None:
+            cache.set(self._modes_key(), MODE_OK, timeout=SETUP_TTL)
+        else:
+            logger.warning("account %s: %s", self.account.pk, refusal.message)
+            cache.set(self._modes_key(), refusal, timeout=MODE_RETRY_SECONDS)
+        return refusal
+
+    def _one_way_refusal(self) -> AccountModeRefusal | None:
+        if not self.client.position_mode_is_hedge():
+            return None
+        try:
+            self.client.set_position_mode(hedge=False)
+        except AsterInvalidRequest as exc:
+            if exc.code not in POSITION_MODE_BLOCKED_CODES:
+                raise
+            return AccountModeRefusal(
+                message=(
+                    "the exchange account is in hedge mode and cannot switch to one-way mode while it has "
+                    f"open orders or positions ({exc}); close them on the exchange or switch it by hand"
+                ),
+                mode="hedge",
+                exchange_code=exc.code,
+                exchange_msg=exc.message,
+            )
+        logger.info("account %s: switched the exchange account from hedge to one-way mode", self.account.pk)
+        return None
+
+    def _multi_assets_refusal(self) -> AccountModeRefusal | None:
+        """Isolated margin and Multi-Assets mode conflict (Binance -4168; Aster documents neither
+        the rule nor a code): the account is switched to Single-Asset mode, or refused with the
+        exchange's own code and message."""
+        if self.account.margin_type != MarginType.ISOLATED or not self.client.multi_assets_mode():
+            return None
+        try:
+            self.client.set_multi_assets_mode(enabled=False)
+        except AsterInvalidRequest as exc:
+            return AccountModeRefusal(
+                message=(
+                    "the exchange account is in Multi-Assets mode, which conflicts with this account's isolated "
+                    f"margin, and the exchange refused Single-Asset mode ({exc})"
+                ),
+                mode="multi_assets",
+                exchange_code=exc.code,
+                exchange_msg=exc.message,
+            )
+        logger.info("account %s: switched the exchange account to Single-Asset mode", self.account.pk)
+        return None
 
     def _available_balance(self, cached: tuple[Decimal, datetime] | None) -> tuple[Decimal, datetime]:
         """The USDT availableBalance and when it was read.
@@ -152,18 +227,12 @@ class LiveExecutionAdapter(ExecutionAdapter):
     # ------------------------------------------------------------------ account set-up
 
     def ensure_setup(self, symbol: str, leverage: int) -> None:
-        """One-way mode and the account's margin type once, leverage when it differs (cached)."""
+        """The account's margin type once, leverage when it differs (cached). The position mode
+        is settled before the reserve step (pre_trade_data)."""
         prefix = f"live:setup:{self.account.pk}"
-        mode_key, margin_key, leverage_key = (
-            f"{prefix}:mode",
-            f"{prefix}:{symbol}:margin",
-            f"{prefix}:{symbol}:leverage",
-        )
-        done = cache.get_many([mode_key, margin_key, leverage_key])  # one cache round trip on the order path
+        margin_key, leverage_key = f"{prefix}:{symbol}:margin", f"{prefix}:{symbol}:leverage"
+        done = cache.get_many([margin_key, leverage_key])  # one cache round trip on the order path
         try:
-            if not done.get(mode_key):
-                self._setup_step(lambda: self.client.set_position_mode(hedge=False), what="one-way mode")
-                cache.set(mode_key, True, timeout=SETUP_TTL)
             if done.get(margin_key) != self.account.margin_type:
                 margin_type = self.account.margin_type
                 self._setup_step(lambda: self.client.set_margin_type(symbol, margin_type), what=f"{symbol} margin type")
@@ -362,6 +431,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
                 mark_price=row.mark_price,
                 unrealized_pnl=row.unrealized_profit,
                 liquidation_price=row.liquidation_price or None,
+                position_side=row.position_side,
             )
             for row in rows
             if row.position_amt != 0

@@ -35,8 +35,15 @@ class Difference:
 class Snapshot:
     """The exchange's view, read once per run."""
 
-    positions: dict[str, RemotePosition]
+    positions: dict[str, RemotePosition]  # the one-way (positionSide BOTH) rows, by symbol
     orders: list[RemoteOrder]
+    # Rows of a hedge-mode account (positionSide LONG/SHORT), keyed by (symbol, positionSide):
+    # never merged into one position; each is a difference that fails closed.
+    hedge_positions: dict[tuple[str, str], RemotePosition] = field(default_factory=dict)
+
+    @property
+    def hedge_symbols(self) -> set[str]:
+        return {symbol for symbol, _ in self.hedge_positions}
 
     @property
     def open_client_ids(self) -> set[str]:
@@ -57,8 +64,10 @@ class RunContext:
     placed_remote: set[str] = field(default_factory=set)  # client ids this run placed (not in the snapshot)
 
     def read_exchange(self) -> Snapshot:
-        positions = {p.symbol: p for p in self.adapter.fetch_positions()}
-        return Snapshot(positions, self.adapter.open_orders())
+        keyed = {(p.symbol, p.position_side): p for p in self.adapter.fetch_positions()}
+        one_way = {symbol: p for (symbol, side), p in keyed.items() if side == "BOTH"}
+        hedge = {key: p for key, p in keyed.items() if key[1] != "BOTH"}
+        return Snapshot(one_way, self.adapter.open_orders(), hedge)
 
     def changed_since_read(self, row: Position | PendingOrder) -> bool:
         """The row was written after the exchange was read: the snapshot may not show it yet."""
@@ -134,6 +143,7 @@ def remote_position_view(remote: RemotePosition) -> dict[str, Any]:
         "entryPrice": format_decimal(remote.entry_price),
         "leverage": remote.leverage,
         "markPrice": str(remote.mark_price),
+        "positionSide": remote.position_side,
     }
 
 

@@ -254,11 +254,13 @@ def _cancel_left_resting(ctx: RunContext, leg: PendingOrder) -> str:
 
 def cancel_orphans(ctx: RunContext, snapshot: Snapshot) -> None:
     # A leg of ours that protects a local open position is no orphan, even if the position is
-    # missing from the snapshot (opened between the two reads): the next run compares it.
+    # missing from the snapshot (opened between the two reads): the next run compares it. Nor is
+    # an order on a symbol with hedge-mode rows: it may protect them (that run fails closed).
     candidates = [
         order
         for order in snapshot.orders
         if order.symbol not in snapshot.positions
+        and order.symbol not in snapshot.hedge_symbols
         and order.is_protective
         and order.client_order_id not in ctx.cancelled_remote
     ]

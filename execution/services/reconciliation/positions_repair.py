@@ -35,8 +35,34 @@ ZERO = Decimal("0")
 LEFT_TO_NEXT_RUN = "changed since the exchange was read: left to the next run"
 
 
+def check_hedge_rows(ctx: RunContext, snapshot: Snapshot, local: dict[str, Position]) -> None:
+    """A LONG/SHORT row means the exchange account is in hedge mode, which the service does not
+    trade: not merged, adopted or closed, but a difference that fails closed (each row)."""
+    for (symbol, side), remote in sorted(snapshot.hedge_positions.items()):
+        position = local.get(symbol)
+        ctx.repair(
+            Difference(
+                "position_hedge_mode",
+                symbol,
+                position_view(position) if position is not None else {},
+                remote_position_view(remote),
+            ),
+            "none: the exchange account is in hedge mode",
+            partial(_refuse_hedge_row, symbol, side),
+        )
+
+
+def _refuse_hedge_row(symbol: str, side: str) -> str:
+    raise ExecutionError(
+        f"the exchange holds a {side} hedge-mode position in {symbol}; the service trades one-way mode only",
+        code="POSITION_MODE",
+    )
+
+
 def check_positions(ctx: RunContext, snapshot: Snapshot) -> None:
     local = {p.symbol: p for p in Position.objects.filter(account=ctx.account, status=PositionStatus.OPEN)}
+    check_hedge_rows(ctx, snapshot, local)
+    hedged = snapshot.hedge_symbols  # judged above: never closed locally for want of a BOTH row
     changed = {symbol for symbol, position in local.items() if ctx.changed_since_read(position)}
     in_flight: set[str] = set()
     if set(snapshot.positions) - set(local):  # only an adoption needs to know what is being booked
@@ -66,7 +92,7 @@ def check_positions(ctx: RunContext, snapshot: Snapshot) -> None:
                 partial(_correct, ctx, position, remote),
             )
     for symbol, position in local.items():
-        if symbol not in snapshot.positions and symbol not in changed:
+        if symbol not in snapshot.positions and symbol not in changed and symbol not in hedged:
             ctx.repair(
                 Difference("position_missing_remotely", symbol, position_view(position), {"positionAmt": "0"}),
                 "close locally with the exit from userTrades",
