@@ -310,6 +310,7 @@ def test_a_close_position_leg_left_without_a_position_expires_when_it_triggers(s
 
 def test_liquidation_closes_the_position_loses_the_margin_and_cancels_the_legs(simulator, version, stream):
     client, ws = stream
+    client.set_margin_type("BTCUSDT", "ISOLATED")  # cross margin would stand the whole wallet behind it
     client.new_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=Decimal("1"), client_order_id="entry")
     client.new_order(
         symbol="BTCUSDT", side="SELL", type="TAKE_PROFIT_MARKET", stop_price=Decimal("70000"), close_position=True,

@@ -33,7 +33,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from execution.aster.signing import hmac_sha256_hex, recover_signer
-from execution.aster.simulator.exchange import SimAccount, SimError, SimExchange, SimSymbol, fmt
+from execution.aster.simulator.exchange import (
+    SimAccount,
+    SimError,
+    SimExchange,
+    SimSymbol,
+    fmt,
+    max_notional,
+)
 from execution.aster.simulator.faults import (
     AFTER_ACCEPT_KINDS,
     DEFAULT_BAN_SECONDS,
@@ -49,6 +56,22 @@ NONCE_WINDOW_US = 10_000_000
 NONCE_MEMORY = 100
 REQUEST_LOG_SIZE = 10_000  # (method, path) of the most recent requests, for tests and demos
 DEPTH_LIMITS = {5, 10, 20, 50, 100, 500, 1000}
+KLINE_INTERVALS = {
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+}
+BATCH_NEW_MAX = 5
+BATCH_CANCEL_MAX = 10
 UNKNOWN_OUTCOME = {
     "code": -1007,
     "msg": "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
@@ -171,6 +194,8 @@ class SimHandler(BaseHTTPRequestHandler):
                 **dict(parse_qsl(split.query, keep_blank_values=True)),
             }
             account = self._authenticate(route.signed, split.query, body, params) if route.signed else None
+            if account is not None and account.countdowns:
+                self.server.exchange.check_countdowns()  # the dead-man switch, before anything else
             rule = self._aimed_rule(method, split.path, params, account)
             if rule is not None and rule.kind not in AFTER_ACCEPT_KINDS:
                 self._refuse(rule, headers)
@@ -450,30 +475,48 @@ def h_premium_index(handler: SimHandler, account: SimAccount | None, params: dic
     return _one_or_all(handler, params, handler.server.exchange.premium_index)
 
 
-def h_klines(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
-    if params.get("interval") != "1m":
-        raise SimError(-1120, "Invalid interval (the simulator serves 1m).")
+def _klines(handler: SimHandler, params: dict[str, str], *, mark: bool) -> Any:
+    interval = KLINE_INTERVALS.get(params.get("interval", ""))
+    if interval is None:
+        raise SimError(-1120, "Invalid interval.")
+    limit = _int_param(params, "limit", 500) or 500
+    if not 1 <= limit <= 1500:
+        raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
     exchange = handler.server.exchange
     with exchange.lock:
         sym = exchange.symbol(_symbol(params))
-        return exchange.klines(
-            sym, _int_param(params, "startTime"), _int_param(params, "endTime"), _int_param(params, "limit", 500) or 500
-        )
+        start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
+        return exchange.klines(sym, start, end, limit, mark=mark, interval_ms=interval)
+
+
+def h_klines(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return _klines(handler, params, mark=False)
 
 
 def h_mark_price_klines(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
-    if params.get("interval") != "1m":
-        raise SimError(-1120, "Invalid interval (the simulator serves 1m).")
+    return _klines(handler, params, mark=True)
+
+
+def h_ticker_24hr(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return _one_or_all(handler, params, handler.server.exchange.ticker_24hr)
+
+
+def h_book_ticker(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    return _one_or_all(handler, params, handler.server.exchange.book_ticker)
+
+
+def h_funding_info(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    """ASSUMPTION: an object with `symbol`, an array without (the docs say `symbol` is optional)."""
+    return _one_or_all(handler, params, handler.server.exchange.funding_info)
+
+
+def h_trades(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    limit = _int_param(params, "limit", 500) or 500
+    if not 1 <= limit <= 1000:
+        raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
     exchange = handler.server.exchange
     with exchange.lock:
-        sym = exchange.symbol(_symbol(params))
-        return exchange.klines(
-            sym,
-            _int_param(params, "startTime"),
-            _int_param(params, "endTime"),
-            _int_param(params, "limit", 500) or 500,
-            mark=True,
-        )
+        return list(exchange.symbol(_symbol(params)).recent_trades)[-limit:]
 
 
 def h_funding_rate(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
@@ -494,6 +537,7 @@ def _account(account: SimAccount | None) -> SimAccount:
 
 
 def h_new_order(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    _require_time_in_force(params)
     order = handler.server.exchange.place_order(_account(account), params)
     faults, lock = handler.server.faults, handler.server.fault_lock
     if faults.take("order_drop_after_accept", lock):
@@ -504,6 +548,138 @@ def h_new_order(handler: SimHandler, account: SimAccount | None, params: dict[st
     reply = order.as_json()
     reply.pop("time", None)
     return reply
+
+
+def _require_time_in_force(params: dict[str, str]) -> None:
+    if params.get("type") == "LIMIT" and not params.get("timeInForce"):
+        raise SimError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+
+
+def _json_list(params: dict[str, str], name: str, limit: int) -> list[Any]:
+    raw = params.get(name)
+    if not raw:
+        raise SimError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SimError(-1130, f"Data sent for parameter '{name}' is not valid.") from None
+    if not isinstance(value, list) or not value or len(value) > limit:
+        raise SimError(-1130, f"Data sent for parameter '{name}' is not valid.")
+    return value
+
+
+def h_batch_new(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    """POST batchOrders: up to 5 orders, answered in input order; a refused one as {code, msg}."""
+    replies: list[Any] = []
+    for item in _json_list(params, "batchOrders", BATCH_NEW_MAX):
+        try:
+            if not isinstance(item, dict):
+                raise SimError(-1130, "Data sent for parameter 'batchOrders' is not valid.")
+            order_params = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in item.items()}
+            _require_time_in_force(order_params)
+            reply = handler.server.exchange.place_order(_account(account), order_params).as_json()
+            reply.pop("time", None)
+            replies.append(reply)
+        except SimError as exc:
+            replies.append({"code": exc.code, "msg": exc.msg})
+    return replies
+
+
+def h_batch_cancel(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    """DELETE batchOrders: up to 10 ids (orderIdList or origClientOrderIdList, JSON arrays)."""
+    symbol = handler.server.exchange.symbol(_symbol(params)).symbol
+    by_id = "orderIdList" in params
+    if not by_id and "origClientOrderIdList" not in params:
+        raise SimError(-1102, "Mandatory parameter 'orderIdList' was not sent, was empty/null, or malformed.")
+    ids = _json_list(params, "orderIdList" if by_id else "origClientOrderIdList", BATCH_CANCEL_MAX)
+    replies: list[Any] = []
+    for ref in ids:
+        try:
+            ref_kwargs = (
+                {"order_id": str(ref), "client_order_id": None}
+                if by_id
+                else {
+                    "order_id": None,
+                    "client_order_id": str(ref),
+                }
+            )
+            order = handler.server.exchange.find_order(_account(account), **ref_kwargs)
+            if order.symbol != symbol:
+                raise SimError(-2011, "Unknown order sent.")
+            replies.append(handler.server.exchange.cancel_order(_account(account), **ref_kwargs).as_json())
+        except SimError as exc:
+            replies.append({"code": -2011 if exc.code == -2013 else exc.code, "msg": "Unknown order sent."})
+    return replies
+
+
+def h_cancel_all(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    handler.server.exchange.cancel_all(_account(account), _symbol(params))
+    return {"code": "200", "msg": "The operation of cancel all open order is done."}  # "200" a string, as documented
+
+
+def h_countdown(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    """The dead-man switch: cancel the symbol's open orders if not renewed within countdownTime ms."""
+    exchange, acct = handler.server.exchange, _account(account)
+    countdown = _int_param(params, "countdownTime")
+    if countdown is None or countdown < 0:
+        raise SimError(-1102, "Mandatory parameter 'countdownTime' was not sent, was empty/null, or malformed.")
+    with exchange.lock:
+        symbol = exchange.symbol(_symbol(params)).symbol
+        if countdown == 0:
+            acct.countdowns.pop(symbol, None)
+        else:
+            acct.countdowns[symbol] = (countdown, exchange.now_ms() + countdown)
+    return {"symbol": symbol, "countdownTime": str(countdown)}
+
+
+def h_open_order(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    exchange = handler.server.exchange
+    with exchange.lock:
+        exchange.symbol(_symbol(params))
+        order = exchange.find_order(_account(account), **_order_ref(params))
+        if not order.is_open:
+            raise SimError(-2013, "Order does not exist.")
+        return order.as_json()
+
+
+def h_all_orders(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    limit = _int_param(params, "limit", 500) or 500
+    if not 1 <= limit <= 1000:
+        raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
+    from_id = _int_param(params, "orderId")
+    exchange = handler.server.exchange
+    with exchange.lock:
+        symbol = exchange.symbol(_symbol(params)).symbol
+        rows = [
+            o.as_json()
+            for o in sorted(_account(account).orders.values(), key=lambda o: o.order_id)
+            if o.symbol == symbol and (from_id is None or o.order_id >= from_id)
+        ]
+    rows = _time_filtered(rows, params)
+    return rows[:limit] if from_id is not None else rows[-limit:]
+
+
+def h_position_margin(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    acct = _account(account)
+    kind = _int_param(params, "type")
+    if kind not in (1, 2):
+        raise SimError(-1130, "Data sent for parameter 'type' is not valid.")
+    raw = params.get("amount")
+    if not raw:
+        raise SimError(-1102, "Mandatory parameter 'amount' was not sent, was empty/null, or malformed.")
+    try:
+        amount = Decimal(raw)
+    except ArithmeticError:
+        raise SimError(-1130, "Data sent for parameter 'amount' is not valid.") from None
+    if not amount.is_finite() or amount <= 0:
+        raise SimError(-1130, "Data sent for parameter 'amount' is not valid.")
+    side = params.get("positionSide", "BOTH")
+    if side not in ("BOTH", "LONG", "SHORT"):
+        raise SimError(-4060, "Invalid position side.")
+    if (side == "BOTH") == acct.hedge_mode:
+        raise SimError(-4061, "Order's position side does not match user's setting.")
+    handler.server.exchange.adjust_margin(acct, symbol=_symbol(params), side=side, amount=amount, add=kind == 1)
+    return {"amount": float(amount), "code": 200, "msg": "Successfully modify position margin.", "type": kind}
 
 
 def _order_ref(params: dict[str, str]) -> dict[str, str | None]:
@@ -569,14 +745,7 @@ def h_leverage(handler: SimHandler, account: SimAccount | None, params: dict[str
     with exchange.lock:
         symbol = exchange.symbol(_symbol(params)).symbol
         _account(account).leverage[symbol] = leverage
-    cap = next(cap for _, lev, _, cap, _, _ in reversed(_brackets()) if lev >= leverage)
-    return {"leverage": leverage, "maxNotionalValue": str(cap), "symbol": symbol}
-
-
-def _brackets() -> list[tuple[int, int, int, int, str, str]]:
-    from execution.aster.simulator.exchange import BRACKETS
-
-    return BRACKETS
+    return {"leverage": leverage, "maxNotionalValue": str(max_notional(leverage)), "symbol": symbol}
 
 
 def h_margin_type(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
@@ -588,7 +757,12 @@ def h_margin_type(handler: SimHandler, account: SimAccount | None, params: dict[
         symbol = exchange.symbol(_symbol(params)).symbol
         if acct.margin_type.get(symbol, "CROSSED") == margin_type:
             raise SimError(-4046, "No need to change margin type.")
-        if acct.position(symbol).amount:
+        if margin_type == "ISOLATED" and acct.multi_assets:
+            # ASSUMPTION: Binance's -4168; Aster documents neither the rule nor the code.
+            raise SimError(-4168, "Unable to adjust to isolated-margin mode under the Multi-Assets mode.")
+        if any(o.symbol == symbol and o.is_open for o in acct.orders.values()):
+            raise SimError(-4047, "Margin type cannot be changed if there exists open orders.")
+        if any(s == symbol for s, _, _ in acct.held()):
             raise SimError(-4048, "Margin type cannot be changed if there exists position.")
         acct.margin_type[symbol] = margin_type
     return {"code": 200, "msg": "success"}
@@ -614,7 +788,7 @@ def h_position_mode(handler: SimHandler, account: SimAccount | None, params: dic
             raise SimError(-4059, "No need to change position side.")
         if any(o.is_open for o in acct.orders.values()):
             raise SimError(-4067, "Position side cannot be changed if there exists open orders.")
-        if any(p.amount for p in acct.positions.values()):
+        if acct.held():
             raise SimError(-4068, "Position side cannot be changed if there exists position.")
         acct.hedge_mode = hedge
     return {"code": 200, "msg": "success"}
@@ -635,7 +809,7 @@ def h_multi_assets(handler: SimHandler, account: SimAccount | None, params: dict
                 -4168,
                 "Unable to adjust to Multi-Assets mode with symbols of USDⓈ-M Futures under isolated-margin mode.",
             )
-        if any(p.amount for p in acct.positions.values()):
+        if acct.held():
             raise SimError(-4171, "Adjusting Multi-Assets mode is not allowed while a position exists.")
         acct.multi_assets = enabled
     return {"code": 200, "msg": "success"}
@@ -690,12 +864,23 @@ PUBLIC = {
     ("GET", "klines"): Route(h_klines, weight=2),
     ("GET", "markPriceKlines"): Route(h_mark_price_klines, weight=2),
     ("GET", "fundingRate"): Route(h_funding_rate),
+    ("GET", "ticker/24hr"): Route(h_ticker_24hr),
+    ("GET", "ticker/bookTicker"): Route(h_book_ticker),
+    ("GET", "trades"): Route(h_trades),
+    ("GET", "fundingInfo"): Route(h_funding_info),
 }
 SIGNED = {
     ("POST", "order"): Route(h_new_order),
     ("GET", "order"): Route(h_query_order),
     ("DELETE", "order"): Route(h_cancel_order),
     ("GET", "openOrders"): Route(h_open_orders),
+    ("GET", "openOrder"): Route(h_open_order),
+    ("GET", "allOrders"): Route(h_all_orders, weight=5),
+    ("DELETE", "allOpenOrders"): Route(h_cancel_all),
+    ("POST", "batchOrders"): Route(h_batch_new, weight=5),
+    ("DELETE", "batchOrders"): Route(h_batch_cancel),
+    ("POST", "countdownCancelAll"): Route(h_countdown, weight=10),
+    ("POST", "positionMargin"): Route(h_position_margin),
     ("GET", "positionRisk"): Route(h_position_risk, weight=5),
     ("GET", "balance"): Route(h_balance, weight=5),
     ("GET", "userTrades"): Route(h_user_trades, weight=5),
@@ -997,6 +1182,7 @@ class AsterSimulator:
         due = time.monotonic() + self.tick_seconds
         while not self._stop.wait(max(due - time.monotonic(), 0.0)):
             self.exchange.step()
+            self.exchange.check_countdowns()
             due = max(due + self.tick_seconds, time.monotonic())
 
     def stop(self) -> None:

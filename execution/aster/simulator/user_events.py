@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from execution.aster.simulator.exchange import SimAccount, SimOrder, SimPosition
 
-CONDITIONAL_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+CONDITIONAL_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
 AVG_PRICE_QUANTUM = Decimal("0.00001")  # as the REST avgPrice
 
 
@@ -40,7 +40,7 @@ def order_trade_update(
 
     A triggered STOP_MARKET / TAKE_PROFIT_MARKET reports `o`="MARKET" and keeps its type in `ot`
     (the Binance design Aster inherits, ASTER_WS.md §2.3)."""
-    current_type = "MARKET" if order.triggered else order.type
+    current_type = order.current_type
     avg = order.avg_price.quantize(AVG_PRICE_QUANTUM) if order.executed_qty else Decimal(0)
     body: dict[str, Any] = {
         "s": order.symbol,
@@ -66,7 +66,7 @@ def order_trade_update(
         "R": order.reduce_only,
         "wt": order.working_type,
         "ot": order.type,
-        "ps": "BOTH",
+        "ps": order.position_side,
         "rp": _fmt(fill.realized) if fill else "0",
     }
     if fill is not None and fill.commission:  # omitted when there is no commission (§2.3)
@@ -77,6 +77,10 @@ def order_trade_update(
     return {"e": "ORDER_TRADE_UPDATE", "E": event_ms, "T": event_ms, "o": body}
 
 
+def _isolated_wallet(pos: SimPosition, leverage: int) -> Decimal:
+    return abs(pos.amount) * pos.entry / leverage + pos.margin_added
+
+
 def account_update(
     account: SimAccount,
     *,
@@ -84,6 +88,7 @@ def account_update(
     event_ms: int,
     positions: dict[str, tuple[SimPosition, Decimal]],
     balance_change: Decimal = Decimal(0),
+    position_side: str = "BOTH",
 ) -> dict[str, Any]:
     """`ACCOUNT_UPDATE`: the USDT balance and the rows of the symbols that changed.
 
@@ -101,8 +106,8 @@ def account_update(
                 "cr": _fmt(pos.realized),
                 "up": _fmt(pos.amount * (mark - pos.entry)) if pos.amount else "0",
                 "mt": "isolated" if isolated else "cross",
-                "iw": _fmt(abs(pos.amount) * pos.entry / leverage) if isolated and pos.amount else "0",
-                "ps": "BOTH",
+                "iw": _fmt(_isolated_wallet(pos, leverage)) if isolated and pos.amount else "0",
+                "ps": position_side,
             }
         )
     balance = _fmt(account.balance)
