@@ -122,6 +122,17 @@ class StatusBoard:
         self._forgotten = [h for h in self._forgotten if h.name not in forgotten]
         self.writes += 1
 
+    def attach(self, supervisor: StreamSupervisor) -> None:
+        """Run the writer as the supervisor's task `status`; at shutdown, write every stream
+        once more as disconnected."""
+        supervisor.add("status", lambda: self.run(supervisor))
+
+        async def final_write() -> None:
+            self.disconnect_all()
+            await self.flush(supervisor)
+
+        supervisor.add_shutdown_hook("status: final write", final_write)
+
     async def run(self, supervisor: StreamSupervisor) -> None:
         """The writer task: prune old rows once, then flush every `interval` seconds."""
         await supervisor.run_blocking(prune_statuses)

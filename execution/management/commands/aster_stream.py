@@ -51,7 +51,7 @@ class Command(BaseCommand):
     async def _run(self, *, url: str, shard: Shard, market: bool, user_streams: Any) -> None:
         supervisor = StreamSupervisor()
         board = StatusBoard()
-        supervisor.add("status", lambda: board.run(supervisor))
+        board.attach(supervisor)
         stream = None
         if market:
             stream = MarketStream(supervisor=supervisor, board=board, url=url)
@@ -59,11 +59,6 @@ class Command(BaseCommand):
         if user_streams is not None:
             supervisor.add("user-streams", lambda: user_streams(supervisor=supervisor, board=board, shard=shard))
 
-        async def final_status() -> None:
-            board.disconnect_all()
-            await board.flush(supervisor)
-
-        supervisor.add_shutdown_hook("final status", final_status)
         streams = [stream.mark_stream, "<symbol>@aggTrade for pending CONTRACT_PRICE orders"] if stream else []
         self.stdout.write(
             f"aster_stream {board.holder}: {url} shard {shard}; market: {', '.join(streams) or 'off'}; "
