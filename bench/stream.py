@@ -22,12 +22,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
 
-from harness import ROOT, percentile, setup_django, simulator_process
+from harness import ROOT, free_port, percentile, setup_django
 from paper import ensure_database, reset_tables
 
 ensure_database()
@@ -44,15 +46,32 @@ SYMBOL = "BTCUSDT"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def wait_for_port(port: int, timeout: float = 30) -> None:
+@contextmanager
+def simulator(*, extra_symbols: int) -> Iterator[tuple[str, str]]:
+    """`manage.py aster_sim` in its own process, prices frozen; (REST URL, WebSocket URL)."""
+    port, ws_port = free_port(), free_port()
+    command = [sys.executable, "manage.py", "aster_sim", "--port", str(port), "--ws-port", str(ws_port)]
+    command += ["--tick-seconds", "0", "--extra-symbols", str(extra_symbols)]
+    env = {**os.environ, "DEBUG": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for each in (port, ws_port):
+            wait_for_port(each, process)
+        yield f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{ws_port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
+    raise RuntimeError(f"the simulator does not listen on port {port}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -154,6 +173,34 @@ def bench_cpu(sim_url: str, pid: int, seconds: float) -> tuple[float, float]:
     return (cpu_seconds(pid) - started_cpu) / elapsed, rss_mb(pid)
 
 
+def arm_every_symbol(sim_url: str) -> int:
+    """One open paper position with a far stop on every symbol: every moved symbol is worth a reaction."""
+    owner, _ = get_user_model().objects.get_or_create(username="bench")
+    account = Account.objects.create(owner=owner, name="bench-stream-cpu", paper_balance=Decimal("1e12"))
+    marks = requests.get(f"{sim_url}/fapi/v1/premiumIndex", timeout=5).json()
+    for item in marks:
+        mark = Decimal(str(item["markPrice"]))
+        position = Position.objects.create(
+            account=account,
+            symbol=item["symbol"],
+            side="LONG",
+            quantity=Decimal("1"),
+            entry_price=mark,
+            leverage=2,
+            margin=mark / 2,
+        )
+        PendingOrder.objects.create(
+            account=account,
+            position=position,
+            symbol=item["symbol"],
+            kind="stop_loss",
+            side="SELL",
+            trigger_price=mark / 2,
+            client_order_id=f"bc{position.pk}-sl",
+        )
+    return len(marks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--triggers", type=int, default=120)
@@ -162,10 +209,8 @@ def main() -> None:
     args = parser.parse_args()
     reset_tables()
     price_cache_backend = "Redis" if os.environ.get("REDIS_URL") else "database table"
-    with simulator_process(extra_symbols=args.symbols, tick_seconds=0) as sim_url:
-        ws_port = int(sim_url.rsplit(":", 1)[1]) + 1  # aster_sim's default --ws-port
-        wait_for_port(ws_port)
-        process = start_stream_process(sim_url, f"ws://127.0.0.1:{ws_port}")
+    with simulator(extra_symbols=args.symbols) as (sim_url, ws_url):
+        process = start_stream_process(sim_url, ws_url)
         try:
             samples = bench_triggers(sim_url, args.triggers)
             rng = random.Random(11)
@@ -180,9 +225,13 @@ def main() -> None:
                 f"  with the exchange's 1 s push cadence (+U(0,1) s): p50 {percentile(cadenced, 50):.2f} s  "
                 f"p95 {percentile(cadenced, 95):.2f} s (target p50 <= 1.5 s)"
             )
+            moving = f"stream process, {args.symbols + 4} symbols moving every second for {args.cpu_seconds:.0f} s"
+            cpu, rss = bench_cpu(sim_url, process.pid, args.cpu_seconds)
+            print(f"{moving}, no paper position: CPU {cpu * 100:.1f} % of one core, RSS {rss:.0f} MB")
+            armed = arm_every_symbol(sim_url)
             cpu, rss = bench_cpu(sim_url, process.pid, args.cpu_seconds)
             print(
-                f"stream process, {args.symbols + 4} symbols moving every second for {args.cpu_seconds:.0f} s: "
+                f"{moving}, a paper position with a stop on each of {armed}: "
                 f"CPU {cpu * 100:.1f} % of one core, RSS {rss:.0f} MB"
             )
         finally:

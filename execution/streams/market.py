@@ -35,10 +35,11 @@ from django.conf import settings
 
 from execution.aster.streams.connection import StreamConnection, SubscriptionError
 from execution.aster.streams.frames import LastPriceUpdate, MarkPriceUpdate, StreamFrameError, parse_market_frame
-from execution.models import PendingOrder, PendingOrderStatus, StreamKind, WorkingType
+from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, StreamKind, WorkingType
 from execution.services import price_cache
 from execution.services.exchange import public_client
 from execution.services.paper import sweep
+from execution.services.paper.sweep import SweepReport
 from execution.streams.process import StreamSupervisor
 from execution.streams.status import StatusBoard, StreamHealth
 
@@ -138,6 +139,10 @@ class MarketStream:
     async def run(self) -> None:
         """The stream's task: the connection and its helpers, until cancelled."""
         await self._refresh_symbols()
+        try:
+            await self._refresh_subscriptions()
+        except Exception:
+            logger.exception("market stream: reading the paper symbols failed (retried)")
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.connection.run(), name=f"{self.name}:connection")
@@ -250,7 +255,7 @@ class MarketStream:
             if not symbols:
                 continue
             try:
-                report = await self.supervisor.run_blocking(sweep.react_to_prices, symbols)
+                report = await self.supervisor.run_blocking(react_where_paper_trades, symbols)
             except Exception:
                 self.counters.reaction_failures += 1
                 logger.exception(
@@ -279,7 +284,8 @@ class MarketStream:
                 logger.exception("market stream: %s failed", what)
 
     async def _refresh_subscriptions(self) -> None:
-        symbols = await self.supervisor.run_blocking(contract_price_symbols)
+        paper = await self.supervisor.run_blocking(paper_symbols)
+        symbols = set(paper.last_price)
         if self.known_symbols is not None:
             symbols &= self.known_symbols
         if len(symbols) > MAX_LAST_PRICE_STREAMS:
@@ -324,19 +330,42 @@ def store_prices(marks: list[MarkPriceUpdate], lasts: list[LastPriceUpdate], *, 
     return changed
 
 
-def contract_price_symbols() -> set[str]:
-    """Symbols of pending paper orders that trigger on the last price (they need aggTrade)."""
-    rows = (
-        PendingOrder.objects.filter(
-            status=PendingOrderStatus.PENDING,
-            account__is_paper_trading=True,
-            working_type=WorkingType.CONTRACT_PRICE,
-        )
+@dataclass(frozen=True)
+class PaperSymbols:
+    reactive: frozenset[str]  # symbols with a pending paper order or an open paper position
+    last_price: frozenset[str]  # symbols with a pending paper CONTRACT_PRICE order (they need aggTrade)
+
+
+def react_where_paper_trades(symbols: set[str]) -> SweepReport:
+    """`react_to_prices` for the moved symbols that have a pending paper order or an open paper
+    position: a reaction over the whole market (200+ symbols a second) costs far more than the
+    two small queries that say where there is anything to do. Read at reaction time, so an
+    order placed just before its price moves is never left out."""
+    relevant = symbols & paper_symbols().reactive
+    if not relevant:
+        return SweepReport()
+    return sweep.react_to_prices(relevant)
+
+
+def paper_symbols() -> PaperSymbols:
+    """The symbols a price reaction can do anything for (two small DISTINCT queries)."""
+    pending = (
+        PendingOrder.objects.filter(status=PendingOrderStatus.PENDING, account__is_paper_trading=True)
+        .order_by()  # the model's ordering would leak into DISTINCT
+        .values_list("symbol", "working_type")
+        .distinct()
+    )
+    positions = (
+        Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True)
         .order_by()
         .values_list("symbol", flat=True)
         .distinct()
     )
-    return set(rows)
+    rows = list(pending)
+    return PaperSymbols(
+        reactive=frozenset(symbol for symbol, _ in rows) | frozenset(positions),
+        last_price=frozenset(symbol for symbol, working_type in rows if working_type == WorkingType.CONTRACT_PRICE),
+    )
 
 
 def listed_symbols() -> frozenset[str]:
