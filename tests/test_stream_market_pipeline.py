@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -167,16 +166,21 @@ def test_open_positions_are_marked_every_mark_seconds(monkeypatch: pytest.Monkey
     assert all(b - a >= 0.04 for a, b in itertools.pairwise(marked))
 
 
-def test_rate_limited_log_reports_once_per_interval_with_the_count_withheld(caplog: pytest.LogCaptureFixture) -> None:
+def test_rate_limited_log_reports_once_per_interval_with_the_count_withheld(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages: list[str] = []
+
+    class Recorder:
+        def warning(self, message: str, *args: Any) -> None:
+            messages.append(message % args)
+
+    monkeypatch.setattr(market, "logger", Recorder())  # not caplog: another test may reconfigure logging
     now = [0.0]
     log = RateLimitedLog(interval=10, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="execution.streams.market"):
-        for _ in range(5):
-            log.warning("bad frame", "bad frame dropped")
-        log.warning("other", "another kind")
-        now[0] = 11
+    for _ in range(5):
         log.warning("bad frame", "bad frame dropped")
-    messages = [r.getMessage() for r in caplog.records]
+    log.warning("other", "another kind")
+    now[0] = 11
+    log.warning("bad frame", "bad frame dropped")
     assert messages == [
         "market stream: bad frame dropped",
         "market stream: another kind",
