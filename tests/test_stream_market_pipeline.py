@@ -186,3 +186,25 @@ def test_rate_limited_log_reports_once_per_interval_with_the_count_withheld(monk
         "market stream: another kind",
         "market stream: bad frame dropped (4 more since the last report)",
     ]
+
+
+def test_a_restarted_market_stream_gets_a_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(market, "listed_symbols", lambda: frozenset({"BTCUSDT"}))
+    monkeypatch.setattr(market, "paper_symbols", lambda: market.PaperSymbols(frozenset(), frozenset({"BTCUSDT"})))
+
+    async def scenario() -> tuple[bool, bool, set[str]]:
+        supervisor = StreamSupervisor(threads=1)
+        stream = make_stream(supervisor)
+        first = stream.connection
+        await first.close()  # what the end of a failed run leaves behind
+        task = asyncio.create_task(stream.run())
+        await until(lambda: stream.connection is not first and stream.connection.stats.failed_attempts >= 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await supervisor.shutdown()
+        return first.closed, stream.connection.closed, stream.connection.streams
+
+    first_closed, second_closed, streams = asyncio.run(scenario())
+    assert first_closed and second_closed  # the second closed by the cancellation
+    assert streams == {"!markPrice@arr@1s", "btcusdt@aggTrade"}  # subscribed before the first connect

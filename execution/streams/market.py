@@ -24,6 +24,7 @@ harmless duplicate: skipped, not counted as bad.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -122,14 +123,22 @@ class MarketStream:
         self._to_react: set[str] = set()
         self._store_wake = asyncio.Event()
         self._react_wake = asyncio.Event()
-        self.connection = StreamConnection(
+        self.idle_seconds: float | None = idle_seconds if idle_seconds is not None else settings.STREAM_IDLE_SECONDS
+        self.rollover_seconds: float = (
+            rollover_seconds if rollover_seconds is not None else settings.STREAM_ROLLOVER_SECONDS
+        )
+        self.backoff_max: float = backoff_max if backoff_max is not None else settings.STREAM_BACKOFF_MAX_SECONDS
+        self.connection = self._new_connection()
+
+    def _new_connection(self) -> StreamConnection:
+        return StreamConnection(
             name=self.name,
-            url=f"{self.base_url}/stream?streams={mark_stream}",
-            streams=[mark_stream],
+            url=self.url,
+            streams=[self.mark_stream],
             on_frame=self.on_frame,
-            idle_seconds=idle_seconds if idle_seconds is not None else settings.STREAM_IDLE_SECONDS,
-            rollover_seconds=rollover_seconds if rollover_seconds is not None else settings.STREAM_ROLLOVER_SECONDS,
-            backoff_max=backoff_max if backoff_max is not None else settings.STREAM_BACKOFF_MAX_SECONDS,
+            idle_seconds=self.idle_seconds,
+            rollover_seconds=self.rollover_seconds,
+            backoff_max=self.backoff_max,
         )
 
     @property
@@ -138,7 +147,12 @@ class MarketStream:
 
     async def run(self) -> None:
         """The stream's task: the connection and its helpers, until cancelled."""
-        await self._refresh_symbols()
+        if self.connection.closed:  # a restart by the supervisor: the last run closed it
+            self.connection = self._new_connection()
+        # What the first frames are checked against; bounded, so a slow REST API cannot hold
+        # the stream back (without it every well-formed symbol is accepted until the next try).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._refresh_symbols(), timeout=5.0)
         try:
             await self._refresh_subscriptions()
         except Exception:
@@ -150,7 +164,7 @@ class MarketStream:
                 group.create_task(self._react_loop(), name=f"{self.name}:react")
                 group.create_task(self._every(self.subscription_seconds, self._refresh_subscriptions, "subscriptions"))
                 group.create_task(self._every(self.mark_seconds, self._mark_positions, "marking"))
-                group.create_task(self._every(self.symbols_seconds, self._refresh_symbols, "symbols"))
+                group.create_task(self._symbols_loop(), name=f"{self.name}:symbols")
                 group.create_task(self._every(1.0, self._follow_connection, "status"))
         finally:
             await self.connection.close()
@@ -304,6 +318,12 @@ class MarketStream:
         marked = await self.supervisor.run_blocking(sweep.mark_open_positions)
         self.counters.markings += 1
         logger.debug("market stream: %d open positions marked", marked)
+
+    async def _symbols_loop(self) -> None:
+        while True:
+            # Until exchangeInfo was read once, try again soon.
+            await asyncio.sleep(self.symbols_seconds if self.known_symbols is not None else 10.0)
+            await self._refresh_symbols()
 
     async def _refresh_symbols(self) -> None:
         try:

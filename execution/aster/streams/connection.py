@@ -232,6 +232,11 @@ class StreamConnection:
         await self._close_sockets()
 
     @property
+    def closed(self) -> bool:
+        """`close()` was called: `run()` returns at once; make a new connection to start again."""
+        return self._closing.is_set()
+
+    @property
     def connected(self) -> bool:
         return self._current is not None and not self._current.retired
 
