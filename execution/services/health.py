@@ -7,7 +7,7 @@ A check answers `{"ok": bool, ...detail}`. The service is ready when every check
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from accounts.models import Account
 from execution.models import (
@@ -31,6 +33,7 @@ from execution.models import (
     Trade,
     TradeStatus,
 )
+from execution.services.exchange import weight_budget
 
 PAPER_SWEEP = "paper_sweep"
 RECONCILE = "reconcile"
@@ -195,3 +198,36 @@ def operational_counts() -> OperationalCounts:
     counts.unknown_intents = Trade.objects.filter(status=TradeStatus.UNKNOWN).count()
     counts.failed_protective = PendingOrder.objects.filter(status=PendingOrderStatus.FAILED).count()
     return counts
+
+
+class DatabaseCollector(Collector):
+    """Gauges read at scrape time: a handful of aggregate queries, and the weight budget."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = operational_counts()
+        accounts = GaugeMetricFamily(
+            "execution_accounts", "Accounts by mode and trading state.", labels=["mode", "state"]
+        )
+        for (mode, state), value in sorted(counts.accounts.items()):
+            accounts.add_metric([mode, state], value)
+        yield accounts
+        positions = GaugeMetricFamily("execution_open_positions", "Open positions by mode.", labels=["mode"])
+        for mode, value in sorted(counts.open_positions.items()):
+            positions.add_metric([mode], value)
+        yield positions
+        yield GaugeMetricFamily(
+            "execution_unknown_intents", "Orders whose outcome is not known yet.", value=counts.unknown_intents
+        )
+        yield GaugeMetricFamily(
+            "execution_exchange_weight_used",
+            "Exchange request weight used this minute (the budget shared through Redis, else this process's).",
+            value=weight_budget().used_this_minute(),
+        )
+        yield GaugeMetricFamily(
+            "execution_failed_protective_orders",
+            "Protective legs that could not be placed (positions needing attention).",
+            value=counts.failed_protective,
+        )
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())  # collected lazily: no database query at registration
