@@ -16,8 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from execution.services.paper.sweep import SweepReport
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -40,12 +44,14 @@ RECONCILIATION_DIFFERENCES = Counter(
 )
 STREAM_LAG_SECONDS = Gauge(
     "execution_stream_lag_seconds",
-    "Receipt time minus the exchange's event time, last frame.",
-    ["stream"],
+    "Receipt time minus the exchange's event time, last frame (by stream kind: market, user).",
+    ["kind"],
     multiprocess_mode="max",
 )
-STREAM_RECONNECTS = Counter("execution_stream_reconnects", "Stream reconnects.", ["stream"])
-STREAM_FRAMES_DROPPED = Counter("execution_stream_frames_dropped", "Stream frames or items dropped as bad.", ["stream"])
+STREAM_RECONNECTS = Counter("execution_stream_reconnects", "Stream reconnects, by stream kind.", ["kind"])
+STREAM_FRAMES_DROPPED = Counter(
+    "execution_stream_frames_dropped", "Stream frames or items dropped as bad, by stream kind.", ["kind"]
+)
 ALERT_DELIVERIES = Counter("execution_alert_deliveries", "Alert deliveries by outcome.", ["outcome"])
 
 
@@ -81,3 +87,14 @@ def order_outcome_metrics(mode: str) -> Iterator[None]:
         raise
     else:
         ORDERS.labels(mode=mode, outcome="filled").inc()
+
+
+def record_sweep_metrics(report: SweepReport, *, source: str) -> None:
+    """A sweep's (or a stream reaction's) figures: duration, triggers claimed and filled, fallbacks."""
+    SWEEP_SECONDS.labels(source=source).observe(report.seconds)
+    if report.triggered:
+        TRIGGERS_CLAIMED.labels(source=source).inc(report.triggered)
+    if report.filled:
+        TRIGGERS_FILLED.labels(source=source).inc(report.filled)
+    if report.batch_fallbacks:
+        FILL_PATH_FALLBACKS.inc(report.batch_fallbacks)

@@ -13,9 +13,11 @@ from execution.services.paper.sweep import sweep_paper_triggers as sweep
 @shared_task(name="execution.sweep_paper_triggers", ignore_result=True)
 def sweep_paper_triggers() -> dict[str, Any]:
     """One paper sweep: mark to market, funding, liquidations, TP/SL triggers."""
+    from execution.metrics import record_sweep_metrics
     from execution.services.health import PAPER_SWEEP, record_heartbeat
 
     report = sweep()
+    record_sweep_metrics(report, source="sweep")
     record_heartbeat(PAPER_SWEEP, seconds=report.seconds, detail={"triggered": report.triggered})
     return asdict(report)
 

@@ -36,6 +36,7 @@ from django.conf import settings
 
 from execution.aster.streams.connection import StreamConnection, SubscriptionError
 from execution.aster.streams.frames import LastPriceUpdate, MarkPriceUpdate, StreamFrameError, parse_market_frame
+from execution.metrics import record_sweep_metrics
 from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, StreamKind, WorkingType
 from execution.services import price_cache
 from execution.services.exchange import public_client
@@ -364,7 +365,9 @@ def react_where_paper_trades(symbols: set[str]) -> SweepReport:
     relevant = symbols & paper_symbols().reactive
     if not relevant:
         return SweepReport()
-    return sweep.react_to_prices(relevant)
+    report = sweep.react_to_prices(relevant)
+    record_sweep_metrics(report, source="stream")
+    return report
 
 
 def paper_symbols() -> PaperSymbols:

@@ -21,6 +21,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from execution.aster.streams.connection import ConnectionStats
+from execution.metrics import STREAM_FRAMES_DROPPED, STREAM_LAG_SECONDS, STREAM_RECONNECTS
 from execution.models import StreamKind, StreamStatus
 from execution.streams.process import StreamSupervisor
 
@@ -58,10 +59,12 @@ class StreamHealth:
         if event_time_ms > self.last_event_time_ms:
             self.last_event_time_ms = event_time_ms
             self.lag_ms = int(received_at.timestamp() * 1000) - event_time_ms
+            STREAM_LAG_SECONDS.labels(kind=self.kind).set(self.lag_ms / 1000)
         self.version += 1
 
     def dropped(self, count: int = 1, *, reason: str = "") -> None:
         self.dropped_frames += count
+        STREAM_FRAMES_DROPPED.labels(kind=self.kind).inc(count)
         if reason:
             self.last_error = reason[:500]
         self.version += 1
@@ -75,6 +78,8 @@ class StreamHealth:
             or (stats.last_error and self.last_error != stats.last_error)
         )
         if changed:
+            if stats.reconnects > self.reconnects:
+                STREAM_RECONNECTS.labels(kind=self.kind).inc(stats.reconnects - self.reconnects)
             self.connected, self.reconnects, self.connected_at = stats.connected, stats.reconnects, stats.connected_at
             if stats.last_error:
                 self.last_error = stats.last_error[:500]
