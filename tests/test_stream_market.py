@@ -23,10 +23,11 @@ from django.db import OperationalError, connection
 
 from execution.models import PendingOrder, Position, StreamStatus, Trade
 from execution.services import price_cache
+from execution.services.health import market_stream_healthy
 from execution.services.paper.sweep import sweep_paper_triggers
 from execution.streams.market import MarketStream
 from execution.streams.process import StreamSupervisor
-from execution.streams.status import StatusBoard, market_stream_healthy
+from execution.streams.status import StatusBoard
 from tests.factories import PaperAccountFactory
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from execution.aster.streams.connection import ConnectionStats
 from execution.models import StreamKind, StreamStatus
+from execution.services.health import market_stream_healthy
 from execution.streams.process import Shard, StreamSupervisor
-from execution.streams.status import StatusBoard, market_stream_healthy, prune_statuses, write_statuses
+from execution.streams.status import StatusBoard, prune_statuses, write_statuses
 
 
 def run(coroutine: Any) -> Any:

@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from execution.aster.streams.connection import ConnectionStats
 from execution.metrics import STREAM_FRAMES_DROPPED, STREAM_LAG_SECONDS, STREAM_RECONNECTS
-from execution.models import StreamKind, StreamStatus
+from execution.models import StreamStatus
 from execution.streams.process import StreamSupervisor
 
 logger = logging.getLogger(__name__)
@@ -225,12 +224,3 @@ def stream_statuses(*, kind: str | None = None) -> QuerySet[StreamStatus]:
     """Every recorded stream (for operators and the admin), optionally of one kind."""
     rows = StreamStatus.objects.all()
     return rows.filter(kind=kind) if kind else rows
-
-
-def market_stream_healthy(*, within_seconds: float | None = None, now: datetime | None = None) -> bool:
-    """True when some process's market stream is connected and received a frame within
-    `within_seconds` (default STREAM_IDLE_SECONDS plus a status write interval: the row is at
-    most that much behind the process)."""
-    window = within_seconds if within_seconds is not None else settings.STREAM_IDLE_SECONDS + 5.0
-    cutoff = (now or timezone.now()) - timedelta(seconds=window)
-    return StreamStatus.objects.filter(kind=StreamKind.MARKET, connected=True, last_frame_at__gte=cutoff).exists()
