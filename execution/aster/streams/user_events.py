@@ -11,6 +11,7 @@ Events are not guaranteed in order (§2.2): callers order them by `event_time_ms
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -175,7 +176,8 @@ def parse_user_frame(text: str | bytes) -> UserEvent | None:
 
 
 def parse_user_event(item: dict[str, Any]) -> UserEvent | None:
-    parser = PARSERS.get(item.get("e"))  # type: ignore[arg-type]
+    kind = item.get("e")
+    parser = PARSERS.get(kind) if isinstance(kind, str) else None
     return parser(item) if parser is not None else None
 
 
@@ -300,7 +302,7 @@ def parse_listen_key_expired(item: dict[str, Any]) -> ListenKeyExpired:
     return ListenKeyExpired(event_time_ms=time_ms(item, "E"))
 
 
-PARSERS = {
+PARSERS: dict[str, Callable[[dict[str, Any]], UserEvent]] = {
     "ORDER_TRADE_UPDATE": parse_order_trade_update,
     "ACCOUNT_UPDATE": parse_account_update,
     "ACCOUNT_CONFIG_UPDATE": parse_account_config_update,
