@@ -324,6 +324,9 @@ STREAM_BACKOFF_MAX_SECONDS = _seconds_setting("STREAM_BACKOFF_MAX_SECONDS", 30.0
 STREAM_LEASE_SECONDS = _seconds_setting("STREAM_LEASE_SECONDS", 30.0)
 # listenKey keepalive: well inside the exchange's 60-minute validity.
 LISTEN_KEY_KEEPALIVE_SECONDS = _seconds_setting("LISTEN_KEY_KEEPALIVE_SECONDS", 1800.0)
+# An ACCOUNT_UPDATE position that differs from ours is reconciled if it still differs this long
+# after (the ORDER_TRADE_UPDATE that explains it may arrive just after it); 0 = at once.
+USER_STREAM_MISMATCH_GRACE_SECONDS = _seconds_setting("USER_STREAM_MISMATCH_GRACE_SECONDS", 2.0, zero=True)
 
 # A position adopted by reconciliation gets a stop this far from the mark (0.05 = 5 %).
 EXECUTION_ADOPTED_STOP_PCT = _decimal_setting("EXECUTION_ADOPTED_STOP_PCT", "0.05")
