@@ -237,7 +237,12 @@ PAPER_RECLAIM_SECONDS = _seconds_setting("PAPER_RECLAIM_SECONDS", 3 * PAPER_SWEE
 EXECUTION_INTENT_STALE_SECONDS = _seconds_setting("EXECUTION_INTENT_STALE_SECONDS", 120.0)
 # Protective placement and its rollback wait out a rate limit this short rather than give up.
 EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS = _seconds_setting("EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS", 5.0, zero=True)
+# The reconciliation beat. An account without a healthy user-data stream (none, or down) is
+# reconciled on every beat; one whose stream is healthy (connected, its holder's lease alive)
+# every RECONCILE_STREAMED_SECONDS: the stream books its fills, reconciliation is the safety net.
+# A stream also reconciles its account on every (re)connect.
 RECONCILE_SECONDS = _seconds_setting("RECONCILE_SECONDS", 60.0)
+RECONCILE_STREAMED_SECONDS = _seconds_setting("RECONCILE_STREAMED_SECONDS", 600.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",
