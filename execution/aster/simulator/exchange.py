@@ -2,6 +2,22 @@
 
 A test double built from ASTER_API.md (one-way mode, USDT-margined linear perpetuals).
 All state changes hold `self.lock`; the HTTP layer (server.py) only parses and formats.
+
+Listeners (the WebSocket server, streams.py) hear about changes while the lock is held:
+`price_listeners` get a `PriceSnapshot` per symbol whose price moved, `event_listeners` get
+(account name, user-data event) in the order the changes happened (ASTER_WS.md §2.3-2.4).
+A listener must return at once (hand the work to another thread); it never does I/O here.
+
+Order events: NEW at placement (every type); a market order's fill as TRADE events
+(PARTIALLY_FILLED..FILLED; `split_next_fills` makes one fill several trades); a triggered
+STOP_MARKET / TAKE_PROFIT_MARKET fills the same way with `o`="MARKET" and `ot` its own type;
+CANCELED on a cancel; EXPIRED when a reduce-only / closePosition leg triggers with no position
+left to reduce (the leg rests until then, as on the real exchange, where a TP/SL outlives the
+position it protected) or a market order finds no book. Liquidation: when the mark crosses a
+position's liquidationPrice (the one positionRisk shows), the position is closed at the
+bankruptcy price (the position's margin is lost) by an `autoclose-<n>` LIQUIDATION order
+(`x`="CALCULATED", ASTER_WS.md §2.3's liquidation execution, `X`="FILLED"), and the account's
+open orders on that symbol are CANCELED. Every fill is followed by an ACCOUNT_UPDATE (`m`="ORDER").
 """
 
 from __future__ import annotations
@@ -15,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
+
+from execution.aster.simulator.user_events import FillFacts, account_update, order_trade_update
 
 ZERO = Decimal("0")
 TAKER_RATE = Decimal("0.00035")
@@ -155,6 +173,7 @@ class SimOrder:
     executed_qty: Decimal = ZERO
     cum_quote: Decimal = ZERO
     update_time_ms: int = 0
+    triggered: bool = False  # a STOP_MARKET / TAKE_PROFIT_MARKET whose stop price was reached
 
     @property
     def is_open(self) -> bool:
@@ -195,6 +214,7 @@ class SimOrder:
 class SimPosition:
     amount: Decimal = ZERO  # signed
     entry: Decimal = ZERO
+    realized: Decimal = ZERO  # accumulated realized PnL (ACCOUNT_UPDATE `cr`)
 
 
 @dataclass
@@ -213,12 +233,49 @@ class SimAccount:
     trades: list[dict[str, Any]] = field(default_factory=list)
     income: list[dict[str, Any]] = field(default_factory=list)
     nonces: list[int] = field(default_factory=list)
+    last_event_ms: int = 0  # user-data events carry strictly increasing `E`
+    fill_splits: list[int] = field(default_factory=list)  # the next fills' trade counts
 
     def position(self, symbol: str) -> SimPosition:
         return self.positions.setdefault(symbol, SimPosition())
 
     def leverage_for(self, symbol: str) -> int:
         return self.leverage.get(symbol, 20)
+
+
+@dataclass(frozen=True)
+class PriceSnapshot:
+    """One symbol's prices right after a change, for the market streams (read outside the lock)."""
+
+    symbol: str
+    price: Decimal
+    mark: Decimal
+    funding_rate: Decimal
+    next_funding_ms: int
+    bid: Decimal
+    bid_qty: Decimal
+    ask: Decimal
+    ask_qty: Decimal
+    min_qty: Decimal
+
+    @classmethod
+    def of(cls, sym: SimSymbol, next_funding_ms: int) -> PriceSnapshot:
+        return cls(
+            symbol=sym.symbol,
+            price=sym.price,
+            mark=sym.mark,
+            funding_rate=sym.funding_rate,
+            next_funding_ms=next_funding_ms,
+            bid=sym.level_price("bid", 0),
+            bid_qty=sym.level_quantity(0),
+            ask=sym.level_price("ask", 0),
+            ask_qty=sym.level_quantity(0),
+            min_qty=sym.min_qty,
+        )
+
+
+PriceListener = Callable[[list[PriceSnapshot]], None]
+EventListener = Callable[[str, dict[str, Any]], None]
 
 
 def default_symbols(extra: int = 0) -> list[SimSymbol]:
@@ -298,6 +355,10 @@ class SimExchange:
         self.accounts: dict[str, SimAccount] = {}
         self._next_order_id = 1000
         self._next_trade_id = 5000
+        self._next_liquidation = 0
+        # Called under self.lock; see the module docstring.
+        self.price_listeners: list[PriceListener] = []
+        self.event_listeners: list[EventListener] = []
         now = self.now_ms()
         for sym in self.symbols.values():
             sym.record_candle(now)
@@ -335,7 +396,9 @@ class SimExchange:
             if mark_premium is not None:
                 sym.mark_premium = mark_premium
             sym.record_candle(self.now_ms())
+            self._emit_prices([sym])
             self._check_triggers(sym)
+            self._check_liquidations(sym)
 
     def step(self) -> None:
         """One random-walk step for every symbol, then the trigger checks."""
@@ -344,7 +407,56 @@ class SimExchange:
                 factor = Decimal(str(math.exp(self.random.gauss(0, sym.volatility))))
                 sym.price = max(sym.round_tick(sym.price * factor), sym.tick)
                 sym.record_candle(self.now_ms())
+            # One batch for the whole step: the streams build one whole-market array from it.
+            self._emit_prices(list(self.symbols.values()))
+            for sym in self.symbols.values():
                 self._check_triggers(sym)
+                self._check_liquidations(sym)
+
+    def price_snapshots(self) -> list[PriceSnapshot]:
+        with self.lock:
+            next_funding = self.next_funding_time_ms()
+            return [PriceSnapshot.of(sym, next_funding) for sym in self.symbols.values()]
+
+    def _emit_prices(self, symbols: list[SimSymbol]) -> None:
+        if not self.price_listeners:
+            return
+        next_funding = self.next_funding_time_ms()
+        snapshots = [PriceSnapshot.of(sym, next_funding) for sym in symbols]
+        for listener in self.price_listeners:
+            listener(snapshots)
+
+    # ---------------------------------------------------------------- user-data events
+
+    def _event_time(self, account: SimAccount) -> int:
+        """Now, but strictly after the account's previous event: events are ordered by `E`."""
+        account.last_event_ms = max(self.now_ms(), account.last_event_ms + 1)
+        return account.last_event_ms
+
+    def _emit_order(self, account: SimAccount, order: SimOrder, execution: str, fill: FillFacts | None = None) -> None:
+        if self.event_listeners:
+            event = order_trade_update(order, execution, event_ms=self._event_time(account), fill=fill)
+            for listener in self.event_listeners:
+                listener(account.name, event)
+
+    def _emit_account_update(self, account: SimAccount, symbol: str) -> None:
+        if self.event_listeners:
+            position = account.position(symbol)
+            event = account_update(
+                account,
+                reason="ORDER",
+                event_ms=self._event_time(account),
+                positions={symbol: (position, self.symbols[symbol].mark)},
+            )
+            for listener in self.event_listeners:
+                listener(account.name, event)
+
+    def split_next_fills(self, account_name: str, *, parts: int, fills: int = 1) -> None:
+        """The account's next `fills` fills each come as `parts` TRADE events (partial fills)."""
+        if parts < 1 or fills < 1:
+            raise ValueError(f"parts and fills must be >= 1, got {parts} and {fills}")
+        with self.lock:
+            self.accounts[account_name].fill_splits.extend([parts] * fills)
 
     def next_funding_time_ms(self) -> int:
         now = self.now_ms()
@@ -361,10 +473,10 @@ class SimExchange:
             order = self._validated_order(account, params)
             if order.type == "MARKET":
                 self._check_margin(account, order)
-                account.orders[order.order_id] = order
+            account.orders[order.order_id] = order
+            self._emit_order(account, order, "NEW")
+            if order.type == "MARKET":
                 self._execute_market(account, order)
-            else:
-                account.orders[order.order_id] = order
             return order
 
     def _validated_order(self, account: SimAccount, params: dict[str, str]) -> SimOrder:
@@ -502,16 +614,41 @@ class SimExchange:
             if order.close_position:
                 quantity = abs(pos.amount) if closing else ZERO
         if quantity <= 0:
-            order.status, order.update_time_ms = "EXPIRED", self.now_ms()
+            self._expire(account, order)
             return
         filled, quote = sym.walk(order.side, quantity)
         if filled <= 0:
-            order.status, order.update_time_ms = "EXPIRED", self.now_ms()
+            self._expire(account, order)
             return
-        self._apply_fill(account, order, filled, quote)
-        order.status = "FILLED" if filled >= quantity else "EXPIRED"
+        self._fill_in_parts(account, order, filled, quote)
+        if filled < quantity:  # the book ran out: the rest expires
+            self._expire(account, order)
 
-    def _apply_fill(self, account: SimAccount, order: SimOrder, filled: Decimal, quote: Decimal) -> None:
+    def _expire(self, account: SimAccount, order: SimOrder) -> None:
+        order.status, order.update_time_ms = "EXPIRED", self.now_ms()
+        self._emit_order(account, order, "EXPIRED")
+
+    def _fill_in_parts(self, account: SimAccount, order: SimOrder, filled: Decimal, quote: Decimal) -> None:
+        """Book `filled` at the average price `quote / filled` as one or more trades (see
+        split_next_fills), each a TRADE event followed by an ACCOUNT_UPDATE. The order is FILLED
+        with its last trade, unless the book ran out first (then _execute_market expires it)."""
+        step = self.symbols[order.symbol].step
+        parts = account.fill_splits.pop(0) if account.fill_splits else 1
+        chunk = (filled / parts / step).to_integral_value(rounding=ROUND_DOWN) * step
+        sizes = [chunk] * (parts - 1) + [filled - chunk * (parts - 1)] if chunk > 0 else [filled]
+        wanted = order.orig_qty or filled  # closePosition orders have no quantity of their own
+        price = quote / filled
+        booked_quote = ZERO
+        for index, size in enumerate(sizes):
+            last = index == len(sizes) - 1
+            part_quote = quote - booked_quote if last else size * price
+            booked_quote += part_quote
+            fill = self._apply_fill(account, order, size, part_quote)
+            order.status = "FILLED" if last and order.executed_qty >= wanted else "PARTIALLY_FILLED"
+            self._emit_order(account, order, "TRADE", fill)
+            self._emit_account_update(account, order.symbol)
+
+    def _apply_fill(self, account: SimAccount, order: SimOrder, filled: Decimal, quote: Decimal) -> FillFacts:
         sym = self.symbols[order.symbol]
         price = quote / filled
         pos = account.position(order.symbol)
@@ -530,6 +667,7 @@ class SimExchange:
                 pos.entry = ZERO
             elif (pos.amount > 0) != (direction > 0):
                 pos.entry = price  # flipped: the remainder opened at this fill
+        pos.realized += realized
         commission = (quote * TAKER_RATE).quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
         account.balance += realized - commission
         now = self.now_ms()
@@ -570,6 +708,9 @@ class SimExchange:
                         "tradeId": str(self._next_trade_id),
                     }
                 )
+        return FillFacts(
+            trade_id=self._next_trade_id, quantity=filled, price=price, commission=commission, realized=realized
+        )
 
     def _check_triggers(self, sym: SimSymbol) -> None:
         for account in self.accounts.values():
@@ -581,7 +722,54 @@ class SimExchange:
                 if self._triggered(
                     order.type, order.side, order.stop_price, self._working_price(sym, order.working_type)
                 ):
+                    order.triggered = True
                     self._execute_market(account, order)
+
+    def _check_liquidations(self, sym: SimSymbol) -> None:
+        """Liquidate every position on `sym` whose liquidationPrice the mark has crossed."""
+        mark = sym.mark
+        for account in self.accounts.values():
+            pos = account.positions.get(sym.symbol)
+            if pos is None or not pos.amount:
+                continue
+            liquidation = self._liquidation_price(pos, account.leverage_for(sym.symbol))
+            if liquidation > 0 and (mark <= liquidation if pos.amount > 0 else mark >= liquidation):
+                self._liquidate(account, sym, pos)
+
+    def _liquidate(self, account: SimAccount, sym: SimSymbol, pos: SimPosition) -> None:
+        """Close the position at its bankruptcy price (its margin is lost), cancel the account's
+        open orders on the symbol first (as the exchange does before it takes the position over)."""
+        now = self.now_ms()
+        for order in list(account.orders.values()):
+            if order.symbol == sym.symbol and order.is_open:
+                order.status, order.update_time_ms = "CANCELED", now
+                self._emit_order(account, order, "CANCELED")
+        leverage = Decimal(account.leverage_for(sym.symbol))
+        quantity = abs(pos.amount)
+        direction = 1 if pos.amount > 0 else -1
+        bankruptcy = sym.round_tick(pos.entry * (1 - direction / leverage))
+        self._next_liquidation += 1
+        order = SimOrder(
+            order_id=self._new_order_id(),
+            client_order_id=f"autoclose-{self._next_liquidation}",
+            symbol=sym.symbol,
+            side="SELL" if direction > 0 else "BUY",
+            type="LIQUIDATION",
+            orig_qty=quantity,
+            price=bankruptcy,
+            stop_price=ZERO,
+            reduce_only=True,
+            close_position=False,
+            working_type="CONTRACT_PRICE",
+            time_in_force="IOC",
+            time_ms=now,
+            update_time_ms=now,
+        )
+        account.orders[order.order_id] = order
+        fill = self._apply_fill(account, order, quantity, quantity * bankruptcy)
+        order.status = "FILLED"
+        self._emit_order(account, order, "CALCULATED", fill)
+        self._emit_account_update(account, sym.symbol)
 
     def find_order(self, account: SimAccount, *, order_id: str | None, client_order_id: str | None) -> SimOrder:
         for order in reversed(list(account.orders.values())):
@@ -600,6 +788,7 @@ class SimExchange:
             if not order.is_open:
                 raise SimError(-2011, "Unknown order sent.")
             order.status, order.update_time_ms = "CANCELED", self.now_ms()
+            self._emit_order(account, order, "CANCELED")
             return order
 
     # ---------------------------------------------------------------- account views

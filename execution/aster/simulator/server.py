@@ -1,12 +1,20 @@
 """The simulator's HTTP face: the AsterDEX paths, response shapes, signature checks and faults.
 
-Run it with `python manage.py aster_sim --port 8765`, or in-process (tests, benchmarks):
+Run it with `python manage.py aster_sim --port 8765 [--ws-port 8766]`, or in-process (tests, benchmarks):
 
     with AsterSimulator(seed=1) as sim:
         client = AsterClient(sim.url, credentials)
+        websocket = connect(sim.ws_url + "/ws/btcusdt@markPrice@1s")
+
+The WebSocket streams (market data, user data) are served by streams.py on `ws_port`; the
+listenKey REST calls (`POST/PUT/DELETE /fapi/v1/listenKey` with the API-key header only,
+`/fapi/v3/listenKey` signed) are here.
 
 Operator and test controls live under /_sim/ (JSON): state, price, step, faults, accounts,
-orders placed "behind the service's back". The simulator binds to loopback only.
+orders placed and cancelled "behind the service's back" (`/_sim/orders`, `/_sim/cancel`), the
+next fills split into partial fills (`/_sim/split_fills {"account", "parts", "fills"}`), and the
+WebSocket faults under /_sim/ws/ (see streams.py). The same controls are methods of
+AsterSimulator. The simulator binds to loopback only.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from execution.aster.simulator.faults import (
     Faults,
     OrderFacts,
 )
+from execution.aster.simulator.listen_keys import DEFAULT_VALIDITY_SECONDS, ListenKeys
+from execution.aster.simulator.streams import SimStreams
 
 NONCE_WINDOW_US = 10_000_000
 NONCE_MEMORY = 100
@@ -49,7 +59,7 @@ UNKNOWN_OUTCOME = {
 class Route:
     handler: Callable[[SimHandler, SimAccount | None, dict[str, str]], Any]
     weight: int = 1
-    signed: str = ""  # "", "v1" or "v3"
+    signed: str = ""  # "", "v1", "v3" or "apikey" (the API-key header only: V1's USER_STREAM)
 
 
 class SimServer(ThreadingHTTPServer):
@@ -70,6 +80,8 @@ class SimServer(ThreadingHTTPServer):
         self.weight_used = 0
         # Bounded: a long-running simulator keeps only the latest requests.
         self.request_log: deque[tuple[str, str]] = deque(maxlen=request_log_size)
+        self.listen_keys = ListenKeys(clock=exchange.clock)
+        self.streams: SimStreams | None = None  # set by AsterSimulator when it serves WebSockets
 
     def add_weight(self, weight: int) -> int:
         with self.fault_lock:
@@ -278,6 +290,11 @@ class SimHandler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ authentication
 
     def _authenticate(self, version: str, query: str, body: str, params: dict[str, str]) -> SimAccount:
+        if version == "apikey":
+            account = self.server.exchange.account_by_api_key(self.headers.get("X-MBX-APIKEY", ""))
+            if account is None:
+                raise SimError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+            return account
         query_unsigned, query_signature = _split_signature(query)
         body_unsigned, body_signature = _split_signature(body)
         signature = query_signature or body_signature
@@ -615,6 +632,21 @@ def h_income(handler: SimHandler, account: SimAccount | None, params: dict[str, 
     return _time_filtered(rows, params)[-limit:]
 
 
+def h_listen_key(handler: SimHandler, account: SimAccount | None, params: dict[str, str]) -> Any:
+    """POST: the account's key (the active one, extended, or a new one); PUT: keepalive;
+    DELETE: close it and its sockets. -1125 when the account has no live key."""
+    keys, name = handler.server.listen_keys, _account(account).name
+    if handler.command == "POST":
+        return {"listenKey": keys.create(name)}
+    if handler.command == "PUT":
+        keys.keepalive(name, params.get("listenKey"))
+        return {}
+    key = keys.close(name, params.get("listenKey"))
+    if handler.server.streams is not None:
+        handler.server.streams.close_listen_key_sockets(key)
+    return {}
+
+
 PUBLIC = {
     ("GET", "ping"): Route(h_ping),
     ("GET", "time"): Route(h_time),
@@ -654,6 +686,9 @@ def _build_routes() -> dict[tuple[str, str], Route]:
         v1_prefix = V1_VERSIONED.get(name, "v1")
         routes[(method, f"/fapi/{v1_prefix}/{name}")] = Route(route.handler, route.weight, "v1")
         routes[(method, f"/fapi/v3/{name}")] = Route(route.handler, route.weight, "v3")
+    for method in ("POST", "PUT", "DELETE"):
+        routes[(method, "/fapi/v1/listenKey")] = Route(h_listen_key, 1, "apikey")
+        routes[(method, "/fapi/v3/listenKey")] = Route(h_listen_key, 1, "v3")
     return routes
 
 
@@ -748,7 +783,65 @@ def a_orders(server: SimServer, data: dict[str, Any]) -> Any:
     return order.as_json()
 
 
+def a_cancel(server: SimServer, data: dict[str, Any]) -> Any:
+    """Cancel an account's order directly, as a person on the exchange's website would."""
+    exchange = server.exchange
+    account = exchange.accounts[str(data["account"])]
+    order_id, client_id = data.get("orderId"), data.get("origClientOrderId")
+    if order_id is None and client_id is None:
+        raise ValueError("orderId or origClientOrderId is required")
+    order = exchange.cancel_order(
+        account,
+        order_id=None if order_id is None else str(order_id),
+        client_order_id=None if client_id is None else str(client_id),
+    )
+    return order.as_json()
+
+
+def a_split_fills(server: SimServer, data: dict[str, Any]) -> Any:
+    server.exchange.split_next_fills(str(data["account"]), parts=int(data["parts"]), fills=int(data.get("fills", 1)))
+    return {"ok": True}
+
+
+def _streams(server: SimServer) -> SimStreams:
+    if server.streams is None:
+        raise ValueError("this simulator serves no WebSocket streams")
+    return server.streams
+
+
+def _done(control: Callable[..., None], *args: Any) -> dict[str, bool]:
+    control(*args)
+    return {"ok": True}
+
+
+def _seconds(data: dict[str, Any]) -> float:
+    seconds = data["seconds"]
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError("seconds must be a number")
+    return float(seconds)
+
+
 ADMIN_ROUTES: dict[tuple[str, str], Callable[[SimServer, dict[str, Any]], Any]] = {
+    ("POST", "/_sim/cancel"): a_cancel,
+    ("POST", "/_sim/split_fills"): a_split_fills,
+    ("GET", "/_sim/ws/state"): lambda server, data: _streams(server).state(),
+    ("POST", "/_sim/ws/drop"): lambda server, data: {"dropped": _streams(server).drop_all()},
+    ("POST", "/_sim/ws/pause"): lambda server, data: _done(_streams(server).pause),
+    ("POST", "/_sim/ws/resume"): lambda server, data: _done(_streams(server).resume),
+    ("POST", "/_sim/ws/close_older"): lambda server, data: {
+        "closed": _streams(server).close_older_than(_seconds(data))
+    },
+    ("POST", "/_sim/ws/inject"): lambda server, data: {"sent": _streams(server).inject(str(data["text"]))},
+    ("POST", "/_sim/ws/hold"): lambda server, data: _done(_streams(server).hold_events, str(data["account"])),
+    ("POST", "/_sim/ws/release"): lambda server, data: {
+        "released": _streams(server).release_events(str(data["account"]))
+    },
+    ("POST", "/_sim/ws/expire_key"): lambda server, data: _done(
+        _streams(server).expire_listen_key, str(data["account"])
+    ),
+    ("POST", "/_sim/ws/drop_user"): lambda server, data: {
+        "dropped": _streams(server).drop_user_sockets(str(data["account"]))
+    },
     ("GET", "/_sim/state"): a_state,
     ("POST", "/_sim/price"): a_price,
     ("POST", "/_sim/step"): a_step,
@@ -770,11 +863,24 @@ class AsterSimulator:
         tick_seconds: float | None = None,
         exchange: SimExchange | None = None,
         request_log_size: int = REQUEST_LOG_SIZE,
+        ws_port: int | None = 0,
+        listen_key_seconds: float = DEFAULT_VALIDITY_SECONDS,
     ) -> None:
+        """`ws_port`: the WebSocket server's port (0: any free one; None: no WebSocket server).
+        `listen_key_seconds`: how long a listenKey lives without a keepalive (60 min)."""
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the simulator binds to loopback only")
+        if ws_port is not None and not 0 <= ws_port <= 65535:
+            raise ValueError(f"ws_port must be 0..65535, got {ws_port}")
         self.exchange = exchange or SimExchange(seed=seed)
         self.server = SimServer(self.exchange, (host, port), request_log_size=request_log_size)
+        self.server.listen_keys = ListenKeys(validity_seconds=listen_key_seconds, clock=self.exchange.clock)
+        if ws_port is not None:
+            try:
+                self.server.streams = SimStreams(self.exchange, self.server.listen_keys, host=host, port=ws_port)
+            except OSError:
+                self.server.server_close()
+                raise
         self.tick_seconds = tick_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -785,8 +891,55 @@ class AsterSimulator:
         return f"http://{host!s}:{port}"
 
     @property
+    def ws_url(self) -> str:
+        """`ws://127.0.0.1:<port>`: append `/ws/<stream>`, `/stream?streams=..`, `/ws/<listenKey>`."""
+        return self.streams.url
+
+    @property
+    def streams(self) -> SimStreams:
+        if self.server.streams is None:
+            raise RuntimeError("this simulator was made without a WebSocket server (ws_port=None)")
+        return self.server.streams
+
+    @property
+    def listen_keys(self) -> ListenKeys:
+        return self.server.listen_keys
+
+    @property
     def faults(self) -> Faults:
         return self.server.faults
+
+    # WebSocket faults and controls (streams.py explains each).
+
+    def drop_sockets(self) -> int:
+        return self.streams.drop_all()
+
+    def pause_streams(self) -> None:
+        self.streams.pause()
+
+    def resume_streams(self) -> None:
+        self.streams.resume()
+
+    def close_sockets_older_than(self, seconds: float) -> int:
+        return self.streams.close_older_than(seconds)
+
+    def inject_frame(self, text: str) -> int:
+        return self.streams.inject(text)
+
+    def hold_events(self, account: str) -> None:
+        self.streams.hold_events(account)
+
+    def release_events(self, account: str) -> int:
+        return self.streams.release_events(account)
+
+    def expire_listen_key(self, account: str) -> None:
+        self.streams.expire_listen_key(account)
+
+    def drop_user_sockets(self, account: str) -> int:
+        return self.streams.drop_user_sockets(account)
+
+    def split_next_fills(self, account: str, *, parts: int, fills: int = 1) -> None:
+        self.exchange.split_next_fills(account, parts=parts, fills=fills)
 
     def start(self) -> AsterSimulator:
         serve = threading.Thread(
@@ -794,6 +947,8 @@ class AsterSimulator:
         )
         serve.start()
         self._threads.append(serve)
+        if self.server.streams is not None:
+            self.server.streams.start()
         if self.tick_seconds:
             ticker = threading.Thread(target=self._tick, name="aster-sim-ticker", daemon=True)
             ticker.start()
@@ -807,6 +962,8 @@ class AsterSimulator:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.server.streams is not None:
+            self.server.streams.stop()
         self.server.shutdown()
         self.server.server_close()
 

@@ -18,6 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
         parser.add_argument("--port", type=int, default=8765)
+        parser.add_argument(
+            "--ws-port", type=int, default=None, help="WebSocket streams port (default: --port + 1; 0 picks a free one)"
+        )
         parser.add_argument("--seed", type=int, default=0, help="seed of the price random walk")
         parser.add_argument("--tick-seconds", type=float, default=1.0, help="price step interval; 0 freezes prices")
         parser.add_argument("--extra-symbols", type=int, default=0, help="add N synthetic symbols SIM000USDT...")
@@ -32,6 +35,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not 0 <= options["port"] <= 65535:
             raise CommandError(f"--port must be 0..65535, got {options['port']}")
+        ws_port = options["ws_port"]
+        if ws_port is None:
+            ws_port = options["port"] + 1 if options["port"] else 0
+        if not 0 <= ws_port <= 65535:
+            raise CommandError(f"--ws-port must be 0..65535, got {ws_port}")
+        if ws_port and ws_port == options["port"]:
+            raise CommandError("--ws-port must differ from --port")
         if options["tick_seconds"] < 0 or options["extra_symbols"] < 0 or options["request_log_size"] < 0:
             raise CommandError("--tick-seconds, --extra-symbols and --request-log-size must be >= 0")
         exchange = SimExchange(
@@ -46,11 +56,13 @@ class Command(BaseCommand):
                 exchange=exchange,
                 tick_seconds=options["tick_seconds"] or None,
                 request_log_size=options["request_log_size"],
+                ws_port=ws_port,
             )
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot start the simulator: {exc}") from exc
         sim.start()
         self.stdout.write(f"AsterDEX simulator on {sim.url} (seed {options['seed']}, {len(exchange.symbols)} symbols)")
+        self.stdout.write(f"WebSocket streams on {sim.ws_url}")
         self.stdout.write("demo accounts: demo-v1 (the docs' HMAC test key), demo-v3 (the docs' API-wallet demo)")
         try:
             while True:

@@ -1,8 +1,11 @@
 """What the sweep knows of prices: the mark (and last) price per symbol, and the completed
 1-minute candles since the last sweep, so that a crossing between two sweeps is not missed.
 
-Per sweep: one premiumIndex request for every symbol, one ticker/price request when a
-CONTRACT_PRICE order is pending, and klines per symbol at most once a minute (cached).
+Prices come from the price cache (the stream process writes it) when it is fresh, per symbol.
+Only the symbols whose cached price is missing or stale (the stream is down or lagging) are
+polled over REST: one premiumIndex request for all of them, one ticker/price request when
+one of them has a CONTRACT_PRICE order pending. Klines per symbol at most once a minute
+(cached) for the crossing check, whatever the source of the price.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from django.core.cache import cache
 
 from execution.aster.replies import Kline
 from execution.models import WorkingType
+from execution.services import price_cache
 from execution.services.exchange import public_client
 from execution.services.market_data import fetch, is_stale
 
@@ -36,6 +40,10 @@ class SymbolPrices:
     mark: Decimal
     last: Decimal | None
     next_funding_time_ms: int = 0
+    # No fresh last price although a CONTRACT_PRICE order needs one: such orders are not judged
+    # on these prices (never on the mark in its place); the sweep will judge them.
+    last_missing: bool = False
+    source: str = price_cache.STREAM
     mark_candles: list[Candle] = field(default_factory=list)
     last_candles: list[Candle] = field(default_factory=list)
 
@@ -56,12 +64,50 @@ class SymbolPrices:
         return min(lows), max(highs)
 
 
-def current_prices(symbols: set[str], *, with_last: bool, now: datetime) -> tuple[dict[str, SymbolPrices], list[str]]:
+def current_prices(
+    symbols: set[str], *, last_for: set[str], now: datetime
+) -> tuple[dict[str, SymbolPrices], list[str]]:
     """Fresh prices per symbol, and the symbols skipped for want of a fresh mark (nothing
-    triggers, liquidates or marks on old data)."""
+    triggers, liquidates or marks on old data). `last_for`: the symbols that also need the
+    last price (CONTRACT_PRICE orders pending). The cache first; REST for the rest."""
+    prices = cached_symbol_prices(symbols, last_for=last_for, now=now, require_last=True)
+    missing = symbols - prices.keys()
+    if not missing:
+        return prices, []
+    polled, skipped = rest_prices(missing, last_for=last_for & missing, now=now)
+    prices.update(polled)
+    return prices, skipped
+
+
+def cached_symbol_prices(
+    symbols: set[str], *, last_for: set[str], now: datetime, require_last: bool
+) -> dict[str, SymbolPrices]:
+    """The symbols whose cached mark is fresh. A symbol of `last_for` without a fresh cached
+    last price is left out when `require_last` (its caller polls REST for it), else kept with
+    `last_missing` set."""
+    prices = {}
+    at = now.timestamp()
+    for symbol, entry in price_cache.cached_prices(symbols).items():
+        if entry.mark_price is None or is_stale(entry.event_time_ms, at):
+            continue
+        last = entry.last_price if entry.last_price is not None and not is_stale(entry.last_event_time_ms, at) else None
+        missing_last = symbol in last_for and last is None
+        if missing_last and require_last:
+            continue
+        prices[symbol] = SymbolPrices(
+            mark=entry.mark_price,
+            last=last,
+            next_funding_time_ms=entry.next_funding_time_ms,
+            last_missing=missing_last,
+        )
+    return prices
+
+
+def rest_prices(symbols: set[str], *, last_for: set[str], now: datetime) -> tuple[dict[str, SymbolPrices], list[str]]:
+    """The REST fallback: premiumIndex (and ticker/price for `last_for`) for all symbols at once."""
     client = public_client()
     marks = fetch("premiumIndex", client.premium_indexes)
-    lasts = fetch("ticker/price", client.ticker_prices) if with_last else {}
+    lasts = fetch("ticker/price", client.ticker_prices) if last_for else {}
     prices, skipped = {}, []
     for symbol in symbols:
         index = marks.get(symbol)
@@ -70,7 +116,10 @@ def current_prices(symbols: set[str], *, with_last: bool, now: datetime) -> tupl
             continue
         last = lasts.get(symbol)
         prices[symbol] = SymbolPrices(
-            mark=index.mark_price, last=last.price if last else None, next_funding_time_ms=index.next_funding_time_ms
+            mark=index.mark_price,
+            last=last.price if last else None,
+            next_funding_time_ms=index.next_funding_time_ms,
+            source=price_cache.REST,
         )
     if skipped:
         logger.warning("paper sweep skipped symbols without a fresh mark price: %s", sorted(skipped))

@@ -1,9 +1,19 @@
-"""The paper sweep: mark to market, funding, liquidations and TP/SL triggers for paper accounts.
+"""The paper sweep: mark to market, funding, liquidations and TP/SL triggers for paper accounts;
+and the stream's reaction to prices, which runs the same detect -> claim -> fill steps.
 
-Safe to run many times at once on many workers: every row is claimed exactly once
-(`triggers.claim`), and each fill re-checks its row's status under the account lock before
-booking anything. The steps run in this order because each one can change what the next
-one sees: a liquidated position has no triggers left to fill.
+Two paths (stream first, sweep as the safety net):
+- `react_to_prices` runs in the stream process on each mark-price batch, for the symbols whose
+  price moved, from the cached prices only (no REST price call; a symbol without a fresh
+  cached price is skipped and left to the sweep);
+- `sweep_paper_triggers` (Celery beat, every PAPER_SWEEP_SECONDS) takes each symbol's price
+  from the cache when it is fresh and polls REST only for the others, and adds the
+  minute-candle crossing check for what happened between two looks.
+Both run `_detect_claim_fill`: liquidation, the trigger search, the exactly-once claim
+(`triggers.claim`) and the fills (`fills.fill_claimed`). Safe to run many times at once on
+many workers and processes: every row is claimed exactly once, and each fill re-checks its
+row's status under the account lock before booking anything. The steps run in this order
+because each one can change what the next one sees: a liquidated position has no triggers
+left to fill.
 """
 
 from __future__ import annotations
@@ -18,10 +28,12 @@ from execution.models import PendingOrder, PendingOrderStatus, Position, Positio
 from execution.services.paper.fills import fill_claimed
 from execution.services.paper.funding import settle_funding
 from execution.services.paper.liquidation import liquidate_crossed
-from execution.services.paper.marking import mark_to_market_if_due
-from execution.services.paper.prices import add_candles, current_prices
+from execution.services.paper.marking import mark_open_positions, mark_to_market_if_due
+from execution.services.paper.prices import SymbolPrices, add_candles, cached_symbol_prices, current_prices
 from execution.services.paper.stale_intents import cancel_stale_paper_intents
 from execution.services.paper.triggers import claim, find_triggered
+
+__all__ = ["SweepReport", "mark_open_positions", "react_to_prices", "sweep_paper_triggers"]
 
 
 @dataclass
@@ -48,7 +60,7 @@ def sweep_paper_triggers(*, now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
     report = SweepReport()
     report.stale_intents = cancel_stale_paper_intents(now)
-    pending_symbols, working_types = _pending_symbols()
+    pending_symbols, contract_symbols = _pending_symbols()
     position_symbols = set(
         Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True)
         .order_by()
@@ -58,35 +70,77 @@ def sweep_paper_triggers(*, now: datetime | None = None) -> SweepReport:
     symbols = pending_symbols | position_symbols
     report.symbols = len(symbols)
     if symbols:
-        with_last = WorkingType.CONTRACT_PRICE in working_types
-        prices, report.skipped_symbols = current_prices(symbols, with_last=with_last, now=now)
-        add_candles(prices, last_for=pending_symbols if with_last else set(), now=now)
+        prices, report.skipped_symbols = current_prices(symbols, last_for=contract_symbols, now=now)
+        add_candles(prices, last_for=contract_symbols, now=now)
         mark_started = time.perf_counter()
         report.marked = mark_to_market_if_due(prices, now)
         report.mark_seconds = time.perf_counter() - mark_started
         report.funding_payments = settle_funding(prices, now)
-        report.liquidated = liquidate_crossed(prices, now)
-        claimed = claim(find_triggered(prices), now)
-        report.triggered = len(claimed)
-        report.detect_seconds = time.perf_counter() - started
-        if claimed:
-            fills = fill_claimed(claimed, prices, now)
-            report.filled, report.cancelled, report.failed = fills.filled, fills.cancelled, fills.failed
-            report.batch_fallbacks = fills.batch_fallbacks
+        _detect_claim_fill(prices, now, report, started=started, reclaim_stale=True)
     report.seconds = time.perf_counter() - started
     report.fill_seconds = report.seconds - report.detect_seconds if report.triggered else 0.0
     return report
 
 
+def react_to_prices(symbols: set[str], *, now: datetime | None = None) -> SweepReport:
+    """Liquidations and triggers of paper orders in `symbols`, from the cached prices only (the
+    stream process calls it for the symbols whose price moved). Symbols without a fresh cached
+    mark are skipped (the sweep polls REST for them); a CONTRACT_PRICE order without a fresh
+    cached last price is left to the sweep. Orders left `triggered` by a dead worker are the
+    sweep's to re-claim. The order books for fills are still read at fill time."""
+    started = time.perf_counter()
+    now = now or timezone.now()
+    report = SweepReport(symbols=len(symbols))
+    if not symbols:
+        return report
+    contract_symbols = set(
+        PendingOrder.objects.filter(
+            status=PendingOrderStatus.PENDING,
+            account__is_paper_trading=True,
+            symbol__in=symbols,
+            working_type=WorkingType.CONTRACT_PRICE,
+        )
+        .order_by()
+        .values_list("symbol", flat=True)
+        .distinct()
+    )
+    prices = cached_symbol_prices(symbols, last_for=contract_symbols, now=now, require_last=False)
+    report.skipped_symbols = sorted(symbols - prices.keys())
+    _detect_claim_fill(prices, now, report, started=started, reclaim_stale=False)
+    report.seconds = time.perf_counter() - started
+    report.fill_seconds = report.seconds - report.detect_seconds if report.triggered else 0.0
+    return report
+
+
+def _detect_claim_fill(
+    prices: dict[str, SymbolPrices], now: datetime, report: SweepReport, *, started: float, reclaim_stale: bool
+) -> None:
+    """The steps the sweep and the reaction share: liquidation, the trigger search, the
+    exactly-once claim, and the fills of what this caller claimed."""
+    if not prices:
+        report.detect_seconds = time.perf_counter() - started
+        return
+    report.liquidated = liquidate_crossed(prices, now)
+    claimed = claim(find_triggered(prices), now, reclaim_stale=reclaim_stale)
+    report.triggered = len(claimed)
+    report.detect_seconds = time.perf_counter() - started
+    if claimed:
+        fills = fill_claimed(claimed, prices, now)
+        report.filled, report.cancelled, report.failed = fills.filled, fills.cancelled, fills.failed
+        report.batch_fallbacks = fills.batch_fallbacks
+
+
 def _pending_symbols() -> tuple[set[str], set[str]]:
+    """The symbols of pending paper orders, and those of them with a CONTRACT_PRICE order."""
     rows = (
         PendingOrder.objects.filter(status=PendingOrderStatus.PENDING, account__is_paper_trading=True)
         .order_by()  # the model's ordering would leak into DISTINCT
         .values_list("symbol", "working_type")
         .distinct()
     )
-    symbols, working_types = set(), set()
+    symbols, contract_symbols = set(), set()
     for symbol, working_type in rows:
         symbols.add(symbol)
-        working_types.add(working_type)
-    return symbols, working_types
+        if working_type == WorkingType.CONTRACT_PRICE:
+            contract_symbols.add(symbol)
+    return symbols, contract_symbols

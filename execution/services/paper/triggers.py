@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from accounts.audit import bulk_transition
-from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus
+from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus, WorkingType
 from execution.services.paper.prices import SymbolPrices
 
 
@@ -41,6 +41,8 @@ def is_crossed(order: PendingOrder, price: Decimal) -> bool:
 def is_triggered(order: PendingOrder, entry: SymbolPrices) -> bool:
     """The exchange's rule for this order: its working type's price now, or within a completed
     minute candle that started after the order was created."""
+    if entry.last_missing and order.working_type == WorkingType.CONTRACT_PRICE:
+        return False  # never judged on the mark in place of a last price it does not have
     if is_crossed(order, entry.price(order.working_type)):
         return True
     return any(
@@ -67,10 +69,10 @@ def find_triggered(prices: dict[str, SymbolPrices]) -> list[int]:
     return ids
 
 
-def claim(candidate_ids: Iterable[int], now: datetime) -> list[int]:
-    """pending -> triggered, exactly once across concurrent sweeps; also re-claims orders left
-    `triggered` by a worker that died before filling them, after PAPER_RECLAIM_SECONDS (no
-    status change: a new deadline)."""
+def claim(candidate_ids: Iterable[int], now: datetime, *, reclaim_stale: bool = True) -> list[int]:
+    """pending -> triggered, exactly once across concurrent sweeps; also (`reclaim_stale`)
+    re-claims orders left `triggered` by a worker that died before filling them, after
+    PAPER_RECLAIM_SECONDS (no status change: a new deadline)."""
     candidate_ids = list(candidate_ids)
     with transaction.atomic():
         fresh = list(
@@ -78,15 +80,7 @@ def claim(candidate_ids: Iterable[int], now: datetime) -> list[int]:
             .filter(pk__in=candidate_ids, status=PendingOrderStatus.PENDING)
             .values_list("pk", flat=True)
         )
-        stale = list(
-            PendingOrder.objects.select_for_update(skip_locked=True)
-            .filter(
-                status=PendingOrderStatus.TRIGGERED,
-                triggered_at__lt=now - timedelta(seconds=settings.PAPER_RECLAIM_SECONDS),
-                account__is_paper_trading=True,
-            )
-            .values_list("pk", flat=True)
-        )
+        stale = _stale_claims(now) if reclaim_stale else []
         if fresh:
             bulk_transition(
                 PendingOrder.objects.filter(pk__in=fresh),
@@ -97,3 +91,16 @@ def claim(candidate_ids: Iterable[int], now: datetime) -> list[int]:
         if stale:
             PendingOrder.objects.filter(pk__in=stale).update(triggered_at=now, updated_at=now)
     return fresh + stale
+
+
+def _stale_claims(now: datetime) -> list[int]:
+    """Orders left `triggered` past PAPER_RECLAIM_SECONDS, held (inside the caller's transaction)."""
+    return list(
+        PendingOrder.objects.select_for_update(skip_locked=True)
+        .filter(
+            status=PendingOrderStatus.TRIGGERED,
+            triggered_at__lt=now - timedelta(seconds=settings.PAPER_RECLAIM_SECONDS),
+            account__is_paper_trading=True,
+        )
+        .values_list("pk", flat=True)
+    )
