@@ -83,7 +83,9 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
         time.sleep(0.02)
 
 
-def protected_long(account: Any, symbol: str, quantity: str, mark: Decimal, *, stop_below: str = "0.97") -> PendingOrder:
+def protected_long(
+    account: Any, symbol: str, quantity: str, mark: Decimal, *, stop_below: str = "0.97"
+) -> PendingOrder:
     position = Position.objects.create(
         account=account,
         symbol=symbol,
@@ -220,7 +222,15 @@ def test_out_of_order_and_malformed_frames_change_nothing(sim: Any) -> None:
         now_ms = int(time.time() * 1000)
 
         def mark_frame(**item: Any) -> str:
-            payload = {"e": "markPriceUpdate", "E": now_ms, "s": "BTCUSDT", "p": "1.0", "i": "1.0", "r": "0.0001", "T": 0}
+            payload = {
+                "e": "markPriceUpdate",
+                "E": now_ms,
+                "s": "BTCUSDT",
+                "p": "1.0",
+                "i": "1.0",
+                "r": "0.0001",
+                "T": 0,
+            }
             payload.update(item)
             return json.dumps({"stream": "!markPrice@arr@1s", "data": [payload]})
 

@@ -161,7 +161,13 @@ def test_status_board_writes_changed_rows_at_most_once_per_flush() -> None:
     board = run(scenario())
     assert board.writes == 2
     row = StreamStatus.objects.get(name="market@host:1")
-    assert (row.kind, row.holder, row.connected, row.reconnects, row.dropped_frames) == ("market", "host:1", False, 2, 3)
+    assert (row.kind, row.holder, row.connected, row.reconnects, row.dropped_frames) == (
+        "market",
+        "host:1",
+        False,
+        2,
+        3,
+    )
     assert row.lag_ms == 120 and row.last_error == "bad frame dropped: not JSON"
     assert row.last_frame_at == datetime(2026, 1, 1, 12, 0, 0, 500000, tzinfo=UTC)
 

@@ -16,20 +16,13 @@ from accounts.models import TradingState
 from execution.models import StreamLease
 from execution.services.stream_leases import (
     LeaseKeeper,
-    Shard,
     accounts_to_stream,
     acquire_leases,
     held_by,
     release_leases,
 )
+from execution.streams.process import Shard
 from tests.factories import LiveV1AccountFactory, LiveV3AccountFactory, PaperAccountFactory, UserFactory
-
-
-def test_shard_parsing():
-    assert Shard.parse("1/3") == Shard(1, 3) and str(Shard(1, 3)) == "1/3"
-    for bad in ("3/3", "-1/2", "1", "a/b", "1/0"):
-        with pytest.raises(ValueError, match="K/N"):
-            Shard.parse(bad)
 
 
 @pytest.mark.django_db

@@ -20,11 +20,10 @@ releases its leases (a DELETE of its own rows), so a restart takes them back at 
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from django.conf import settings
 from django.db import transaction
@@ -37,35 +36,26 @@ from accounts.models import Account, ApiVersion, TradingState
 from execution.models import StreamLease
 
 
-def process_holder() -> str:
-    """host:pid of this process (what `StreamLease.holder` and `StreamStatus.holder` show)."""
-    return f"{socket.gethostname()}:{os.getpid()}"[:120]
+class ShardOf(Protocol):
+    """`--shard K/N` (the stream process's `Shard`): accounts with id % count == index."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def count(self) -> int: ...
 
 
 @dataclass(frozen=True)
-class Shard:
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """`K/N` with 0 <= K < N; a clear ValueError otherwise."""
-        try:
-            index, count = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise ValueError(f"a shard is K/N (e.g. 0/2), got {text!r}") from None
-        if not 0 <= index < count:
-            raise ValueError(f"a shard K/N needs 0 <= K < N, got {text!r}")
-        return cls(index, count)
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
+class _AllAccounts:
+    index: int = 0
+    count: int = 1
 
 
-ALL = Shard(0, 1)
+ALL: ShardOf = _AllAccounts()
 
 
-def accounts_to_stream(shard: Shard = ALL) -> set[int]:
+def accounts_to_stream(shard: ShardOf = ALL) -> set[int]:
     """Live accounts with credentials, not halted, in this shard."""
     with_credentials = (Q(api_version=ApiVersion.V1) & ~Q(api_key="") & ~Q(api_secret="")) | (
         Q(api_version=ApiVersion.V3) & ~Q(signer_private_key="") & ~Q(signer_address="") & ~Q(wallet_address="")
@@ -137,9 +127,10 @@ class LeaseKeeper:
     """One process's side of the leases: call `refresh()` every `renew_seconds`; start streams
     for `gained`, stop those in `lost`; `release()` on shutdown."""
 
-    def __init__(self, *, shard: Shard = ALL, holder: str | None = None, seconds: float | None = None) -> None:
+    def __init__(self, *, holder: str, shard: ShardOf = ALL, seconds: float | None = None) -> None:
+        """`holder`: host:pid of the process (the stream status board's `holder`)."""
         self.shard = shard
-        self.holder = holder or process_holder()
+        self.holder = holder
         self.seconds = settings.STREAM_LEASE_SECONDS if seconds is None else seconds
         self.held: set[int] = set()
 
