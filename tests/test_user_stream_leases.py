@@ -75,12 +75,16 @@ def test_the_keeper_picks_up_and_drops_accounts_without_a_restart():
     a.trading_state = TradingState.HALTED
     a.save()
     changes = keeper.refresh()
-    assert (changes.gained, changes.lost, changes.held) == (set(), {a.pk}, {b.pk})
+    assert (changes.gained, changes.dropped, changes.lost, changes.held) == (set(), {a.pk}, set(), {b.pk})
     assert not StreamLease.objects.filter(account=a).exists()  # released for whoever streams it next
     b.is_paper_trading = True
     b.save()
-    assert keeper.refresh().lost == {b.pk}
+    assert keeper.refresh().dropped == {b.pk}
     c = LiveV1AccountFactory()
+    keeper.refresh()
+    StreamLease.objects.filter(account=c).update(holder="thief")  # as if taken over after a lapse
+    assert keeper.refresh().lost == {c.pk}
+    StreamLease.objects.filter(account=c).update(holder="p1")
     keeper.refresh()
     keeper.release()
     assert not StreamLease.objects.filter(account=c).exists() and keeper.held == set()

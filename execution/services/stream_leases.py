@@ -118,8 +118,13 @@ def release_leases(account_ids: Iterable[int] | None = None, *, holder: str) -> 
 
 @dataclass
 class LeaseChanges:
+    """`gained`: start streaming; `dropped`: released here (the account is no longer to be
+    streamed: its listenKey may be deleted); `lost`: taken over by another process (keep the
+    key: the exchange has one key per account, and the other process uses it now)."""
+
     held: set[int]
     gained: set[int] = field(default_factory=set)
+    dropped: set[int] = field(default_factory=set)
     lost: set[int] = field(default_factory=set)
 
 
@@ -144,7 +149,7 @@ class LeaseKeeper:
         if dropped:
             release_leases(dropped, holder=self.holder)
         held = acquire_leases(wanted, holder=self.holder, seconds=self.seconds)
-        changes = LeaseChanges(held=held, gained=held - self.held, lost=self.held - held)
+        changes = LeaseChanges(held=held, gained=held - self.held, dropped=dropped, lost=(self.held - dropped) - held)
         self.held = held
         return changes
 

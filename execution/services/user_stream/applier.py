@@ -197,6 +197,11 @@ class AccountEventApplier:
         for row in event.positions:
             self._remote_rows[row.symbol] = row
 
+    @property
+    def mismatch_pending(self) -> bool:
+        """A position differs and its grace period runs: `check_positions` must be called again."""
+        return self._mismatch_since is not None
+
     def check_positions(self, *, force: bool = False) -> bool:
         """Compare the exchange's last reported positions with ours; reconcile when an event
         asked for it, or when a difference has outlived the grace period. Returns True if it
