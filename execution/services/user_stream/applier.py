@@ -53,10 +53,12 @@ CLOSED_STATUSES = ("CANCELED", "EXPIRED", "REJECTED")
 RESYNC_ATTEMPTS = 3
 
 
-def apply_user_event(*, account_id: int, event: UserEvent, adapter: ExecutionAdapter | None = None) -> Applied:
+def apply_user_event(
+    *, account_id: int, event: UserEvent, adapter: ExecutionAdapter | _LazyAdapter | None = None
+) -> Applied:
     """Apply one event of a live account. Raises UserEventRejected for an event that contradicts
     what it names (nothing written)."""
-    lazy = _LazyAdapter(account_id, adapter)
+    lazy = adapter if isinstance(adapter, _LazyAdapter) else _LazyAdapter(account_id, adapter)
     if isinstance(event, OrderTradeUpdate):
         return _apply_order_update(account_id, event, lazy)
     if isinstance(event, AccountUpdate):
@@ -137,9 +139,9 @@ class AccountEventApplier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.account_id = account_id
-        self.adapter = adapter
+        self._adapter = _LazyAdapter(account_id, adapter)  # made once, when an event first needs the exchange
         self.grace_seconds = settings.USER_STREAM_MISMATCH_GRACE_SECONDS if grace_seconds is None else grace_seconds
-        self._reconcile = reconcile or (lambda account_id: resync_account(account_id, adapter=self.adapter))
+        self._reconcile = reconcile or (lambda account_id: resync_account(account_id, adapter=self._adapter.get()))
         self._clock = clock
         self.counters = ApplierCounters()
         self.listen_key_expired = False
@@ -178,7 +180,7 @@ class AccountEventApplier:
 
     def _apply_one(self, event: UserEvent) -> Applied | None:
         try:
-            applied = apply_user_event(account_id=self.account_id, event=event, adapter=self.adapter)
+            applied = apply_user_event(account_id=self.account_id, event=event, adapter=self._adapter)
         except UserEventRejected as exc:
             self.counters.rejected += 1
             logger.error("account %s: user-data event rejected (nothing written): %s", self.account_id, exc)
