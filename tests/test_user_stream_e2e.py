@@ -41,9 +41,12 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
 class UserStreamThread:
     """The stream process's user-data side on its own event loop in a thread, as `aster_stream` runs it."""
 
-    def __init__(self, ws_url: str, *, holder: str = "test:1", **stream_options: Any) -> None:
+    def __init__(
+        self, ws_url: str, *, holder: str = "test:1", lease_seconds: float = 3.0, **stream_options: Any
+    ) -> None:
         self.ws_url = ws_url
         self.holder = holder
+        self.lease_seconds = lease_seconds
         self.stream_options = stream_options
         self.streams: dict[int, AccountStream] = {}
         self.ready = threading.Event()
@@ -62,7 +65,7 @@ class UserStreamThread:
                     board=self.board,
                     shard=Shard(0, 1),
                     ws_url=self.ws_url,
-                    lease_seconds=3.0,
+                    lease_seconds=self.lease_seconds,
                     stream_options=self.stream_options,
                     registry=self.streams,
                 ),
@@ -239,3 +242,17 @@ def test_a_failed_keepalive_renews_the_key(sim, live):
         first_key = stream.listen_key
         sim.listen_keys.expire_now(name)  # silently: the next keepalive gets -1125
         wait_for(lambda: stream.listen_key not in (None, first_key) and stream.resyncs >= 2, "a new key")
+
+
+def test_two_stream_processes_never_both_stream_an_account_and_a_stopped_ones_are_taken_over(sim, live):
+    account, name, _remote = live
+    first = UserStreamThread(sim.ws_url, holder="first:1", lease_seconds=1.5).__enter__()
+    stream = connected(first, account.pk)
+    with UserStreamThread(sim.ws_url, holder="second:2", lease_seconds=1.5) as second:
+        time.sleep(1.2)  # more than one renewal of both
+        assert account.pk not in second.streams and sim.streams.state()["user_sockets"] == 1
+        first.__exit__()  # a clean stop releases the lease and deletes the key...
+        assert sim.listen_keys.key_of(name) is None and not StreamLease.objects.filter(holder="first:1").exists()
+        taken = connected(second, account.pk)  # ...and the other process takes the account over
+        assert taken is not stream and StreamLease.objects.get(account=account).holder == "second:2"
+        wait_for(lambda: sim.streams.state()["user_sockets"] == 1, "one socket for the account")

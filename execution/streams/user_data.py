@@ -98,6 +98,8 @@ class AccountStream:
     # --- the task -----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        # Again on a restart (the supervisor restarts a task that raised): `finally` forgot it.
+        self.health = self.board.stream(self.name, kind=StreamKind.USER, account_id=self.account_id)
         applying = asyncio.create_task(self._apply_loop(), name=f"{self.name}-apply")
         try:
             self.client = await self.supervisor.run_blocking(self._client_factory, self.account_id)
