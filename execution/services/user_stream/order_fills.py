@@ -36,6 +36,7 @@ from execution.models import (
     Position,
     Trade,
     TradeReason,
+    TradeStatus,
 )
 from execution.services.ledger import (
     book_fill,
@@ -162,10 +163,8 @@ def _leg_execution(account: Account, leg: PendingOrder, event: OrderTradeUpdate,
         adopt_exchange_realized_pnl(trade, booked.closed_position or booked.position, event)
         closed = booked.closed_position is not None
     if event.status == "FILLED":
-        mark_leg_filled(
-            leg, trade=trade, account=account, now=now, price=event.average_price or event.last_price,
-            quantity=event.cumulative_quantity,
-        )  # fmt: skip
+        price = event.average_price or event.last_price
+        mark_leg_filled(leg, trade=trade, account=account, now=now, price=price, quantity=event.cumulative_quantity)
         cancel_sibling(leg, account=account, now=now)
     else:
         record_event(
@@ -229,7 +228,7 @@ def _liquidation(account: Account, event: OrderTradeUpdate, now: datetime) -> Bo
 def adopt_exchange_realized_pnl(trade: Trade, position: Position | None, event: OrderTradeUpdate) -> None:
     """The exchange's realized PnL (`rp`, before commission) replaces the one computed here;
     the difference (a local entry that drifted from the exchange's) moves the position's too."""
-    if event.realized_pnl is None or trade.status != "filled" or trade.quantity != event.last_quantity:
+    if event.realized_pnl is None or trade.status != TradeStatus.FILLED or trade.quantity != event.last_quantity:
         return  # not reported, or booked for less than the execution (nothing left to reduce)
     exchange_net = q(event.realized_pnl - trade.fee)
     delta = exchange_net - trade.realized_pnl
