@@ -20,6 +20,7 @@ class AccountSerializer(serializers.ModelSerializer[Account]):
     wallet_balance_at = serializers.DateTimeField(
         source="live_balance_at",
         read_only=True,
+        allow_null=True,
         help_text="Live accounts: the exchange time of the wallet balance shown; null for paper accounts.",
     )
     credentials = serializers.SerializerMethodField()
