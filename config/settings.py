@@ -316,6 +316,12 @@ if not 1 <= EXECUTION_MAX_LEVERAGE <= 25:
     )
 PAPER_TAKER_FEE_RATE = _decimal_setting("PAPER_TAKER_FEE_RATE", "0.00035")
 EXECUTION_STALE_PRICE_SECONDS = env.int("EXECUTION_STALE_PRICE_SECONDS", default=30)
+# A live account's availableBalance is reused by the order path for this long (0: read it for
+# every order). Safe against double-spending margin because the balance keeps the time it was
+# read and the reservation counts every intent in flight and every fill booked since then
+# (risk_context.reserved_margin); what it can miss is activity outside this service (manual
+# trades, transfers) for this long, which the exchange's own margin check still refuses.
+LIVE_BALANCE_CACHE_SECONDS = _seconds_setting("LIVE_BALANCE_CACHE_SECONDS", 2.0, zero=True)
 # --- Streams (`manage.py aster_stream`) ---------------------------------------------------
 ASTER_WS_URL = env.str("ASTER_WS_URL", default="wss://fstream.asterdex.com").rstrip("/")
 # No frame for this long: the connection is presumed dead and replaced (the mark stream pushes every 1 s).

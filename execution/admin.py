@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from accounts.admin import AccountAdmin as AccountsAccountAdmin
@@ -22,6 +23,7 @@ from execution.models import (
     FundingPayment,
     PendingOrder,
     Position,
+    PriceCacheEntry,
     ReconciliationItem,
     ReconciliationRun,
     Trade,
@@ -73,6 +75,18 @@ def account_mode(obj: Any) -> str:
 account_mode.short_description = "Mode"  # type: ignore[attr-defined]
 
 
+def mark_age(obj: Any) -> str:
+    """How old the position's mark is (a live position keeps its last mark while the stream is down)."""
+    if obj.marked_at is None:
+        return "never marked"
+    seconds = int((timezone.now() - obj.marked_at).total_seconds())
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+
+
+mark_age.short_description = "Mark age"  # type: ignore[attr-defined]
+mark_age.admin_order_field = "marked_at"  # type: ignore[attr-defined]
+
+
 @admin.register(Position)
 class PositionAdmin(ReadOnlyAdmin):
     list_display = [
@@ -90,6 +104,8 @@ class PositionAdmin(ReadOnlyAdmin):
         decimal_column("liquidation_price", "liquidation"),
         "status",
         "opened_at",
+        "marked_at",
+        mark_age,
     ]
     list_filter = [ModeFilter, "status", "side", "symbol", "source", "account"]
     search_fields = ["symbol", "account__name"]
@@ -242,3 +258,29 @@ class AccountAdmin(AccountsAccountAdmin):
                 f"queued reconciliation of {', '.join(queued)}; see Reconciliation runs for the results",
                 messages.SUCCESS,
             )
+
+
+def price_age(obj: Any) -> str:
+    """The mark's age by exchange time (EXECUTION_STALE_PRICE_SECONDS decides whether it trades)."""
+    if not obj.event_time_ms:
+        return "no mark"
+    return f"{timezone.now().timestamp() - obj.event_time_ms / 1000:.1f} s"
+
+
+price_age.short_description = "Mark age"  # type: ignore[attr-defined]
+
+
+@admin.register(PriceCacheEntry)
+class PriceCacheEntryAdmin(ReadOnlyAdmin):
+    """The table face of the price cache (used when REDIS_URL is not set; with Redis it stays empty)."""
+
+    list_display = [
+        "symbol",
+        decimal_column("mark_price", "mark"),
+        decimal_column("index_price", "index"),
+        decimal_column("last_price", "last"),
+        decimal_column("funding_rate", "funding"),
+        price_age,
+        "received_at",
+    ]
+    search_fields = ["symbol"]

@@ -101,6 +101,7 @@ def test_a_mark_without_index_or_funding_keeps_the_cached_ones(backend):
         mark(price="-1"),
         mark(price="NaN"),
         mark(price="Infinity"),
+        mark(price="1E+18"),  # more than the column holds: would fail the whole batch
         mark(index="-5"),
         mark(rate="NaN"),
         mark(symbol="btc-usdt"),
@@ -141,3 +142,42 @@ def test_the_table_is_written_in_one_statement_per_batch(settings, django_assert
     with django_assert_max_num_queries(2):  # the old prices (for `changed`), then one upsert
         assert len(price_cache.store_marks(updates, received_at=NOW)) == 50
     assert PriceCacheEntry.objects.count() == 50
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("use_redis", [False, pytest.param(True, marks=pytest.mark.redis)])
+def test_racing_writers_leave_the_newest_price(settings, use_redis):
+    """Four writers send the same 200 events in different orders: the cache ends at the newest."""
+    import random
+    import threading
+
+    from django.db import connection
+
+    if not use_redis:
+        settings.REDIS_URL = ""
+    cache.clear()
+    events = [mark(price=str(1000 + t), at=t) for t in range(200)]
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def write(seed: int) -> None:
+        order = events[:]
+        random.Random(seed).shuffle(order)
+        try:
+            barrier.wait()
+            for start in range(0, 200, 10):
+                price_cache.store_marks(order[start : start + 10], received_at=NOW)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    entry = price_cache.cached_prices()["BTCUSDT"]
+    assert (entry.mark_price, entry.event_time_ms) == (Decimal("1199"), NOW_MS + 199)

@@ -207,3 +207,52 @@ def test_two_reactions_and_a_sweep_at_once_fill_each_order_exactly_once(market):
 def test_react_to_prices_with_no_symbols_does_nothing(django_assert_num_queries):
     with django_assert_num_queries(0):
         assert react_to_prices(set(), now=timezone.now() - timedelta(seconds=1)).triggered == 0
+
+
+def test_the_status_api_shows_the_mark_its_age_and_roe_of_a_live_position(market, settings):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    settings.EXECUTION_STALE_PRICE_SECONDS = 30
+    live = LiveV1AccountFactory()
+    position = open_position(live)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=live.owner).key}")
+    status = client.get(f"/api/accounts/{live.pk}/status/").data
+    shown = status["open_positions"][0]
+    assert shown["marked_at"] is None and shown["mark_age_seconds"] is None and shown["roe"] is None
+    assert status["mark_prices"] == {}
+    feed(market, "BTCUSDT", age_seconds=2)
+    mark_open_positions(now=timezone.now() - timedelta(seconds=40))  # marked, then the stream went quiet
+    status = client.get(f"/api/accounts/{live.pk}/status/").data
+    shown = status["open_positions"][0]
+    mark = market.exchange.symbols["BTCUSDT"].mark
+    assert Decimal(shown["mark_price"]) == mark and shown["mark_age_seconds"] >= 40
+    position.refresh_from_db()
+    expected_roe = position.unrealized_pnl / (position.quantity * mark / 5)
+    assert Decimal(shown["roe"]) == expected_roe.quantize(Decimal("0.000001"))
+    reading = status["mark_prices"]["BTCUSDT"]
+    assert Decimal(reading["value"]) == mark and reading["fresh"] and 1.5 <= reading["age_seconds"] < 30
+    assert Decimal(status["unrealized_pnl"]) == position.unrealized_pnl
+
+
+def test_the_admin_shows_mark_age_and_the_price_cache(admin_client, market, paper_account, settings):
+    open_position(paper_account)
+    feed(market, "BTCUSDT")
+    mark_open_positions()
+    page = admin_client.get("/admin/execution/position/").content.decode()
+    assert "Mark age" in page and "never marked" not in page
+    page = admin_client.get("/admin/execution/pricecacheentry/")
+    assert page.status_code == 200
+    if not settings.REDIS_URL:  # the table holds the cache only without Redis
+        assert "BTCUSDT" in page.content.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_mark_open_positions_from_redis_is_one_database_statement(market, paper_account, django_assert_num_queries):
+    feed(market, "BTCUSDT")
+    for _ in range(5):
+        open_position(LiveV1AccountFactory())
+    with django_assert_num_queries(1):  # the marks come from Redis; one UPDATE joined to them
+        assert mark_open_positions() == 5

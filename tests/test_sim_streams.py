@@ -1,6 +1,8 @@
 """The simulator's market-data WebSocket streams over real sockets on loopback (ASTER_WS.md §1)."""
 
+import io
 import json
+import socket
 import time
 from decimal import Decimal
 from itertools import pairwise
@@ -14,6 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 from execution.aster.simulator.exchange import SimExchange, default_symbols
 from execution.aster.simulator.server import AsterSimulator
 from execution.aster.simulator.streams import MAX_STREAMS
+from execution.aster.streams.frames import parse_market_frame
 
 MARK_KEYS = {"e", "E", "s", "p", "i", "P", "r", "T"}
 
@@ -37,8 +40,30 @@ def recv_nothing(ws: ClientConnection, seconds: float) -> bool:
 
 
 def ask(ws: ClientConnection, request) -> dict:
+    """Send a control message; its reply (data frames in between are skipped)."""
     ws.send(request if isinstance(request, str) else json.dumps(request))
-    return recv_json(ws)
+    while True:
+        frame = recv_json(ws)
+        if isinstance(frame, dict) and ("id" in frame or "code" in frame):
+            return frame
+
+
+def assert_closed(ws: ClientConnection) -> ConnectionClosed:
+    """Read (frames already on their way are fine) until the connection turns out closed."""
+    deadline = time.monotonic() + 2
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=max(deadline - time.monotonic(), 0.01))
+    return closed.value
+
+
+def recv_mark(ws: ClientConnection, price: str) -> dict:
+    """The first mark payload at `price` (a scheduled push of the old price may come first)."""
+    deadline = time.monotonic() + 2
+    while True:
+        payload = recv_json(ws, timeout=max(deadline - time.monotonic(), 0.01))
+        if payload["p"] == price:
+            return payload
 
 
 def assert_mark_payload(payload: dict, symbol: str, mark: str) -> None:
@@ -55,6 +80,7 @@ def assert_mark_payload(payload: dict, symbol: str, mark: str) -> None:
 
 def test_raw_stream_pushes_a_bare_mark_payload_on_a_price_change(simulator):
     with connect(simulator.ws_url + "/ws/btcusdt@markPrice") as ws:
+        assert recv_json(ws)["p"] == "65000"  # the first scheduled push comes at once
         started = time.monotonic()
         simulator.exchange.set_price("BTCUSDT", Decimal("64000"))
         payload = recv_json(ws)
@@ -66,6 +92,7 @@ def test_raw_stream_pushes_a_bare_mark_payload_on_a_price_change(simulator):
 def test_combined_stream_wraps_every_payload_with_its_stream_name(simulator):
     url = simulator.ws_url + "/stream?streams=ethusdt@bookTicker/ethusdt@aggTrade/ethusdt@markPrice@1s"
     with connect(url) as ws:
+        assert recv_json(ws)["stream"] == "ethusdt@markPrice@1s"  # the first scheduled push
         simulator.exchange.set_price("ETHUSDT", Decimal("3400"))
         frames = {}
         while len(frames) < 3:
@@ -80,6 +107,21 @@ def test_combined_stream_wraps_every_payload_with_its_stream_name(simulator):
     assert trade["e"] == "aggTrade" and trade["p"] == "3400" and trade["m"] is True  # the price fell
     assert isinstance(trade["a"], int) and isinstance(trade["T"], int) and Decimal(trade["q"]) > 0
     assert_mark_payload(frames["ethusdt@markPrice@1s"], "ETHUSDT", "3400")
+
+
+def test_every_frame_parses_with_the_shared_frame_parser(simulator):
+    url = simulator.ws_url + "/stream?streams=!markPrice@arr@1s/solusdt@aggTrade/solusdt@bookTicker"
+    with connect(url) as ws:
+        first = parse_market_frame(ws.recv(timeout=2))  # the first scheduled push
+        assert first.stream == "!markPrice@arr@1s" and len(first.marks) == len(simulator.exchange.symbols)
+        simulator.exchange.set_price("SOLUSDT", Decimal("140.5"))
+        frames = {frame.stream: frame for frame in (parse_market_frame(ws.recv(timeout=2)) for _ in range(3))}
+    assert all(frame.dropped == 0 for frame in frames.values())
+    [sol] = [mark for mark in frames["!markPrice@arr@1s"].marks if mark.symbol == "SOLUSDT"]
+    assert sol.mark_price == sol.index_price == Decimal("140.5") and sol.funding_rate == Decimal("0.0001")
+    assert frames["solusdt@aggTrade"].last_prices[0].price == Decimal("140.5")
+    ticker = frames["solusdt@bookTicker"].book_tickers[0]
+    assert ticker.bid_price < Decimal("140.5") < ticker.ask_price
 
 
 def test_agg_trade_only_when_the_last_price_changes(simulator):
@@ -127,6 +169,21 @@ def test_cadence_1s_and_3s_without_price_changes(simulator):
     assert len(arrivals["!markPrice@arr"]) == 1  # the next one is 3 s after the first
 
 
+def test_prices_moving_every_cadence_give_one_frame_per_cadence_not_two():
+    # The simulator's ticker steps every second: each step is pushed at once, and the 1 s
+    # schedule, having just pushed, waits (the bench's CPU figure depends on it).
+    with AsterSimulator(seed=3, tick_seconds=1.0) as sim, connect(sim.ws_url + "/ws/!markPrice@arr@1s") as ws:
+        frames = 0
+        deadline = time.monotonic() + 3.2
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                ws.recv(timeout=left)
+            except TimeoutError:
+                break
+            frames += 1
+    assert 3 <= frames <= 4, frames  # the first scheduled push, then one per step
+
+
 def test_event_times_never_go_backwards(simulator):
     with connect(simulator.ws_url + "/ws/solusdt@markPrice@1s") as ws:
         times = []
@@ -138,6 +195,7 @@ def test_event_times_never_go_backwards(simulator):
 
 def test_price_change_through_the_http_control_is_pushed(simulator):
     with connect(simulator.ws_url + "/ws/asterusdt@markPrice") as ws:
+        recv_json(ws)  # the first scheduled push
         reply = requests.post(simulator.url + "/_sim/price", json={"symbol": "ASTERUSDT", "price": "1.3"}, timeout=5)
         assert reply.status_code == 200
         assert recv_json(ws)["p"] == "1.3"
@@ -147,13 +205,14 @@ def test_price_change_through_the_http_control_is_pushed(simulator):
 
 
 def test_subscribe_unsubscribe_list_and_properties(simulator):
+    # Streams pushed on changes only, so that every frame below is caused by the test.
     with connect(simulator.ws_url + "/ws") as ws:
-        assert ask(ws, {"method": "SUBSCRIBE", "params": ["btcusdt@markPrice@1s", "btcusdt@bookTicker"], "id": 1}) == {
+        assert ask(ws, {"method": "SUBSCRIBE", "params": ["btcusdt@aggTrade", "btcusdt@bookTicker"], "id": 1}) == {
             "result": None,
             "id": 1,
         }
         assert ask(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 2}) == {
-            "result": ["btcusdt@bookTicker", "btcusdt@markPrice@1s"],
+            "result": ["btcusdt@aggTrade", "btcusdt@bookTicker"],
             "id": 2,
         }
         assert ask(ws, {"method": "GET_PROPERTY", "params": ["combined"], "id": 3}) == {"result": False, "id": 3}
@@ -162,13 +221,13 @@ def test_subscribe_unsubscribe_list_and_properties(simulator):
             "id": 4,
         }
         simulator.exchange.set_price("BTCUSDT", Decimal("64500"))
-        assert recv_json(ws)["e"] == "markPriceUpdate"  # bare: not combined
+        assert recv_json(ws)["e"] == "aggTrade"  # bare: not combined
         assert recv_nothing(ws, 0.3)  # no bookTicker any more
         assert ask(ws, {"method": "SET_PROPERTY", "params": ["combined", True], "id": 5}) == {"result": None, "id": 5}
         simulator.exchange.set_price("BTCUSDT", Decimal("64600"))
         frame = recv_json(ws)
-        assert frame["stream"] == "btcusdt@markPrice@1s" and frame["data"]["p"] == "64600"
-        assert ask(ws, {"method": "UNSUBSCRIBE", "params": ["btcusdt@markPrice@1s"], "id": 6})["id"] == 6
+        assert frame["stream"] == "btcusdt@aggTrade" and frame["data"]["p"] == "64600"
+        assert ask(ws, {"method": "UNSUBSCRIBE", "params": ["btcusdt@aggTrade"], "id": 6})["id"] == 6
         simulator.exchange.set_price("BTCUSDT", Decimal("64700"))
         assert recv_nothing(ws, 0.3)
 
@@ -272,19 +331,18 @@ def test_drop_every_socket_then_reconnect(simulator):
     reply = requests.post(simulator.url + "/_sim/ws/drop", json={}, timeout=5)
     assert reply.json() == {"dropped": 2}
     for ws in (market, combined):
-        with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=2)
+        assert_closed(ws)
         ws.close()
     with connect(simulator.ws_url + "/ws/btcusdt@markPrice@1s") as again:
         simulator.exchange.set_price("BTCUSDT", Decimal("63000"))
-        assert recv_json(again)["p"] == "63000"
+        recv_mark(again, "63000")
         assert simulator.drop_sockets() == 1  # the Python control does the same
-        with pytest.raises(ConnectionClosed):
-            again.recv(timeout=2)
+        assert_closed(again)
 
 
 def test_paused_streams_stay_open_but_push_nothing(simulator):
     with connect(simulator.ws_url + "/ws/btcusdt@markPrice@1s") as ws:
+        recv_json(ws)  # the first scheduled push
         assert requests.post(simulator.url + "/_sim/ws/pause", json={}, timeout=5).json() == {"ok": True}
         simulator.exchange.set_price("BTCUSDT", Decimal("62000"))
         assert recv_nothing(ws, 1.2)  # neither the change nor the 1 s schedule
@@ -293,7 +351,7 @@ def test_paused_streams_stay_open_but_push_nothing(simulator):
         assert simulator.streams.state()["paused"] is True
         simulator.resume_streams()
         simulator.exchange.set_price("BTCUSDT", Decimal("62100"))
-        assert recv_json(ws)["p"] == "62100"
+        recv_mark(ws, "62100")
 
 
 def test_close_connections_older_than_n_seconds(simulator):
@@ -302,12 +360,10 @@ def test_close_connections_older_than_n_seconds(simulator):
     young = connect(simulator.ws_url + "/ws/btcusdt@markPrice")
     reply = requests.post(simulator.url + "/_sim/ws/close_older", json={"seconds": 0.2}, timeout=5)
     assert reply.json() == {"closed": 1}
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:  # past the first scheduled push
-            old.recv(timeout=2)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    closed = assert_closed(old)
+    assert closed.rcvd is not None and closed.rcvd.code == 1001
     simulator.exchange.set_price("BTCUSDT", Decimal("61000"))
-    assert recv_json(young)["p"] == "61000"  # the stream's schedule is shared: no push of its own yet
+    recv_mark(young, "61000")
     old.close()
     young.close()
     bad = requests.post(simulator.url + "/_sim/ws/close_older", json={"seconds": "x"}, timeout=5)
@@ -315,7 +371,7 @@ def test_close_connections_older_than_n_seconds(simulator):
 
 
 def test_inject_a_raw_frame_to_every_market_socket(simulator):
-    with connect(simulator.ws_url + "/ws/btcusdt@markPrice") as raw, connect(simulator.ws_url + "/stream") as combined:
+    with connect(simulator.ws_url + "/ws") as raw, connect(simulator.ws_url + "/stream") as combined:
         reply = requests.post(
             simulator.url + "/_sim/ws/inject", json={"text": '{"e":"markPriceUpdate","p":NaN'}, timeout=5
         )
@@ -347,3 +403,34 @@ def test_ws_port_is_validated():
         call_command("aster_sim", "--port", "8765", "--ws-port", "70000")
     with pytest.raises(CommandError):
         call_command("aster_sim", "--port", "8765", "--ws-port", "8765")
+    with pytest.raises(CommandError):
+        call_command("aster_sim", "--listen-key-seconds", "0")
+
+
+def _port_pair() -> tuple[socket.socket, int]:
+    """A socket holding port P + 1 while P is free (for the command's default WebSocket port)."""
+    for _ in range(50):
+        held = socket.create_server(("127.0.0.1", 0))
+        http_port = held.getsockname()[1] - 1
+        try:
+            socket.create_server(("127.0.0.1", http_port)).close()
+        except OSError:
+            held.close()
+            continue
+        return held, http_port
+    raise AssertionError("no free port pair")
+
+
+def test_aster_sim_serves_streams_on_a_free_port_when_port_plus_one_is_busy(monkeypatch):
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("execution.management.commands.aster_sim.time.sleep", interrupt)
+    held, http_port = _port_pair()
+    with held:
+        out, err = io.StringIO(), io.StringIO()
+        call_command("aster_sim", "--port", str(http_port), "--tick-seconds", "0", stdout=out, stderr=err)
+        assert f"port {http_port + 1} is busy" in err.getvalue()
+        assert "WebSocket streams on ws://127.0.0.1:" in out.getvalue()
+        with pytest.raises(CommandError, match="cannot start"):  # an explicit --ws-port is not replaced
+            call_command("aster_sim", "--port", str(http_port), "--ws-port", str(http_port + 1), stdout=out)

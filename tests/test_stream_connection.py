@@ -449,3 +449,37 @@ def test_the_url_can_be_produced_per_connection() -> None:
             await task
 
     run(scenario)
+
+
+def test_reconnect_on_request_opens_a_new_socket_with_a_new_url() -> None:
+    async def scenario() -> None:
+        async with WsServer() as server:
+            keys = iter(["key1", "key2"])
+            connects = 0
+
+            async def url() -> str:
+                return f"{server.url}/ws/{next(keys)}"
+
+            async def on_connect() -> None:
+                nonlocal connects
+                connects += 1
+
+            conn = StreamConnection(
+                name="t",
+                url=url,
+                on_frame=lambda t, r: None,
+                on_connect=on_connect,
+                rand=lambda: 0.0,
+                idle_seconds=None,
+            )
+            task = await started(conn)
+            await conn.reconnect("listenKeyExpired")
+            assert not conn.connected
+            await eventually(lambda: len(server.connections) == 2 and conn.connected)
+            await eventually(lambda: len(server.open_connections) == 1)
+            assert server.paths == ["/ws/key1", "/ws/key2"] and connects == 2
+            assert conn.stats.reconnects == 1 and "listenKeyExpired" in conn.stats.last_error
+            await conn.close()
+            await task
+
+    run(scenario)

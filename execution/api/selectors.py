@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,9 @@ from django.db.models import QuerySet, Sum
 
 from accounts.models import Account
 from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, ReconciliationRun, Trade
+from execution.services import price_cache
+
+logger = logging.getLogger(__name__)
 
 
 def accounts_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Account]:
@@ -39,6 +43,7 @@ def account_status(account: Account) -> dict[str, Any]:
     return {
         "account": account,
         "open_positions": open_positions,
+        "mark_prices": mark_prices({p.symbol for p in open_positions}),
         "pending_orders": PendingOrder.objects.filter(
             account=account, status__in=[PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED]
         ).count(),
@@ -48,4 +53,23 @@ def account_status(account: Account) -> dict[str, Any]:
         "last_reconciliation": None
         if run is None
         else {"id": run.pk, "status": run.status, "differences": run.differences, "started_at": run.started_at},
+    }
+
+
+def mark_prices(symbols: set[str]) -> dict[str, dict[str, Any]]:
+    """The cached marks of `symbols` with their age (the one price reader); empty when the cache
+    cannot be read: the status still answers."""
+    try:
+        readings = price_cache.mark_readings(symbols) if symbols else {}
+    except Exception:
+        logger.warning("status: the price cache could not be read", exc_info=True)
+        return {}
+    return {
+        symbol: {
+            "value": r.value,
+            "event_time_ms": r.event_time_ms,
+            "age_seconds": round(r.age_seconds, 3),
+            "fresh": r.fresh,
+        }
+        for symbol, r in readings.items()
     }

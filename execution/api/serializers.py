@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from accounts.models import Account, ApiVersion
 from execution.models import PendingOrder, Position, Trade
+from execution.services.position_math import roe
 
 
 class AccountSerializer(serializers.ModelSerializer[Account]):
@@ -63,6 +66,14 @@ class AccountSerializer(serializers.ModelSerializer[Account]):
 
 class PositionSerializer(serializers.ModelSerializer[Position]):
     mode = serializers.CharField(source="account.mode", read_only=True)
+    roe = serializers.SerializerMethodField(
+        help_text="Return on equity at the stored mark: uPnL / (quantity x mark / leverage); "
+        "null before the first mark."
+    )
+    mark_age_seconds = serializers.SerializerMethodField(
+        help_text="How long ago the mark was taken (`marked_at`); null before the first mark. A live "
+        "position keeps its last mark while the price stream is down, and this says how old it is."
+    )
 
     class Meta:
         model = Position
@@ -90,8 +101,21 @@ class PositionSerializer(serializers.ModelSerializer[Position]):
             "opened_at",
             "closed_at",
             "marked_at",
+            "mark_age_seconds",
+            "roe",
         ]
         read_only_fields = fields
+
+    def get_roe(self, position: Position) -> str | None:
+        if position.mark_price is None:
+            return None
+        value = roe(position.side, position.quantity, position.entry_price, position.mark_price, position.leverage)
+        return str(value.quantize(Decimal("0.000001")))
+
+    def get_mark_age_seconds(self, position: Position) -> float | None:
+        if position.marked_at is None:
+            return None
+        return round((timezone.now() - position.marked_at).total_seconds(), 3)
 
 
 class TradeSerializer(serializers.ModelSerializer[Trade]):
@@ -150,9 +174,22 @@ class PendingOrderSerializer(serializers.ModelSerializer[PendingOrder]):
         read_only_fields = fields
 
 
+class PriceReadingSerializer(serializers.Serializer[dict[str, Any]]):
+    """A cached price as the order path judges it (`execution.services.price_cache`)."""
+
+    value = serializers.DecimalField(max_digits=28, decimal_places=10)
+    event_time_ms = serializers.IntegerField(help_text="The exchange's time of the price (ms).")
+    age_seconds = serializers.FloatField(help_text="Its age by exchange time.")
+    fresh = serializers.BooleanField(help_text="Young enough for a trade decision (EXECUTION_STALE_PRICE_SECONDS).")
+
+
 class AccountStatusSerializer(serializers.Serializer[dict[str, Any]]):
     account = AccountSerializer()
     open_positions = PositionSerializer(many=True)
+    mark_prices = serializers.DictField(
+        child=PriceReadingSerializer(),
+        help_text="The price cache's mark of each open position's symbol, with its age (absent: nothing cached).",
+    )
     pending_orders = serializers.IntegerField()
     unrealized_pnl = serializers.DecimalField(max_digits=28, decimal_places=10)
     margin_in_use = serializers.DecimalField(max_digits=28, decimal_places=10)

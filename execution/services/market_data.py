@@ -1,14 +1,20 @@
-"""Read-only market data for both engines, with exchange errors turned into service errors."""
+"""Read-only market data for both engines, with exchange errors turned into service errors.
+
+The mark price comes from the price cache when its entry is fresh (the stream process keeps it
+within about a second); only a missing or stale entry costs a premiumIndex round trip. Order
+books are always read over REST at order time (the paper fill walks the book as it is then).
+"""
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 
+import redis
 from django.conf import settings
 
 from execution.aster.client import AsterClient
@@ -16,9 +22,14 @@ from execution.aster.errors import AsterError, AsterInputError
 from execution.aster.replies import OrderBook, PremiumIndex
 from execution.aster.rules import SymbolRules
 from execution.exceptions import ExecutionError, RiskCheckFailed
+from execution.services import price_cache
 from execution.services.exchange import public_client
+from execution.services.price_cache import age_seconds, is_stale
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+__all__ = ["age_seconds", "check_fresh", "is_stale", "market_snapshot"]  # the staleness rule lives in price_cache
 BOOK_LIMITS = (20, 100, 1000)  # the smallest book that covers the quantity: less weight, less parsing
 
 
@@ -32,6 +43,7 @@ class MarketSnapshot:
     rules: SymbolRules
     mark_price: Decimal
     time_ms: int
+    source: str = price_cache.REST  # where the mark came from: the cache (`stream`) or premiumIndex (`rest`)
 
 
 @contextmanager
@@ -59,23 +71,31 @@ def symbol_rules(symbol: str, client: AsterClient | None = None) -> SymbolRules:
 
 
 def market_snapshot(symbol: str, client: AsterClient | None = None) -> MarketSnapshot:
-    """Symbol rules and the mark price: what the risk checks need, fetched before any lock."""
+    """Symbol rules (cached exchangeInfo) and the mark price: what the risk checks need, read
+    before any lock. A fresh cached mark replaces the premiumIndex round trip; a stale or
+    missing one falls back to REST (and a stale REST reply is refused later: STALE_PRICE)."""
     rules = symbol_rules(symbol, client)
+    reading = cached_mark(symbol)
+    if reading is not None and reading.fresh:
+        return MarketSnapshot(
+            symbol=symbol,
+            rules=rules,
+            mark_price=reading.value,
+            time_ms=reading.event_time_ms,
+            source=price_cache.STREAM,
+        )
     index: PremiumIndex = fetch("premiumIndex", lambda: (client or public_client()).premium_index(symbol))
     return MarketSnapshot(symbol=symbol, rules=rules, mark_price=index.mark_price, time_ms=index.time_ms)
 
 
-def age_seconds(time_ms: int, now: float | None = None) -> float:
-    """How old the exchange's timestamp is; 0 when the reply carried none (nothing to judge)."""
-    if not time_ms:
-        return 0.0
-    return (now if now is not None else time.time()) - time_ms / 1000
-
-
-def is_stale(time_ms: int, now: float | None = None) -> bool:
-    """The one staleness rule: older than EXECUTION_STALE_PRICE_SECONDS."""
-    limit: float = settings.EXECUTION_STALE_PRICE_SECONDS
-    return age_seconds(time_ms, now) > limit
+def cached_mark(symbol: str) -> price_cache.PriceReading | None:
+    """The cached mark with its age; None when there is none or the cache cannot be read (an
+    unreachable Redis costs the REST round trip, never the order)."""
+    try:
+        return price_cache.mark_price(symbol)
+    except redis.RedisError as exc:
+        logger.warning("price cache unreadable (%s): the mark of %s comes from REST", exc, symbol)
+        return None
 
 
 def check_fresh(time_ms: int, *, what: str, now: float | None = None) -> None:

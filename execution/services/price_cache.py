@@ -48,6 +48,8 @@ REDIS_INDEX = "pricecache:symbols"  # every symbol ever cached (for `cached_pric
 MAX_FUTURE_MS = 60_000
 STREAM = "stream"
 REST = "rest"
+PRICE_DIGITS = 18  # the integer digits of a price column (28 digits, 10 of them decimals)
+RATE_DIGITS = 10  # ... of the funding rate column (20 digits, 10 decimals)
 
 rejected_updates = 0  # updates refused as malformed since the process started (for health output)
 _rejected_lock = threading.Lock()
@@ -144,16 +146,22 @@ def _check(update: Any, kind: type, now_ms: int) -> None:
     if not isinstance(update, kind) or not isinstance(update, MarkPriceUpdate | LastPriceUpdate):
         raise StreamFrameError(f"expected a {kind.__name__}, got {type(update).__name__}")
     symbol_of({"s": update.symbol})
-    price({"p": update.mark_price if isinstance(update, MarkPriceUpdate) else update.price}, "p")
+    _fits(price({"p": update.mark_price if isinstance(update, MarkPriceUpdate) else update.price}, "p"), PRICE_DIGITS)
     if isinstance(update, MarkPriceUpdate) and update.index_price is not None:
-        price({"i": update.index_price}, "i")
+        _fits(price({"i": update.index_price}, "i"), PRICE_DIGITS)
     if isinstance(update, MarkPriceUpdate) and update.funding_rate is not None:
-        decimal({"r": update.funding_rate}, "r")
+        _fits(decimal({"r": update.funding_rate}, "r"), RATE_DIGITS)
     event = update.event_time_ms
     if isinstance(event, bool) or not isinstance(event, int) or event <= 0:
         raise StreamFrameError(f"event time {event!r} is not a positive time in ms")
     if event > now_ms + MAX_FUTURE_MS:
         raise StreamFrameError(f"event time {event} is {(event - now_ms) / 1000:.0f} s in the future")
+
+
+def _fits(value: Decimal, integer_digits: int) -> None:
+    """A value the table's column can hold (one too large would fail the whole batch's statement)."""
+    if value != 0 and value.adjusted() >= integer_digits:
+        raise StreamFrameError(f"{value} has more than {integer_digits} integer digits")
 
 
 def _refuse(update: Any, reason: str) -> None:

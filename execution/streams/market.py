@@ -24,6 +24,7 @@ harmless duplicate: skipped, not counted as bad.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -35,10 +36,11 @@ from django.conf import settings
 
 from execution.aster.streams.connection import StreamConnection, SubscriptionError
 from execution.aster.streams.frames import LastPriceUpdate, MarkPriceUpdate, StreamFrameError, parse_market_frame
-from execution.models import PendingOrder, PendingOrderStatus, StreamKind, WorkingType
+from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, StreamKind, WorkingType
 from execution.services import price_cache
 from execution.services.exchange import public_client
 from execution.services.paper import sweep
+from execution.services.paper.sweep import SweepReport
 from execution.streams.process import StreamSupervisor
 from execution.streams.status import StatusBoard, StreamHealth
 
@@ -121,14 +123,22 @@ class MarketStream:
         self._to_react: set[str] = set()
         self._store_wake = asyncio.Event()
         self._react_wake = asyncio.Event()
-        self.connection = StreamConnection(
+        self.idle_seconds: float | None = idle_seconds if idle_seconds is not None else settings.STREAM_IDLE_SECONDS
+        self.rollover_seconds: float = (
+            rollover_seconds if rollover_seconds is not None else settings.STREAM_ROLLOVER_SECONDS
+        )
+        self.backoff_max: float = backoff_max if backoff_max is not None else settings.STREAM_BACKOFF_MAX_SECONDS
+        self.connection = self._new_connection()
+
+    def _new_connection(self) -> StreamConnection:
+        return StreamConnection(
             name=self.name,
-            url=f"{self.base_url}/stream?streams={mark_stream}",
-            streams=[mark_stream],
+            url=self.url,
+            streams=[self.mark_stream],
             on_frame=self.on_frame,
-            idle_seconds=idle_seconds if idle_seconds is not None else settings.STREAM_IDLE_SECONDS,
-            rollover_seconds=rollover_seconds if rollover_seconds is not None else settings.STREAM_ROLLOVER_SECONDS,
-            backoff_max=backoff_max if backoff_max is not None else settings.STREAM_BACKOFF_MAX_SECONDS,
+            idle_seconds=self.idle_seconds,
+            rollover_seconds=self.rollover_seconds,
+            backoff_max=self.backoff_max,
         )
 
     @property
@@ -137,7 +147,16 @@ class MarketStream:
 
     async def run(self) -> None:
         """The stream's task: the connection and its helpers, until cancelled."""
-        await self._refresh_symbols()
+        if self.connection.closed:  # a restart by the supervisor: the last run closed it
+            self.connection = self._new_connection()
+        # What the first frames are checked against; bounded, so a slow REST API cannot hold
+        # the stream back (without it every well-formed symbol is accepted until the next try).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._refresh_symbols(), timeout=5.0)
+        try:
+            await self._refresh_subscriptions()
+        except Exception:
+            logger.exception("market stream: reading the paper symbols failed (retried)")
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.connection.run(), name=f"{self.name}:connection")
@@ -145,7 +164,7 @@ class MarketStream:
                 group.create_task(self._react_loop(), name=f"{self.name}:react")
                 group.create_task(self._every(self.subscription_seconds, self._refresh_subscriptions, "subscriptions"))
                 group.create_task(self._every(self.mark_seconds, self._mark_positions, "marking"))
-                group.create_task(self._every(self.symbols_seconds, self._refresh_symbols, "symbols"))
+                group.create_task(self._symbols_loop(), name=f"{self.name}:symbols")
                 group.create_task(self._every(1.0, self._follow_connection, "status"))
         finally:
             await self.connection.close()
@@ -250,7 +269,7 @@ class MarketStream:
             if not symbols:
                 continue
             try:
-                report = await self.supervisor.run_blocking(sweep.react_to_prices, symbols)
+                report = await self.supervisor.run_blocking(react_where_paper_trades, symbols)
             except Exception:
                 self.counters.reaction_failures += 1
                 logger.exception(
@@ -279,7 +298,8 @@ class MarketStream:
                 logger.exception("market stream: %s failed", what)
 
     async def _refresh_subscriptions(self) -> None:
-        symbols = await self.supervisor.run_blocking(contract_price_symbols)
+        paper = await self.supervisor.run_blocking(paper_symbols)
+        symbols = set(paper.last_price)
         if self.known_symbols is not None:
             symbols &= self.known_symbols
         if len(symbols) > MAX_LAST_PRICE_STREAMS:
@@ -298,6 +318,12 @@ class MarketStream:
         marked = await self.supervisor.run_blocking(sweep.mark_open_positions)
         self.counters.markings += 1
         logger.debug("market stream: %d open positions marked", marked)
+
+    async def _symbols_loop(self) -> None:
+        while True:
+            # Until exchangeInfo was read once, try again soon.
+            await asyncio.sleep(self.symbols_seconds if self.known_symbols is not None else 10.0)
+            await self._refresh_symbols()
 
     async def _refresh_symbols(self) -> None:
         try:
@@ -324,19 +350,42 @@ def store_prices(marks: list[MarkPriceUpdate], lasts: list[LastPriceUpdate], *, 
     return changed
 
 
-def contract_price_symbols() -> set[str]:
-    """Symbols of pending paper orders that trigger on the last price (they need aggTrade)."""
-    rows = (
-        PendingOrder.objects.filter(
-            status=PendingOrderStatus.PENDING,
-            account__is_paper_trading=True,
-            working_type=WorkingType.CONTRACT_PRICE,
-        )
+@dataclass(frozen=True)
+class PaperSymbols:
+    reactive: frozenset[str]  # symbols with a pending paper order or an open paper position
+    last_price: frozenset[str]  # symbols with a pending paper CONTRACT_PRICE order (they need aggTrade)
+
+
+def react_where_paper_trades(symbols: set[str]) -> SweepReport:
+    """`react_to_prices` for the moved symbols that have a pending paper order or an open paper
+    position: a reaction over the whole market (200+ symbols a second) costs far more than the
+    two small queries that say where there is anything to do. Read at reaction time, so an
+    order placed just before its price moves is never left out."""
+    relevant = symbols & paper_symbols().reactive
+    if not relevant:
+        return SweepReport()
+    return sweep.react_to_prices(relevant)
+
+
+def paper_symbols() -> PaperSymbols:
+    """The symbols a price reaction can do anything for (two small DISTINCT queries)."""
+    pending = (
+        PendingOrder.objects.filter(status=PendingOrderStatus.PENDING, account__is_paper_trading=True)
+        .order_by()  # the model's ordering would leak into DISTINCT
+        .values_list("symbol", "working_type")
+        .distinct()
+    )
+    positions = (
+        Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True)
         .order_by()
         .values_list("symbol", flat=True)
         .distinct()
     )
-    return set(rows)
+    rows = list(pending)
+    return PaperSymbols(
+        reactive=frozenset(symbol for symbol, _ in rows) | frozenset(positions),
+        last_price=frozenset(symbol for symbol, working_type in rows if working_type == WorkingType.CONTRACT_PRICE),
+    )
 
 
 def listed_symbols() -> frozenset[str]:

@@ -620,7 +620,7 @@ class SimExchange:
         if filled <= 0:
             self._expire(account, order)
             return
-        self._fill_in_parts(account, order, filled, quote)
+        self._fill_in_parts(account, order, filled, quote, wanted=quantity)
         if filled < quantity:  # the book ran out: the rest expires
             self._expire(account, order)
 
@@ -628,15 +628,17 @@ class SimExchange:
         order.status, order.update_time_ms = "EXPIRED", self.now_ms()
         self._emit_order(account, order, "EXPIRED")
 
-    def _fill_in_parts(self, account: SimAccount, order: SimOrder, filled: Decimal, quote: Decimal) -> None:
+    def _fill_in_parts(
+        self, account: SimAccount, order: SimOrder, filled: Decimal, quote: Decimal, *, wanted: Decimal
+    ) -> None:
         """Book `filled` at the average price `quote / filled` as one or more trades (see
         split_next_fills), each a TRADE event followed by an ACCOUNT_UPDATE. The order is FILLED
-        with its last trade, unless the book ran out first (then _execute_market expires it)."""
+        with its last trade once `wanted` is filled (a reduce-only order wants no more than the
+        position), unless the book ran out first (then _execute_market expires it)."""
         step = self.symbols[order.symbol].step
         parts = account.fill_splits.pop(0) if account.fill_splits else 1
         chunk = (filled / parts / step).to_integral_value(rounding=ROUND_DOWN) * step
         sizes = [chunk] * (parts - 1) + [filled - chunk * (parts - 1)] if chunk > 0 else [filled]
-        wanted = order.orig_qty or filled  # closePosition orders have no quantity of their own
         price = quote / filled
         booked_quote = ZERO
         for index, size in enumerate(sizes):

@@ -956,9 +956,13 @@ class AsterSimulator:
         return self
 
     def _tick(self) -> None:
+        # Fixed rate: a step every tick_seconds, however long a step takes (the streams push
+        # one frame per step when the tick matches their cadence).
         assert self.tick_seconds
-        while not self._stop.wait(self.tick_seconds):
+        due = time.monotonic() + self.tick_seconds
+        while not self._stop.wait(max(due - time.monotonic(), 0.0)):
             self.exchange.step()
+            due = max(due + self.tick_seconds, time.monotonic())
 
     def stop(self) -> None:
         self._stop.set()

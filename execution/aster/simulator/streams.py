@@ -8,7 +8,7 @@ Paths:
 - `/ws/<stream>` raw (bare payloads), `/ws` (nothing yet: SUBSCRIBE later);
 - `/stream?streams=<a>/<b>` combined (`{"stream": .., "data": ..}`), `/stream` (nothing yet);
 - `/ws/<listenKey>` a user-data socket (the key must be live, else the handshake gets HTTP 400
-  with `{"code": -1125, ...}`).
+  with `{"code": -1125, ...}`); a listenKey is served on this path only, not in `/stream`.
 
 Market streams (symbol lowercase in the name; the payload's `s` is uppercase):
 - `<symbol>@markPrice` every 3 s, `<symbol>@markPrice@1s` every 1 s;
@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -86,7 +87,10 @@ MAX_MESSAGES_PER_SECOND = 10
 MAX_CONNECTION_SECONDS = 24 * 3600.0
 PING_INTERVAL_SECONDS = 300.0
 PING_TIMEOUT_SECONDS = 900.0
-TICK_SECONDS = 0.1  # the scheduler's resolution: cadences, key expiry
+TICK_SECONDS = 0.05  # the scheduler's resolution: cadences, key expiry
+# After a push on a price change, the schedule waits a cadence and this much more: prices that
+# move every cadence (the simulator's own ticker) then give one frame per cadence, not two.
+CHANGE_GRACE_SECONDS = 0.25
 CONTROL_TIMEOUT_SECONDS = 5.0
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 ALL_MARKS = {"!markPrice@arr": 3.0, "!markPrice@arr@1s": 1.0}
@@ -121,6 +125,16 @@ class UserSocket:
     account: str
     key: str
     opened: float = field(default_factory=time.monotonic)
+
+
+@functools.lru_cache(maxsize=4096)
+def _schedule_of(stream: str) -> tuple[float | None, str | None]:
+    """(cadence in seconds or None when pushed on change only, uppercase symbol or None for all)."""
+    if stream in ALL_MARKS:
+        return ALL_MARKS[stream], None
+    match = SYMBOL_STREAM_RE.match(stream)
+    assert match is not None  # only known streams are ever subscribed
+    return SYMBOL_CADENCE.get(match.group(2)), match.group(1).upper()
 
 
 def _fmt(value: Decimal) -> str:
@@ -167,7 +181,7 @@ class SimStreams:
         self._changed: dict[str, PriceSnapshot | None] = {}
         self._flush_pending = False
         self._paused = False
-        self._last_push: dict[str, float] = {}
+        self._next_due: dict[str, float] = {}  # stream -> monotonic time of its next scheduled push
         self._book_update_id = 0
         self._agg_trade_id = 0
         self.frames_sent = 0  # data frames, counted once per subscriber
@@ -185,11 +199,12 @@ class SimStreams:
         self._thread.start()
         if not ready.wait(CONTROL_TIMEOUT_SECONDS):
             raise RuntimeError("the simulator's WebSocket server did not start")
-        self.exchange.price_listeners.append(self._price_listener)
-        self.exchange.event_listeners.append(self._event_listener)
-        # Prices as they are now; later changes arrive through the listener, in order after this.
-        snapshots = self.exchange.price_snapshots()
-        self._call(lambda: self._prices.update({s.symbol: s for s in snapshots}))
+        # Prices as they are now, then every change through the listeners: both under the
+        # exchange's lock, so the loop receives the snapshot before any later change.
+        with self.exchange.lock:
+            self.exchange.price_listeners.append(self._price_listener)
+            self.exchange.event_listeners.append(self._event_listener)
+            self._hand_over(self._on_prices, self.exchange.price_snapshots())
 
     def stop(self) -> None:
         self._accepting = False
@@ -485,27 +500,27 @@ class SimStreams:
         event_ms = self.exchange.now_ms()
         marks: dict[str, str] = {}
         for stream in list(self._subscribers):
-            cadence = ALL_MARKS.get(stream)
-            symbol = None
-            if cadence is None:
-                match = SYMBOL_STREAM_RE.match(stream)
-                assert match is not None  # only known streams are ever subscribed
-                cadence = SYMBOL_CADENCE.get(match.group(2))
-                symbol = match.group(1).upper()
-            # A stream pushed on a change within its cadence is not pushed again yet.
-            if cadence is None or now - self._last_push.get(stream, 0.0) < cadence - TICK_SECONDS / 2:
+            cadence, symbol = _schedule_of(stream)
+            was_due = self._next_due.get(stream, 0.0)
+            if cadence is None or now < was_due:
                 continue
             if symbol is None:
                 self._publish(stream, self._all_marks_text(event_ms, marks))
             elif symbol in self._prices:
                 self._publish(stream, self._mark_text(self._prices[symbol], event_ms, marks))
+            # Fixed rate: the next slot is a cadence after this one was due, not after the tick
+            # that noticed it (unless the schedule fell behind by a whole cadence).
+            due = was_due + cadence
+            self._next_due[stream] = due if due > now else now + cadence
 
     def _publish(self, stream: str, text: str) -> None:
         """Send one payload text to every subscriber of `stream`, serialised once."""
         subscribers = self._subscribers.get(stream)
         if not subscribers:
             return
-        self._last_push[stream] = time.monotonic()
+        cadence, _ = _schedule_of(stream)
+        if cadence is not None:  # the scheduled push moves this later again in _push_scheduled
+            self._next_due[stream] = time.monotonic() + cadence + CHANGE_GRACE_SECONDS
         raw = [s.conn for s in subscribers if not s.combined]
         wrapped = [s.conn for s in subscribers if s.combined]
         if raw:

@@ -95,6 +95,7 @@ class _Socket:
     acks: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     sync_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sent: deque[float] = field(default_factory=deque)  # send times within the last second
+    lost_reason: str = ""  # set when the owner asked for a reconnect
 
 
 class StreamConnection:
@@ -216,10 +217,24 @@ class StreamConnection:
         self.streams -= set(streams)
         await self._sync_open_sockets()
 
+    async def reconnect(self, reason: str) -> None:
+        """Drop the current socket now; `run()` opens a new one (a new URL from the URL factory,
+        then `on_connect`), after the usual backoff. E.g. on `listenKeyExpired`."""
+        sock = self._current
+        if sock is None or sock.retired:
+            return
+        sock.lost_reason = reason
+        await self._discard(sock)
+
     async def close(self) -> None:
         """Stop reconnecting and close every socket; `run()` returns."""
         self._closing.set()
         await self._close_sockets()
+
+    @property
+    def closed(self) -> bool:
+        """`close()` was called: `run()` returns at once; make a new connection to start again."""
+        return self._closing.is_set()
 
     @property
     def connected(self) -> bool:
@@ -288,7 +303,11 @@ class StreamConnection:
                 deadline = min(deadline, sock.last_frame + self.idle_seconds)
             await asyncio.wait({sock.reader}, timeout=max(0.0, deadline - now))
             if sock.reader.done():
-                self._lost(sock, "closed by the server" if sock.ws.close_code is not None else "reader stopped")
+                if sock.lost_reason:
+                    self._lost(sock, f"reconnect requested: {sock.lost_reason}")
+                else:
+                    self._lost(sock, "closed by the server" if sock.ws.close_code is not None else "reader stopped")
+                sock.retired = True
                 return
             now = self._clock()
             if self.idle_seconds is not None and now - sock.last_frame >= self.idle_seconds:

@@ -19,7 +19,16 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
         parser.add_argument("--port", type=int, default=8765)
         parser.add_argument(
-            "--ws-port", type=int, default=None, help="WebSocket streams port (default: --port + 1; 0 picks a free one)"
+            "--ws-port",
+            type=int,
+            default=None,
+            help="WebSocket streams port (default: --port + 1, or a free one when that is busy; 0 picks a free one)",
+        )
+        parser.add_argument(
+            "--listen-key-seconds",
+            type=float,
+            default=3600.0,
+            help="how long a listenKey lives without a keepalive (default 3600, as on the exchange)",
         )
         parser.add_argument("--seed", type=int, default=0, help="seed of the price random walk")
         parser.add_argument("--tick-seconds", type=float, default=1.0, help="price step interval; 0 freezes prices")
@@ -40,6 +49,8 @@ class Command(BaseCommand):
             ws_port = options["port"] + 1 if options["port"] else 0
         if not 0 <= ws_port <= 65535:
             raise CommandError(f"--ws-port must be 0..65535, got {ws_port}")
+        if not options["listen_key_seconds"] > 0:
+            raise CommandError("--listen-key-seconds must be > 0")
         if ws_port and ws_port == options["port"]:
             raise CommandError("--ws-port must differ from --port")
         if options["tick_seconds"] < 0 or options["extra_symbols"] < 0 or options["request_log_size"] < 0:
@@ -50,15 +61,18 @@ class Command(BaseCommand):
         exchange.add_account(**DEMO_V1)
         exchange.add_account(**DEMO_V3)
         try:
-            sim = AsterSimulator(
-                host=options["host"],
-                port=options["port"],
-                exchange=exchange,
-                tick_seconds=options["tick_seconds"] or None,
-                request_log_size=options["request_log_size"],
-                ws_port=ws_port,
-            )
-        except (OSError, ValueError) as exc:
+            sim = self._simulator(exchange, options, ws_port)
+        except OSError as exc:
+            if options["ws_port"] is not None or not ws_port:
+                raise CommandError(f"cannot start the simulator: {exc}") from exc
+            # The default WebSocket port (--port + 1) is taken: serve the streams on a free one
+            # rather than not at all, and say where (an explicit --ws-port fails instead).
+            try:
+                sim = self._simulator(exchange, options, 0)
+            except OSError as again:
+                raise CommandError(f"cannot start the simulator: {again}") from again
+            self.stderr.write(f"port {ws_port} is busy: WebSocket streams on {sim.ws_url} instead")
+        except ValueError as exc:
             raise CommandError(f"cannot start the simulator: {exc}") from exc
         sim.start()
         self.stdout.write(f"AsterDEX simulator on {sim.url} (seed {options['seed']}, {len(exchange.symbols)} symbols)")
@@ -71,3 +85,15 @@ class Command(BaseCommand):
             pass
         finally:
             sim.stop()
+
+    @staticmethod
+    def _simulator(exchange: SimExchange, options: dict[str, Any], ws_port: int) -> AsterSimulator:
+        return AsterSimulator(
+            host=options["host"],
+            port=options["port"],
+            exchange=exchange,
+            tick_seconds=options["tick_seconds"] or None,
+            request_log_size=options["request_log_size"],
+            ws_port=ws_port,
+            listen_key_seconds=options["listen_key_seconds"],
+        )

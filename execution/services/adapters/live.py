@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -57,6 +58,10 @@ T = TypeVar("T")
 V3_NONCE_WINDOW_SECONDS = 30.0
 
 
+def _brackets_key(symbol: str) -> str:
+    return f"live:brackets:{symbol}"
+
+
 def exchange_error(exc: AsterError, *, what: str) -> ExecutionError:
     """The service error for an exchange error on a request that was not an ambiguous submission."""
     if isinstance(exc, AsterOutcomeUnknown):
@@ -86,22 +91,54 @@ class LiveExecutionAdapter(ExecutionAdapter):
     # ------------------------------------------------------------------ before the reserve step
 
     def pre_trade_data(self, symbol: str) -> PreTradeData:
-        """The exchange's available balance and the symbol's leverage brackets (cached an hour)."""
+        """The exchange's available balance (reused for LIVE_BALANCE_CACHE_SECONDS) and the
+        symbol's leverage brackets (cached an hour)."""
+        cached = cache.get_many([self._balance_key(), _brackets_key(symbol)])  # one cache round trip
+        available, as_of = self._available_balance(cached.get(self._balance_key()))
+        return PreTradeData(
+            available_balance=available,
+            tiers=self._tiers(symbol, cached.get(_brackets_key(symbol))),
+            balance_as_of=as_of,
+        )
+
+    def _available_balance(self, cached: tuple[Decimal, datetime] | None) -> tuple[Decimal, datetime]:
+        """The USDT availableBalance and when it was read.
+
+        Why a cached balance cannot let two orders spend the same margin: it is cached together
+        with `as_of`, the moment before it was requested, and the reserve step (under the account
+        lock) subtracts every intent still in flight and every fill booked since `as_of`
+        (`risk_context.reserved_margin`), whichever process placed them. So an order judged on a
+        balance read 2 s ago sees all margin this service committed in those 2 s, exactly as it
+        would with a balance read just now. Counting errs only on the safe side (a fill the
+        exchange had already taken out but this service booked after `as_of` counts twice; a
+        close that freed margin is not credited). What the cache can miss is margin used outside
+        this service (manual trades, transfers) for at most the lifetime; the exchange refuses
+        such an order itself (insufficient margin), and that refusal drops the cached balance.
+        """
+        lifetime: float = settings.LIVE_BALANCE_CACHE_SECONDS
+        if cached is not None and lifetime:
+            return cached
         as_of = timezone.now()  # before the request: a fill booked from here on may be missing from it
         try:
             balances = self.client.balances()
         except AsterError as exc:
             raise exchange_error(exc, what="balance") from exc
         usdt = next((b for b in balances if b.asset == "USDT"), None)
-        return PreTradeData(
-            available_balance=usdt.available_balance if usdt else Decimal("0"),
-            tiers=self._tiers(symbol),
-            balance_as_of=as_of,
-        )
+        value = (usdt.available_balance if usdt else Decimal("0"), as_of)
+        if lifetime:
+            cache.set(self._balance_key(), value, timeout=lifetime)
+        return value
 
-    def _tiers(self, symbol: str) -> tuple[MaintenanceTier, ...]:
-        key = f"live:brackets:{symbol}"
-        tiers = cache.get(key)
+    def _balance_key(self) -> str:
+        return f"live:balance:{self.account.pk}"
+
+    def forget_balance(self) -> None:
+        """The next order reads the balance again (after a refusal that may be about margin)."""
+        cache.delete(self._balance_key())
+
+    def _tiers(self, symbol: str, tiers: tuple[MaintenanceTier, ...] | None) -> tuple[MaintenanceTier, ...]:
+        """The symbol's leverage brackets (`tiers`: the cached ones, if any), cached an hour."""
+        key = _brackets_key(symbol)
         if tiers is None:
             try:
                 brackets = self.client.leverage_brackets(symbol)
@@ -117,17 +154,21 @@ class LiveExecutionAdapter(ExecutionAdapter):
     def ensure_setup(self, symbol: str, leverage: int) -> None:
         """One-way mode and the account's margin type once, leverage when it differs (cached)."""
         prefix = f"live:setup:{self.account.pk}"
+        mode_key, margin_key, leverage_key = (
+            f"{prefix}:mode",
+            f"{prefix}:{symbol}:margin",
+            f"{prefix}:{symbol}:leverage",
+        )
+        done = cache.get_many([mode_key, margin_key, leverage_key])  # one cache round trip on the order path
         try:
-            if not cache.get(f"{prefix}:mode"):
+            if not done.get(mode_key):
                 self._setup_step(lambda: self.client.set_position_mode(hedge=False), what="one-way mode")
-                cache.set(f"{prefix}:mode", True, timeout=SETUP_TTL)
-            margin_key = f"{prefix}:{symbol}:margin"
-            if cache.get(margin_key) != self.account.margin_type:
+                cache.set(mode_key, True, timeout=SETUP_TTL)
+            if done.get(margin_key) != self.account.margin_type:
                 margin_type = self.account.margin_type
                 self._setup_step(lambda: self.client.set_margin_type(symbol, margin_type), what=f"{symbol} margin type")
                 cache.set(margin_key, self.account.margin_type, timeout=SETUP_TTL)
-            leverage_key = f"{prefix}:{symbol}:leverage"
-            if cache.get(leverage_key) != leverage:
+            if done.get(leverage_key) != leverage:
                 self.client.set_leverage(symbol, leverage)
                 cache.set(leverage_key, leverage, timeout=SETUP_TTL)
         except AsterError as exc:
@@ -161,6 +202,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
             # A close (reduce-only) waits out a short rate limit; an entry is refused at once.
             result = self._waiting_out_short_limits(send) if order.reduce_only else send()
         except AsterError as exc:
+            self.forget_balance()
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
         settled = self._settled(remote_order(result))
         if settled.is_open:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+import redis
 from django.core.cache import cache
 
 from execution.aster.replies import Kline
@@ -85,9 +86,14 @@ def cached_symbol_prices(
     """The symbols whose cached mark is fresh. A symbol of `last_for` without a fresh cached
     last price is left out when `require_last` (its caller polls REST for it), else kept with
     `last_missing` set."""
-    prices = {}
+    prices: dict[str, SymbolPrices] = {}
     at = now.timestamp()
-    for symbol, entry in price_cache.cached_prices(symbols).items():
+    try:
+        entries = price_cache.cached_prices(symbols)
+    except redis.RedisError as exc:  # an unreachable cache is a stale cache: REST (sweep) or skip (reaction)
+        logger.warning("price cache unreadable (%s): no cached prices this time", exc)
+        return prices
+    for symbol, entry in entries.items():
         if entry.mark_price is None or is_stale(entry.event_time_ms, at):
             continue
         last = entry.last_price if entry.last_price is not None and not is_stale(entry.last_event_time_ms, at) else None
