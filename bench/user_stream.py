@@ -233,7 +233,7 @@ def main() -> None:
 
     reset_tables()
     with simulator_process(tick_seconds=0) as url:
-        ws_url = "ws://127.0.0.1:" + str(int(url.rsplit(":", 1)[1]) + 1)
+        ws_url = requests.get(f"{url}/_sim/ws/state", timeout=10).json()["url"]
         settings.ASTER_BASE_URL, settings.ASTER_WS_URL = url, ws_url
         reset_exchange_clients()
         accounts = seed(url, args.accounts)

@@ -12,7 +12,8 @@ One `AccountStream` per account, one WebSocket each (`<ASTER_WS_URL>/ws/<listenK
   before any of its events is applied, reconciles the account over REST (`resync_account`),
   so nothing that happened while it was down is lost;
 - the key is kept alive every `LISTEN_KEY_KEEPALIVE_SECONDS`; `listenKeyExpired`, a failed
-  keepalive (`-1125` or any other), or a closed socket lead to a new key and a new socket;
+  keepalive (`-1125` or any other), or a closed socket lead to a new key and a new socket
+  (`StreamConnection.reconnect`, or its own reconnect);
 - frames are queued on the loop and applied in a worker thread in batches (each ordered by
   event time, one event at a time: `AccountEventApplier`); a slow database never blocks the
   socket, and a batch never runs twice at once;
@@ -30,8 +31,9 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 
@@ -93,7 +95,7 @@ class AccountStream:
         self.expired_keys = 0
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
-        self._renew = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- the task -----------------------------------------------------------------------------
 
@@ -101,44 +103,37 @@ class AccountStream:
         # Again on a restart (the supervisor restarts a task that raised): `finally` forgot it.
         self.health = self.board.stream(self.name, kind=StreamKind.USER, account_id=self.account_id)
         applying = asyncio.create_task(self._apply_loop(), name=f"{self.name}-apply")
+        keepalive: asyncio.Task[None] | None = None
         try:
             self.client = await self.supervisor.run_blocking(self._client_factory, self.account_id)
-            while True:
-                await self._connect_until_renewal()
+            self.connection = StreamConnection(
+                name=self.name,
+                url=self._url,  # a listenKey asked for before every socket
+                on_frame=self._on_frame,
+                on_connect=self._on_connect,
+                idle_seconds=None,  # a quiet account sends nothing: silence is not a failure
+                rollover_seconds=settings.STREAM_ROLLOVER_SECONDS,
+                backoff_max=settings.STREAM_BACKOFF_MAX_SECONDS,
+            )
+            keepalive = asyncio.create_task(self._keepalive_loop(), name=f"{self.name}-keepalive")
+            await self.connection.run()
         finally:
-            applying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await applying
+            for task in (applying, keepalive):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if self.connection is not None:
                 await self.connection.close()
             await self._close_key()
             self.board.forget(self.name)
 
-    async def _connect_until_renewal(self) -> None:
-        """One connection (reconnecting on its own after a closed socket, with a fresh key each
-        time) until the key must be replaced: then it is closed, and the caller opens the next."""
-        self._renew.clear()
-        self.connection = StreamConnection(
-            name=self.name,
-            url=self._url,
-            on_frame=self._on_frame,
-            on_connect=self._on_connect,
-            idle_seconds=None,  # a quiet account sends nothing: silence is not a failure
-            rollover_seconds=settings.STREAM_ROLLOVER_SECONDS,
-            backoff_max=settings.STREAM_BACKOFF_MAX_SECONDS,
-        )
-        runner = asyncio.create_task(self.connection.run(), name=f"{self.name}-connection")
-        keepalive = asyncio.create_task(self._keepalive_loop(), name=f"{self.name}-keepalive")
-        renewal = asyncio.create_task(self._renew.wait())
-        try:
-            await asyncio.wait({runner, renewal}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (keepalive, renewal):
-                task.cancel()
-            await self.connection.close()
-            await asyncio.gather(runner, keepalive, renewal, return_exceptions=True)
-        self.listen_key = None  # a new one on the next connect
-        self.health.follow(self.connection.stats)
+    async def _renew(self, reason: str) -> None:
+        """A new key and a new socket (reconciled on connect): the current key is gone or suspect."""
+        logger.warning("user stream %s: %s; a new key and socket", self.name, reason)
+        self.listen_key = None
+        if self.connection is not None:
+            await self.connection.reconnect(reason)
 
     async def _url(self) -> str:
         """Called by the connection before every socket it opens: the account's listenKey."""
@@ -161,11 +156,15 @@ class AccountStream:
         if '"listenKeyExpired"' in text:
             # Nothing more comes on this socket: a new key, a new socket (reconciled on connect).
             self.expired_keys += 1
-            logger.warning("user stream %s: listenKey expired; renewing", self.name)
-            self._renew.set()
+            self._spawn(self._renew("listenKeyExpired"))
             return
         self._queue.append(text)
         self._wake.set()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(self._background.discard)
 
     async def _keepalive_loop(self) -> None:
         while True:
@@ -176,10 +175,8 @@ class AccountStream:
                 await self.supervisor.run_blocking(self.client.keepalive_listen_key)
                 self.keepalives += 1
             except AsterError as exc:  # -1125 (the key is gone) or any other: a new key, a new socket
-                logger.warning("user stream %s: keepalive failed (%s); renewing the key", self.name, exc)
                 self.health.dropped(0, reason=f"keepalive failed: {exc}")
-                self._renew.set()
-                return
+                await self._renew(f"keepalive failed ({exc})")
 
     async def _apply_loop(self) -> None:
         """Apply what arrived, one batch at a time, in a worker thread; tick for the grace of a
@@ -202,7 +199,8 @@ class AccountStream:
                 # rest is found by the reconciliation of the next connect, forced now.
                 logger.exception("user stream %s: applying events failed; reconnecting to resync", self.name)
                 self.health.dropped(0, reason=f"apply failed: {exc}")
-                self._renew.set()
+                if self.connection is not None:
+                    await self.connection.reconnect("applying events failed")
 
     async def _apply(self, batch: list[str]) -> None:
         counters = self.applier.counters
