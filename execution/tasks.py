@@ -36,10 +36,12 @@ def reconcile_account_task(account_id: int) -> dict[str, Any]:
 
 @shared_task(name="execution.reconcile_live_positions", bind=True, ignore_result=True)
 def reconcile_live_positions(self: Any, account_id: int | None = None) -> dict[str, Any]:
-    """Beat entry point: one task per live account (inline when called as a plain function)."""
-    from execution.services.reconciliation import live_account_ids, reconcile_accounts
+    """Beat entry point: one task per live account that is due (inline when called as a plain
+    function): each beat for accounts without a healthy user-data stream, every
+    RECONCILE_STREAMED_SECONDS for those with one (`accounts_due_for_reconciliation`)."""
+    from execution.services.reconciliation import accounts_due_for_reconciliation, reconcile_accounts
 
-    ids = [account_id] if account_id is not None else live_account_ids()
+    ids = [account_id] if account_id is not None else accounts_due_for_reconciliation()
     if self.request.called_directly:
         return reconcile_accounts(ids)
     for each in ids:
