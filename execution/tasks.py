@@ -39,9 +39,12 @@ def reconcile_live_positions(self: Any, account_id: int | None = None) -> dict[s
     """Beat entry point: one task per live account that is due (inline when called as a plain
     function): each beat for accounts without a healthy user-data stream, every
     RECONCILE_STREAMED_SECONDS for those with one (`accounts_due_for_reconciliation`)."""
+    from execution.services.health import RECONCILE, record_heartbeat
     from execution.services.reconciliation import accounts_due_for_reconciliation, reconcile_accounts
 
     ids = [account_id] if account_id is not None else accounts_due_for_reconciliation()
+    # The reconciliation schedule is alive (accounts with a healthy stream are due less often).
+    record_heartbeat(RECONCILE, detail={"due": len(ids)})
     if self.request.called_directly:
         return reconcile_accounts(ids)
     for each in ids:

@@ -34,6 +34,7 @@ from accounts.audit import transition
 from accounts.models import Account, TradingState
 from accounts.services import set_trading_state
 from execution.exceptions import ExecutionError, InvalidTransition
+from execution.metrics import RECONCILIATION_DIFFERENCES, RECONCILIATION_RUNS
 from execution.models import (
     ReconciliationItem,
     ReconciliationRun,
@@ -215,6 +216,9 @@ def _finish(run: ReconciliationRun, status: str, differences: list[Difference], 
             message=message,
             update_fields=["differences", "message", "finished_at", "http_calls"],
         )
+    RECONCILIATION_RUNS.labels(status=status).inc()
+    for difference in differences:
+        RECONCILIATION_DIFFERENCES.labels(kind=difference.kind).inc()
     return run
 
 
