@@ -19,8 +19,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from execution.metrics import DatabaseCollector
-from execution.services.health import readiness
+from execution.services.health import DatabaseCollector, readiness
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 

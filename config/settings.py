@@ -238,6 +238,8 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=100)
 # Tasks are idempotent (they claim rows), so a task lost with its worker is run again.
 CELERY_TASK_ACKS_LATE = True
+# Workers log through Django's LOGGING (structured lines, redaction), not Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
@@ -252,7 +254,12 @@ PAPER_RECLAIM_SECONDS = _seconds_setting("PAPER_RECLAIM_SECONDS", 3 * PAPER_SWEE
 EXECUTION_INTENT_STALE_SECONDS = _seconds_setting("EXECUTION_INTENT_STALE_SECONDS", 120.0)
 # Protective placement and its rollback wait out a rate limit this short rather than give up.
 EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS = _seconds_setting("EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS", 5.0, zero=True)
+# The reconciliation beat. An account without a healthy user-data stream (none, or down) is
+# reconciled on every beat; one whose stream is healthy (connected, its holder's lease alive)
+# every RECONCILE_STREAMED_SECONDS: the stream books its fills, reconciliation is the safety net.
+# A stream also reconciles its account on every (re)connect.
 RECONCILE_SECONDS = _seconds_setting("RECONCILE_SECONDS", 60.0)
+RECONCILE_STREAMED_SECONDS = _seconds_setting("RECONCILE_STREAMED_SECONDS", 600.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",
@@ -349,6 +356,9 @@ STREAM_BACKOFF_MAX_SECONDS = _seconds_setting("STREAM_BACKOFF_MAX_SECONDS", 30.0
 STREAM_LEASE_SECONDS = _seconds_setting("STREAM_LEASE_SECONDS", 30.0)
 # listenKey keepalive: well inside the exchange's 60-minute validity.
 LISTEN_KEY_KEEPALIVE_SECONDS = _seconds_setting("LISTEN_KEY_KEEPALIVE_SECONDS", 1800.0)
+# An ACCOUNT_UPDATE position that differs from ours is reconciled if it still differs this long
+# after (the ORDER_TRADE_UPDATE that explains it may arrive just after it); 0 = at once.
+USER_STREAM_MISMATCH_GRACE_SECONDS = _seconds_setting("USER_STREAM_MISMATCH_GRACE_SECONDS", 2.0, zero=True)
 
 # A position adopted by reconciliation gets a stop this far from the mark (0.05 = 5 %).
 EXECUTION_ADOPTED_STOP_PCT = _decimal_setting("EXECUTION_ADOPTED_STOP_PCT", "0.05")

@@ -33,6 +33,7 @@ from execution.exceptions import (
     ProtectionFailed,
     RiskCheckFailed,
 )
+from execution.log_context import bound
 from execution.models import Trade, TradeStatus
 from execution.services import ExecutionService
 from execution.services.orders import client_order_id_for
@@ -159,6 +160,11 @@ def execution_key(decision: Decision) -> str:
 
 
 def execute_decision(decision: Decision) -> Decision:
+    with bound(decision_id=decision.pk, account_id=decision.account_id):
+        return _execute_decision(decision)
+
+
+def _execute_decision(decision: Decision) -> Decision:
     service = ExecutionService(decision.account)
     key = execution_key(decision)
     try:

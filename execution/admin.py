@@ -19,13 +19,17 @@ from accounts.models import Account
 from execution.aster.numbers import format_decimal
 from execution.exceptions import ExecutionError
 from execution.models import (
+    ExchangeFill,
     ExecutionEvent,
     FundingPayment,
+    Heartbeat,
     PendingOrder,
     Position,
     PriceCacheEntry,
     ReconciliationItem,
     ReconciliationRun,
+    StreamLease,
+    StreamStatus,
     Trade,
 )
 from execution.services import kill_switch
@@ -284,3 +288,55 @@ class PriceCacheEntryAdmin(ReadOnlyAdmin):
         "received_at",
     ]
     search_fields = ["symbol"]
+
+
+@admin.register(StreamStatus)
+class StreamStatusAdmin(ReadOnlyAdmin):
+    """What each stream connection last reported (written by `aster_stream` every few seconds)."""
+
+    list_display = [
+        "name",
+        "kind",
+        "account",
+        "holder",
+        "connected",
+        "last_frame_at",
+        "lag_ms",
+        "reconnects",
+        "dropped_frames",
+        "updated_at",
+    ]
+    list_filter = ["kind", "connected"]
+    search_fields = ["name", "holder"]
+
+
+@admin.register(StreamLease)
+class StreamLeaseAdmin(ReadOnlyAdmin):
+    list_display = ["account", "holder", "acquired_at", "expires_at"]
+    search_fields = ["holder"]
+
+
+@admin.register(ExchangeFill)
+class ExchangeFillAdmin(ReadOnlyAdmin):
+    """Exchange trades seen by the user-data stream or reconciliation (each booked once)."""
+
+    list_display = [
+        "account",
+        "symbol",
+        "side",
+        decimal_column("quantity", "quantity"),
+        decimal_column("price", "price"),
+        decimal_column("commission", "commission"),
+        decimal_column("realized_pnl", "realized PnL"),
+        "exchange_order_id",
+        "exchange_trade_id",
+        "trade",
+        "created_at",
+    ]
+    list_filter = ["symbol"]
+    search_fields = ["exchange_order_id", "client_order_id"]
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ["name", "beat_at", "seconds"]

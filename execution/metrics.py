@@ -4,7 +4,7 @@ alert rule can rely on the names (`execution_` prefix, base units, `_total` for 
 Counters and histograms are moved by the code that does the work (order path, sweep,
 reconciliation, streams, alerts). Gauges that describe the database (accounts by trading
 state, open positions, unknown intents) are computed when Prometheus scrapes, by
-`DatabaseCollector`, so they are true whichever process changed the rows.
+`execution.services.health.DatabaseCollector`, so they are true whichever process changed the rows.
 
 Processes: the web process serves `/metrics`. Workers and the stream process either share a
 `PROMETHEUS_MULTIPROC_DIR` with it on one machine (their series then appear in the web
@@ -13,12 +13,15 @@ process's `/metrics`), or each serve their own on `METRICS_PORT` (docs/operation
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from execution.services.paper.sweep import SweepReport
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,46 +44,57 @@ RECONCILIATION_DIFFERENCES = Counter(
 )
 STREAM_LAG_SECONDS = Gauge(
     "execution_stream_lag_seconds",
-    "Receipt time minus the exchange's event time, last frame.",
-    ["stream"],
+    "Receipt time minus the exchange's event time, last frame (by stream kind: market, user).",
+    ["kind"],
     multiprocess_mode="max",
 )
-STREAM_RECONNECTS = Counter("execution_stream_reconnects", "Stream reconnects.", ["stream"])
-STREAM_FRAMES_DROPPED = Counter("execution_stream_frames_dropped", "Stream frames or items dropped as bad.", ["stream"])
+STREAM_RECONNECTS = Counter("execution_stream_reconnects", "Stream reconnects, by stream kind.", ["kind"])
+STREAM_FRAMES_DROPPED = Counter(
+    "execution_stream_frames_dropped", "Stream frames or items dropped as bad, by stream kind.", ["kind"]
+)
 ALERT_DELIVERIES = Counter("execution_alert_deliveries", "Alert deliveries by outcome.", ["outcome"])
 
 
-class DatabaseCollector(Collector):
-    """Gauges read at scrape time: a handful of aggregate queries, and the weight budget."""
+@contextmanager
+def stage_timer(stage: str) -> Iterator[None]:
+    """Time one stage of the order path (reserve, exchange, apply, protect), failures included."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        ORDER_STAGE_SECONDS.labels(stage=stage).observe(time.perf_counter() - started)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from execution.services.exchange import weight_budget
-        from execution.services.health import operational_counts
 
-        counts = operational_counts()
-        accounts = GaugeMetricFamily(
-            "execution_accounts", "Accounts by mode and trading state.", labels=["mode", "state"]
-        )
-        for (mode, state), value in sorted(counts.accounts.items()):
-            accounts.add_metric([mode, state], value)
-        yield accounts
-        positions = GaugeMetricFamily("execution_open_positions", "Open positions by mode.", labels=["mode"])
-        for mode, value in sorted(counts.open_positions.items()):
-            positions.add_metric([mode], value)
-        yield positions
-        yield GaugeMetricFamily(
-            "execution_unknown_intents", "Orders whose outcome is not known yet.", value=counts.unknown_intents
-        )
-        yield GaugeMetricFamily(
-            "execution_exchange_weight_used",
-            "Exchange request weight used this minute (the budget shared through Redis, else this process's).",
-            value=weight_budget().used_this_minute(),
-        )
-        yield GaugeMetricFamily(
-            "execution_failed_protective_orders",
-            "Protective legs that could not be placed (positions needing attention).",
-            value=counts.failed_protective,
-        )
+@contextmanager
+def order_outcome_metrics(mode: str) -> Iterator[None]:
+    """Count one order by its outcome: filled, denied (and the code), rejected, unknown, failed."""
+    from execution.exceptions import ExecutionError, OrderOutcomeUnknown, RiskCheckFailed
 
-    def describe(self) -> Iterator[Any]:
-        return iter(())  # collected lazily: no database query at registration
+    try:
+        yield
+    except RiskCheckFailed as denial:
+        ORDERS.labels(mode=mode, outcome="denied").inc()
+        DENIALS.labels(code=denial.code).inc()
+        raise
+    except OrderOutcomeUnknown:
+        ORDERS.labels(mode=mode, outcome="unknown").inc()
+        raise
+    except ExecutionError:
+        ORDERS.labels(mode=mode, outcome="rejected").inc()
+        raise
+    except Exception:
+        ORDERS.labels(mode=mode, outcome="failed").inc()
+        raise
+    else:
+        ORDERS.labels(mode=mode, outcome="filled").inc()
+
+
+def record_sweep_metrics(report: SweepReport, *, source: str) -> None:
+    """A sweep's (or a stream reaction's) figures: duration, triggers claimed and filled, fallbacks."""
+    SWEEP_SECONDS.labels(source=source).observe(report.seconds)
+    if report.triggered:
+        TRIGGERS_CLAIMED.labels(source=source).inc(report.triggered)
+    if report.filled:
+        TRIGGERS_FILLED.labels(source=source).inc(report.filled)
+    if report.batch_fallbacks:
+        FILL_PATH_FALLBACKS.inc(report.batch_fallbacks)

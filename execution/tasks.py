@@ -13,9 +13,11 @@ from execution.services.paper.sweep import sweep_paper_triggers as sweep
 @shared_task(name="execution.sweep_paper_triggers", ignore_result=True)
 def sweep_paper_triggers() -> dict[str, Any]:
     """One paper sweep: mark to market, funding, liquidations, TP/SL triggers."""
+    from execution.metrics import record_sweep_metrics
     from execution.services.health import PAPER_SWEEP, record_heartbeat
 
     report = sweep()
+    record_sweep_metrics(report, source="sweep")
     record_heartbeat(PAPER_SWEEP, seconds=report.seconds, detail={"triggered": report.triggered})
     return asdict(report)
 
@@ -34,10 +36,15 @@ def reconcile_account_task(account_id: int) -> dict[str, Any]:
 
 @shared_task(name="execution.reconcile_live_positions", bind=True, ignore_result=True)
 def reconcile_live_positions(self: Any, account_id: int | None = None) -> dict[str, Any]:
-    """Beat entry point: one task per live account (inline when called as a plain function)."""
-    from execution.services.reconciliation import live_account_ids, reconcile_accounts
+    """Beat entry point: one task per live account that is due (inline when called as a plain
+    function): each beat for accounts without a healthy user-data stream, every
+    RECONCILE_STREAMED_SECONDS for those with one (`accounts_due_for_reconciliation`)."""
+    from execution.services.health import RECONCILE, record_heartbeat
+    from execution.services.reconciliation import accounts_due_for_reconciliation, reconcile_accounts
 
-    ids = [account_id] if account_id is not None else live_account_ids()
+    ids = [account_id] if account_id is not None else accounts_due_for_reconciliation()
+    # The reconciliation schedule is alive (accounts with a healthy stream are due less often).
+    record_heartbeat(RECONCILE, detail={"due": len(ids)})
     if self.request.called_directly:
         return reconcile_accounts(ids)
     for each in ids:

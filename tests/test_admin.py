@@ -91,3 +91,34 @@ def test_execution_pages_are_read_only_and_render(admin_client, path):
 
 def test_decision_admin_renders(admin_client):
     assert admin_client.get("/admin/decisions/decision/").status_code == 200
+
+
+def test_stream_pages_render_with_rows_and_are_read_only(admin_client):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from execution.models import ExchangeFill, Heartbeat, StreamLease, StreamStatus
+    from tests.factories import LiveV1AccountFactory
+
+    account = LiveV1AccountFactory()
+    now = timezone.now()
+    StreamStatus.objects.create(
+        name=f"user:{account.pk}", kind="user", account=account, connected=True, last_frame_at=now, updated_at=now
+    )
+    StreamLease.objects.create(account=account, holder="host:1", acquired_at=now, expires_at=now)
+    ExchangeFill.objects.create(
+        account=account,
+        symbol="BTCUSDT",
+        exchange_order_id="7",
+        exchange_trade_id="9",
+        side="SELL",
+        quantity=Decimal("0.0100000000"),
+        price=Decimal("65000.5000000000"),
+    )
+    Heartbeat.objects.create(name="paper_sweep", beat_at=now)
+    for path in ("streamstatus", "streamlease", "exchangefill", "heartbeat"):
+        page = admin_client.get(f"/admin/execution/{path}/")
+        assert page.status_code == 200, path
+        assert admin_client.get(f"/admin/execution/{path}/add/").status_code == 403, path
+    assert "65000.5<" in admin_client.get("/admin/execution/exchangefill/").content.decode()

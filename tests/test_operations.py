@@ -138,3 +138,68 @@ def test_metrics_with_a_token_need_it_from_everyone():
     ok = Client(REMOTE_ADDR="10.1.2.3").get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
     assert ok.status_code == 200
     assert b"s3cret-token" not in ok.content
+
+
+def _sample(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_move_on_an_order_and_a_denial(market):
+    from execution.exceptions import RiskCheckFailed
+    from execution.services import ExecutionService
+
+    account = PaperAccountFactory()
+    scrape = lambda: Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()  # noqa: E731
+    before = scrape()
+    ExecutionService(account).execute_market_order(
+        symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, stop_loss="60000"
+    )
+    with pytest.raises(RiskCheckFailed):
+        ExecutionService(account).execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=60)
+    after = scrape()
+    filled = 'execution_orders_total{mode="paper",outcome="filled"}'
+    denied = 'execution_orders_total{mode="paper",outcome="denied"}'
+    assert _sample(after, filled) == _sample(before, filled) + 1
+    assert _sample(after, denied) == _sample(before, denied) + 1
+    code = 'execution_order_denials_total{code="LEVERAGE_TOO_HIGH"}'
+    assert _sample(after, code) == _sample(before, code) + 1
+    for stage in ("reserve", "exchange", "apply", "protect"):
+        key = f'execution_order_stage_seconds_count{{stage="{stage}"}}'
+        assert _sample(after, key) == _sample(before, key) + 1, stage
+    assert 'execution_open_positions{mode="paper"} 1.0' in after
+
+
+def test_an_order_path_log_line_carries_the_ids_and_no_secret(market):
+    import io
+    import json
+    import logging
+
+    import structlog
+
+    from config.structured_logging import logging_config
+    from decisions.services import submit_decision
+    from tests.factories import LiveV1AccountFactory
+
+    options = dict(logging_config(log_format="json", level="INFO")["formatters"]["structured"])
+    options.pop("()")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(**options))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    account = LiveV1AccountFactory()  # no venue behind `market`: the balance request fails and is logged
+    try:
+        submission = submit_decision(
+            account=account, symbol="BTCUSDT", action="open_long", quantity="0.01", leverage=5, idempotency_key="ids-1"
+        )
+    finally:
+        root.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    failed = [line for line in lines if line["logger"] == "decisions.services"]
+    assert failed, lines
+    assert failed[-1]["decision_id"] == submission.decision.pk and failed[-1]["account_id"] == account.pk
+    for secret in (account.api_key.reveal(), account.api_secret.reveal()):
+        assert secret not in stream.getvalue()

@@ -16,6 +16,16 @@ class AccountSerializer(serializers.ModelSerializer[Account]):
 
     mode = serializers.CharField(read_only=True)
     paper_wallet = serializers.DecimalField(max_digits=28, decimal_places=10, read_only=True)
+    wallet_balance = serializers.SerializerMethodField(
+        help_text="The account's wallet: a live account's from the exchange (user-data stream; null until "
+        "the first ACCOUNT_UPDATE), a paper account's paper wallet."
+    )
+    wallet_balance_at = serializers.DateTimeField(
+        source="live_balance_at",
+        read_only=True,
+        allow_null=True,
+        help_text="Live accounts: the exchange time of the wallet balance shown; null for paper accounts.",
+    )
     credentials = serializers.SerializerMethodField()
     api_version = serializers.ChoiceField(
         choices=ApiVersion.choices,
@@ -37,12 +47,18 @@ class AccountSerializer(serializers.ModelSerializer[Account]):
             "paper_balance",
             "paper_realized_pnl",
             "paper_wallet",
+            "wallet_balance",
+            "wallet_balance_at",
             "margin_type",
             "api_version",
             "credentials",
             "created_at",
         ]
         read_only_fields = fields
+
+    def get_wallet_balance(self, account: Account) -> str | None:
+        wallet = account.paper_wallet if account.is_paper_trading else account.live_wallet_balance
+        return None if wallet is None else str(wallet)
 
     def get_credentials(self, account: Account) -> dict[str, str]:
         return {name: "set" if getattr(account, name) else "not set" for name in Account.SECRET_FIELDS}

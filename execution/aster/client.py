@@ -7,6 +7,7 @@ retried a bounded number of times with backoff; everything is checked before it 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -21,6 +22,7 @@ from requests.adapters import HTTPAdapter
 from execution.aster.errors import (
     AsterError,
     AsterInputError,
+    AsterInvalidListenKey,
     AsterInvalidRequest,
     AsterOutcomeUnknown,
     AsterRateLimited,
@@ -57,6 +59,11 @@ DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 UNKNOWN_OUTCOME_CODES = frozenset({-1007})
 RETRYABLE_CODES = frozenset({-1001, -1007})
 ALREADY_SET_CODES = frozenset({-4046, -4059})
+INVALID_LISTEN_KEY = -1125
+LISTEN_KEY_RE = re.compile(r"^[A-Za-z0-9]{1,128}$")
+# listenKey (ASTER_WS.md §2.1): V1 is USER_STREAM security (the API-key header, no timestamp,
+# no signature); V3 is signed like every other V3 call.
+LISTEN_KEY_PATHS = {"v1": "/fapi/v1/listenKey", "v3": "/fapi/v3/listenKey"}
 
 # Signed paths per API generation (ASTER_API.md sections 3 and 4).
 SIGNED_PATHS = {
@@ -175,8 +182,13 @@ class AsterClient:
             raise AsterInputError("credentials", f"{name} is a signed endpoint: the client has no credentials")
         return SIGNED_PATHS[self.api_version][name]
 
-    def _build(self, method: str, path: str, params: Params, signed: bool) -> tuple[str, str | None, dict[str, str]]:
-        if signed:
+    def _build(
+        self, method: str, path: str, params: Params, signed: bool, api_key_only: bool = False
+    ) -> tuple[str, str | None, dict[str, str]]:
+        if api_key_only:  # USER_STREAM security on V1: the key header, nothing signed
+            assert isinstance(self._signer, V1Signer)
+            payload, headers = urlencode(list(params)), self._signer.api_key_header()
+        elif signed:
             assert self._signer is not None
             signed_payload = self._signer.sign(params)
             payload, headers = signed_payload.payload, dict(signed_payload.headers)
@@ -195,6 +207,7 @@ class AsterClient:
         params: Params = (),
         *,
         signed: bool = False,
+        api_key_only: bool = False,
         weight: int = 1,
         submission_id: str | None = None,
     ) -> Any:
@@ -205,17 +218,33 @@ class AsterClient:
             if attempt:
                 self._sleep(self.backoff_seconds * (2 ** (attempt - 1)))
             try:
-                return self._send_once(method, path, params, signed=signed, weight=weight, submission_id=submission_id)
+                return self._send_once(
+                    method,
+                    path,
+                    params,
+                    signed=signed,
+                    api_key_only=api_key_only,
+                    weight=weight,
+                    submission_id=submission_id,
+                )
             except AsterTransportError as exc:
                 last_error = exc
         assert last_error is not None
         raise last_error
 
     def _send_once(
-        self, method: str, path: str, params: Params, *, signed: bool, weight: int, submission_id: str | None
+        self,
+        method: str,
+        path: str,
+        params: Params,
+        *,
+        signed: bool,
+        weight: int,
+        submission_id: str | None,
+        api_key_only: bool = False,
     ) -> Any:
         self.budget.acquire(weight)
-        url, body, headers = self._build(method, path, params, signed)
+        url, body, headers = self._build(method, path, params, signed, api_key_only)
         self.requests_sent += 1
         try:
             response = self.session.request(method, url, data=body, headers=headers, timeout=self.timeout)
@@ -249,6 +278,8 @@ class AsterClient:
             )
         if status >= 500 or code in RETRYABLE_CODES:
             raise AsterTransportError(msg or f"server error on {method} {path}", code=code, http_status=status)
+        if code == INVALID_LISTEN_KEY:
+            raise AsterInvalidListenKey(msg or "listenKey does not exist", code=code, http_status=status)
         if status >= 400 or (code is not None and code < 0):
             raise AsterInvalidRequest(msg or f"request refused on {method} {path}", code=code, http_status=status)
         if payload is None:
@@ -604,3 +635,38 @@ class AsterClient:
         data = self._request("GET", self._path("leverageBracket"), params, signed=True)
         items = data if isinstance(data, list) else [data]
         return [SymbolBrackets.parse(item) for item in items]
+
+    # ------------------------------------------------------------------ user-data stream (listenKey)
+
+    def _listen_key_request(self, method: str) -> Any:
+        if self._signer is None:
+            raise AsterInputError("credentials", "listenKey needs an account's credentials")
+        path = LISTEN_KEY_PATHS[self.api_version]
+        if self.api_version == "v1":
+            return self._request(method, path, api_key_only=True)
+        return self._request(method, path, signed=True)
+
+    def create_listen_key(self) -> str:
+        """POST: a new listenKey, valid 60 minutes (an active one is returned again and extended)."""
+        data = self._listen_key_request("POST")
+        key = data.get("listenKey") if isinstance(data, dict) else None
+        if not isinstance(key, str) or not LISTEN_KEY_RE.match(key):
+            raise AsterResponseError("listenKey reply has no usable listenKey")
+        return key
+
+    def keepalive_listen_key(self) -> None:
+        """PUT: extend the account's listenKey 60 minutes; AsterInvalidListenKey when it is gone."""
+        self._listen_key_request("PUT")
+
+    def close_listen_key(self) -> None:
+        """DELETE: end the account's listenKey (its stream stops); a key already gone is not an error."""
+        with contextlib.suppress(AsterInvalidListenKey):
+            self._listen_key_request("DELETE")
+
+    def user_stream_url(self, ws_base_url: str, listen_key: str) -> str:
+        """`<ws base>/ws/<listenKey>` (ASTER_WS.md §2.2)."""
+        if not LISTEN_KEY_RE.match(listen_key):
+            raise AsterInputError("listen_key", "must be letters and digits")
+        if not ws_base_url.startswith(("ws://", "wss://")):
+            raise AsterInputError("ws_base_url", f"must be a ws(s) URL, got {ws_base_url!r}")
+        return f"{ws_base_url.rstrip('/')}/ws/{listen_key}"

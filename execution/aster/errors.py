@@ -3,6 +3,7 @@
 The class tells the caller what to do:
 - AsterInputError: the request was never sent; fix the argument.
 - AsterInvalidRequest: the exchange refused it (4xx / code < 0); never retried.
+  AsterInvalidListenKey (-1125) is the one a user-data stream catches: make a new key.
 - AsterRateLimited: 429 or 418; no calls until `retry_at` (epoch seconds).
 - AsterTransportError: the network or the exchange failed on a request that is safe to
   repeat; the client already retried a bounded number of times.
@@ -26,6 +27,7 @@ ERROR_NAMES: dict[int, str] = {
     -1111: "BAD_PRECISION",
     -1116: "INVALID_ORDER_TYPE",
     -1121: "BAD_SYMBOL",
+    -1125: "INVALID_LISTEN_KEY",
     -1130: "INVALID_PARAMETER",
     -2010: "NEW_ORDER_REJECTED",
     -2011: "CANCEL_REJECTED",
@@ -92,6 +94,10 @@ class AsterInputError(AsterError, ValueError):
 
 class AsterInvalidRequest(AsterError):
     """The exchange refused the request. Retrying the same request cannot help."""
+
+
+class AsterInvalidListenKey(AsterInvalidRequest):
+    """-1125: the listenKey does not exist (expired or closed): create a new one."""
 
 
 class AsterRateLimited(AsterError):

@@ -76,7 +76,11 @@ class V1Signer:
         full = [*params, ("recvWindow", self._recv_window), ("timestamp", str(self._now_ms()))]
         unsigned = urlencode(full)
         signature = hmac_sha256_hex(self._secret, unsigned)
-        return SignedPayload(f"{unsigned}&signature={signature}", {"X-MBX-APIKEY": self._key})
+        return SignedPayload(f"{unsigned}&signature={signature}", self.api_key_header())
+
+    def api_key_header(self) -> dict[str, str]:
+        """The header of USER_STREAM / MARKET_DATA security: the key alone, nothing signed."""
+        return {"X-MBX-APIKEY": self._key}
 
     def __repr__(self) -> str:
         return "V1Signer(********)"

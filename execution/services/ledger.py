@@ -6,6 +6,7 @@ Every function here runs inside the caller's transaction with the account row lo
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ from accounts.models import Account
 from execution.models import (
     ACTIVE_PROTECTIVE,
     ARMED_PROTECTIVE,
+    ExchangeFill,
     PendingOrder,
     PendingOrderKind,
     PendingOrderStatus,
@@ -82,6 +84,27 @@ def reduce_only_trade(
         client_order_id=client_order_id[:36],
         reason=reason,
     )
+
+
+def leg_fill_client_id(leg: PendingOrder, sequence: int) -> str:
+    """The closing trade of a protective leg's fill: `<leg>-f`; a later partial fill `<leg>-f2`, ...
+    The user-data stream and reconciliation name them alike, so one fill can never be booked
+    under two names (the trade's client id is unique). Within 36 characters."""
+    suffix = "-f" if sequence <= 1 else f"-f{sequence}"
+    client_id = f"{leg.client_order_id}{suffix}"
+    if len(client_id) > 36:
+        client_id = f"f{hashlib.sha256(leg.client_order_id.encode()).hexdigest()[:24]}{suffix}"
+    return client_id
+
+
+def booked_leg_fills(leg: PendingOrder) -> tuple[int, Decimal]:
+    """How many partial fills of `leg` the user-data stream has booked, and their quantity (a
+    later booking of the leg's whole fill books only the rest)."""
+    rows = ExchangeFill.objects.filter(
+        account_id=leg.account_id, client_order_id=leg.client_order_id, trade__isnull=False
+    ).values_list("quantity", flat=True)
+    quantities = list(rows)
+    return len(quantities), sum(quantities, ZERO)
 
 
 def protective_fill_reason(kind: str) -> str:

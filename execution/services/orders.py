@@ -32,6 +32,8 @@ from execution.exceptions import (
     ProtectionFailed,
     RiskCheckFailed,
 )
+from execution.log_context import bound
+from execution.metrics import order_outcome_metrics, stage_timer
 from execution.models import (
     TRADE_IN_FLIGHT,
     PendingOrder,
@@ -125,6 +127,32 @@ class ExecutionService:
         ExecutionError subclasses for execution failures. Delivering the same
         idempotency key again returns the first result.
         """
+        with bound(account_id=self.account.pk), order_outcome_metrics(self.adapter.mode):
+            return self._execute_market_order(
+                symbol=symbol,
+                side=side,
+                quantity=quantity,
+                leverage=leverage,
+                take_profit=take_profit,
+                stop_loss=stop_loss,
+                idempotency_key=idempotency_key,
+                reason=reason,
+                reduce_only=reduce_only,
+            )
+
+    def _execute_market_order(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        quantity: Decimal | str,
+        leverage: int,
+        take_profit: Decimal | str | None,
+        stop_loss: Decimal | str | None,
+        idempotency_key: str | None,
+        reason: str,
+        reduce_only: bool,
+    ) -> ExecutionResult:
         request = parse_order_request(
             symbol=symbol,
             side=side,
@@ -135,19 +163,28 @@ class ExecutionService:
             reduce_only=reduce_only,
         )
         client_order_id = client_order_id_for(self.account, idempotency_key)
+        with bound(client_order_id=client_order_id):
+            return self._place(request, client_order_id, idempotency_key=idempotency_key, reason=reason)
+
+    def _place(
+        self, request: OrderRequest, client_order_id: str, *, idempotency_key: str | None, reason: str
+    ) -> ExecutionResult:
         if idempotency_key and (earlier := self._replay(client_order_id)) is not None:
             return earlier
-        snapshot = market_snapshot(request.symbol)  # network: before any transaction
-        pre_trade = self.adapter.pre_trade_data(request.symbol)
-        intent = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason)
+        with stage_timer("reserve"):
+            snapshot = market_snapshot(request.symbol)  # network: before any transaction
+            pre_trade = self.adapter.pre_trade_data(request.symbol)
+            intent = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason)
         if isinstance(intent, ExecutionResult):
             return intent
+        with stage_timer("exchange"):
+            try:
+                fill = self._execute(intent)
+            except OrderOutcomeUnknown:
+                fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
         try:
-            fill = self._execute(intent)
-        except OrderOutcomeUnknown:
-            fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
-        try:
-            result, legs_made_final = self._apply(intent, fill)
+            with stage_timer("apply"):
+                result, legs_made_final = self._apply(intent, fill)
         except InvalidTransition:
             # Reconciliation resolved this intent while the order path was still asking the venue
             # (its transaction rolled back whole): report what was booked, book nothing twice.
@@ -158,7 +195,8 @@ class ExecutionService:
         self._filled_or_raise(result)  # a paper reduce-only fill that found nothing left: cancelled
         try:
             if result.pending_orders:
-                result = self._protect(result)
+                with stage_timer("protect"):
+                    result = self._protect(result)
         finally:
             # A close, a flip or new protection made legs final here: cancel them at the venue
             # too, after the new legs are placed (a position is never left without its stop).

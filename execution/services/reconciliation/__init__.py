@@ -7,11 +7,22 @@ reached only through the account's ExecutionAdapter.
 
 from execution.services.reconciliation.runs import (
     LEASE,
+    accounts_due_for_reconciliation,
     claim_lease,
     live_account_ids,
     reconcile_account,
     reconcile_accounts,
     release_lease,
+    streamed_account_ids,
 )
 
-__all__ = ["LEASE", "claim_lease", "live_account_ids", "reconcile_account", "reconcile_accounts", "release_lease"]
+__all__ = [
+    "LEASE",
+    "accounts_due_for_reconciliation",
+    "claim_lease",
+    "live_account_ids",
+    "reconcile_account",
+    "reconcile_accounts",
+    "release_lease",
+    "streamed_account_ids",
+]

@@ -25,7 +25,9 @@ from execution.models import (
 from execution.services.adapters.base import Fill, RemoteOrder
 from execution.services.ledger import (
     book_fill,
+    booked_leg_fills,
     cancel_sibling,
+    leg_fill_client_id,
     lock_account,
     mark_leg_filled,
     open_position,
@@ -190,23 +192,26 @@ def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:
         leg.refresh_from_db()
         position = open_position(account, leg.symbol)
         trade = None
-        if position is not None:  # no local position: the leg's fill has nothing to book against
+        # The user-data stream may have booked part of it (partial fills): only the rest is booked.
+        booked_count, booked_quantity = booked_leg_fills(leg)
+        rest = fill.quantity - booked_quantity
+        if position is not None and rest > 0:  # no local position: the leg's fill has nothing to book against
             trade = reduce_only_trade(
                 account=account,
                 symbol=leg.symbol,
                 side=leg.side,
-                quantity=fill.quantity,
+                quantity=rest,
                 leverage=position.leverage,
-                client_order_id=f"{leg.client_order_id}-f",
+                client_order_id=leg_fill_client_id(leg, booked_count + 1),
                 reason=protective_fill_reason(leg.kind),
             )
             book_fill(
                 account=account,
                 position=position,
                 trade=trade,
-                quantity=min(fill.quantity, position.quantity),
+                quantity=min(rest, position.quantity),
                 price=fill.price,
-                fee=fill.fee,
+                fee=fill.fee * rest / fill.quantity,
                 leverage=position.leverage,
                 now=now,
                 exchange_order_id=fill.exchange_order_id,

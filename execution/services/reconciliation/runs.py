@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -33,7 +34,15 @@ from accounts.audit import transition
 from accounts.models import Account, TradingState
 from accounts.services import set_trading_state
 from execution.exceptions import ExecutionError, InvalidTransition
-from execution.models import ReconciliationItem, ReconciliationRun, ReconciliationStatus
+from execution.metrics import RECONCILIATION_DIFFERENCES, RECONCILIATION_RUNS
+from execution.models import (
+    ReconciliationItem,
+    ReconciliationRun,
+    ReconciliationStatus,
+    StreamKind,
+    StreamLease,
+    StreamStatus,
+)
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.reconciliation.context import Difference, RunContext
@@ -125,6 +134,35 @@ def live_account_ids() -> list[int]:
     return list(Account.objects.filter(is_paper_trading=False).order_by("pk").values_list("pk", flat=True))
 
 
+def streamed_account_ids(*, now: datetime | None = None) -> set[int]:
+    """Live accounts whose user-data stream is healthy: connected, as recorded by the process
+    that holds the account's stream lease, and that lease alive (a dead process's rows may
+    still say connected; its lease lapses within STREAM_LEASE_SECONDS)."""
+    now = now or timezone.now()
+    holders = dict(StreamLease.objects.filter(expires_at__gt=now).values_list("account_id", "holder"))
+    connected = StreamStatus.objects.filter(kind=StreamKind.USER, connected=True, account_id__in=holders)
+    return {
+        account_id
+        for account_id, holder in connected.values_list("account_id", "holder")
+        if holders[account_id] == holder
+    }
+
+
+def accounts_due_for_reconciliation(*, now: datetime | None = None) -> list[int]:
+    """The live accounts the beat reconciles now: every one without a healthy user-data stream
+    (each beat, RECONCILE_SECONDS), and those with one whose last run started at least
+    RECONCILE_STREAMED_SECONDS ago (less half a beat, so that a run is never a whole beat late)."""
+    now = now or timezone.now()
+    streamed = streamed_account_ids(now=now)
+    interval = timedelta(seconds=settings.RECONCILE_STREAMED_SECONDS - settings.RECONCILE_SECONDS / 2)
+    recent = set(
+        ReconciliationRun.objects.filter(account_id__in=streamed, dry_run=False, started_at__gt=now - interval)
+        .exclude(status=ReconciliationStatus.SKIPPED)
+        .values_list("account_id", flat=True)
+    )
+    return [pk for pk in live_account_ids() if pk not in streamed or pk not in recent]
+
+
 def reconcile_accounts(account_ids: list[int], *, dry_run: bool = False) -> dict[str, Any]:
     """Reconcile accounts one after the other; one account's failure does not stop the others."""
     runs: dict[str, Any] = {}
@@ -178,6 +216,9 @@ def _finish(run: ReconciliationRun, status: str, differences: list[Difference], 
             message=message,
             update_fields=["differences", "message", "finished_at", "http_calls"],
         )
+    RECONCILIATION_RUNS.labels(status=status).inc()
+    for difference in differences:
+        RECONCILIATION_DIFFERENCES.labels(kind=difference.kind).inc()
     return run
 
 

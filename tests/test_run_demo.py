@@ -1,0 +1,131 @@
+"""`make run`'s script, run as a newcomer would (issue 15): it says "up" only when every process
+answers, the order it prints succeeds, Ctrl-C stops everything, and a taken port fails fast
+with a one-line error naming the port and the variable that changes it.
+
+It runs the embedded default (SQLite, filesystem broker, the simulator and its streams) in a
+temporary directory, on free ports, whatever services the suite itself uses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UP_LINE = "Execution service is up"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def demo_env(tmp_path: Path, web: int, sim: int, sim_ws: int) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "REQUIRE_SERVICES", "DJANGO_SETTINGS_MODULE", "ASTER_BASE_URL"}
+        and not k.startswith(("ASTER_", "PYTEST", "PROMETHEUS"))
+    }
+    env.update(
+        DEBUG="1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        VAR_DIR=str(tmp_path / "var"),
+        PORT=str(web),
+        SIM_PORT=str(sim),
+        SIM_WS_PORT=str(sim_ws),
+        UP_TIMEOUT="120",
+    )
+    return env
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_make_run_says_up_when_up_the_printed_order_fills_and_ctrl_c_stops_everything(tmp_path):
+    web, sim, sim_ws = free_ports(3)
+    env = demo_env(tmp_path, web, sim, sim_ws)
+    demo = subprocess.Popen(
+        ["scripts/run-demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 150
+        assert demo.stdout is not None
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "Press Ctrl-C to stop." in line:
+                break
+        text = "".join(output)
+        assert UP_LINE in text, text
+        # "Up" is true: the readiness endpoint answers 200 now.
+        ready = subprocess.run(["curl", "-fsS", f"http://127.0.0.1:{web}/readyz"], capture_output=True, text=True)
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+
+        order_command = re.search(r"^\s+(scripts/demo-order \d+)\s*$", text, re.M)
+        assert order_command, text
+        placed = subprocess.run(
+            order_command.group(1).split(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert placed.returncode == 0, placed.stdout + placed.stderr
+        assert "[filled]" in placed.stdout and "stop_loss: trigger" in placed.stdout
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            demo.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            pytest.fail("make run did not stop within 30 s of Ctrl-C")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(port_is_free(p) for p in (web, sim, sim_ws)):
+        time.sleep(0.5)
+    assert all(port_is_free(p) for p in (web, sim, sim_ws)), "a process outlived Ctrl-C"
+
+
+def test_a_taken_port_fails_at_once_naming_the_port_and_its_variable(tmp_path):
+    web, sim, sim_ws = free_ports(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", web))
+        taken.listen()
+        started = time.monotonic()
+        result = subprocess.run(
+            ["scripts/run-demo"],
+            cwd=ROOT,
+            env=demo_env(tmp_path, web, sim, sim_ws),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert time.monotonic() - started < 20
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {web}" in lines[0] and "PORT=" in lines[0]
