@@ -3,6 +3,7 @@ simulator over HTTP; frames built from the simulator's own orders and trades."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -295,6 +296,17 @@ def test_account_update_stores_the_wallet_and_a_position_mismatch_reconciles(sim
     applier.apply_frames([older])
     account.refresh_from_db()
     assert account.live_wallet_balance == Decimal("99980")  # an older event never overwrites a newer one
+
+
+def test_a_hedge_mode_row_is_a_mismatch_even_when_its_amount_agrees(sim, live):
+    account, _remote = live
+    open_protected(account)
+    position = Position.objects.get()
+    applier, reconciles = applier_for(account)
+    frame = json.loads(account_update_frame(wallet="99990", positions=[("BTCUSDT", "0.02", str(position.entry_price))]))
+    frame["a"]["P"][0]["ps"] = "LONG"
+    applier.apply_frames([json.dumps(frame)])
+    assert reconciles == [account.pk]
 
 
 def test_a_mismatch_explained_by_the_next_event_does_not_reconcile(sim, live):

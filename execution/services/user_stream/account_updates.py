@@ -63,7 +63,9 @@ def position_mismatches(*, account_id: int, rows: tuple[PositionRow, ...] | list
     for row in rows:
         position = local.get(row.symbol)
         ours = position.quantity * position.direction if position is not None else ZERO
-        if row.amount != ours:
+        if row.position_side != "BOTH":  # hedge mode: never compared as one position (reconciliation fails closed)
+            mismatches.append(f"{row.symbol}: a {row.position_side} row there (hedge mode), one-way here")
+        elif row.amount != ours:
             mismatches.append(f"{row.symbol}: amount {row.amount} there, {ours} here")
         elif position is not None and not _same_entry(row.entry_price, position.entry_price):
             mismatches.append(f"{row.symbol}: entry {row.entry_price} there, {position.entry_price} here")
