@@ -122,8 +122,10 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
         Runs before the reserve step, so a refused account writes no intent and sends no order.
         A refusal is cached briefly, so an account fixed by its owner trades again soon."""
-        if cached is not None:
-            return None if cached == MODE_OK else cached  # type: ignore[return-value]
+        if isinstance(cached, AccountModeRefusal):
+            return cached
+        if cached == MODE_OK:
+            return None
         try:
             refusal = self._one_way_refusal() or self._multi_assets_refusal()
         except AsterError as exc:
