@@ -7,6 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+from django.core.cache import cache
+
+from execution.aster.streams.frames import MarkPriceUpdate
+from execution.services import price_cache
 from execution.streams.market import MarketStream
 from execution.streams.process import StreamSupervisor
 from execution.streams.status import StatusBoard
@@ -40,3 +45,39 @@ def test_a_future_dated_mark_does_not_silence_its_symbol_in_the_stream() -> None
     pending = stream._pending_marks.get("BTCUSDT")
     assert pending is not None and pending.mark_price == Decimal("90")
     assert stream.counters.drop_reasons.get("out of order", 0) == 0
+
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+def mark(symbol: str = "BTCUSDT", price: str = "65000", *, at: int = 0, next_funding: int = 0) -> MarkPriceUpdate:
+    return MarkPriceUpdate(
+        symbol=symbol,
+        mark_price=Decimal(price),
+        index_price=Decimal(price),
+        funding_rate=Decimal("0.0001"),
+        next_funding_time_ms=next_funding or NOW_MS + 3_600_000,
+        event_time_ms=NOW_MS + at,
+    )
+
+
+@pytest.fixture(params=["db", pytest.param("redis", marks=pytest.mark.redis)])
+def backend(request, settings):
+    if request.param == "db":
+        settings.REDIS_URL = ""
+    cache.clear()
+    if request.param == "redis":
+        price_cache._redis().delete(
+            price_cache.redis_index_key(), *price_cache._redis().keys(price_cache.redis_key("*"))
+        )
+    return request.param
+
+
+@pytest.mark.django_db
+def test_a_next_funding_time_out_of_range_does_not_fail_the_whole_batch(backend) -> None:
+    """A mark whose `T` does not fit the table's bigint column made the one upsert statement of the
+    batch fail: no symbol's price was stored (the whole array of the 1 s stream lost)."""
+    changed = price_cache.store_marks([mark("BTCUSDT", next_funding=2**63), mark("ETHUSDT", "3000")], received_at=NOW)
+    assert "ETHUSDT" in changed
+    assert price_cache.cached_prices(["ETHUSDT"])["ETHUSDT"].mark_price == Decimal("3000")
