@@ -81,3 +81,17 @@ def test_a_next_funding_time_out_of_range_does_not_fail_the_whole_batch(backend)
     changed = price_cache.store_marks([mark("BTCUSDT", next_funding=2**63), mark("ETHUSDT", "3000")], received_at=NOW)
     assert "ETHUSDT" in changed
     assert price_cache.cached_prices(["ETHUSDT"])["ETHUSDT"].mark_price == Decimal("3000")
+
+
+@pytest.mark.django_db
+def test_a_mark_dated_ahead_does_not_pin_a_fresh_looking_price(backend, settings) -> None:
+    """An update dated 50 s ahead of receipt was accepted (60 s allowed): every real update of
+    the next 50 s was 'older' and dropped, while readers saw the pinned price with age 0, fresh,
+    and used it for trade decisions (well beyond EXECUTION_STALE_PRICE_SECONDS of real age)."""
+    settings.EXECUTION_STALE_PRICE_SECONDS = 30
+    price_cache.store_marks([mark(price="100", at=50_000)], received_at=NOW)  # 50 s ahead
+    later = NOW + timedelta(seconds=20)
+    price_cache.store_marks([mark(price="80", at=20_000)], received_at=later)  # the real price, 20 s on
+    reading = price_cache.mark_price("BTCUSDT", now=later)
+    assert reading is not None
+    assert reading.value == Decimal("80")

@@ -53,8 +53,11 @@ def redis_index_key() -> str:
 
 
 # An event time this far ahead of receipt is refused: it would pin the symbol's price (no later
-# update could ever be "newer") until the exchange's clock caught up.
-MAX_FUTURE_MS = 60_000
+# update could ever be "newer") until the exchange's clock caught up, and readers would see the
+# pinned price as 0 s old, fresh. So the allowance is kept to clock skew (NTP keeps it far
+# below a second), well under EXECUTION_STALE_PRICE_SECONDS; 60 s pinned a fresh-looking price
+# for a minute, twice the staleness limit.
+MAX_FUTURE_MS = 10_000
 STREAM = "stream"
 REST = "rest"
 PRICE_DIGITS = 18  # the integer digits of a price column (28 digits, 10 of them decimals)
