@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 
 from execution.aster.streams.frames import MarkPriceUpdate
+from execution.models import PendingOrder, Position
 from execution.services import price_cache
+from execution.services.paper import sweep
 from execution.streams.market import MarketStream
 from execution.streams.process import StreamSupervisor
 from execution.streams.status import StatusBoard
@@ -95,3 +99,55 @@ def test_a_mark_dated_ahead_does_not_pin_a_fresh_looking_price(backend, settings
     reading = price_cache.mark_price("BTCUSDT", now=later)
     assert reading is not None
     assert reading.value == Decimal("80")
+
+
+@pytest.mark.django_db
+def test_a_contract_price_order_is_never_judged_on_the_mark_when_no_last_price_is_known(
+    market, paper_account, monkeypatch
+) -> None:
+    """A CONTRACT_PRICE order placed after the reaction listed the symbols needing last prices
+    (but before its trigger search) had no last price and no `last_missing` flag, so
+    `SymbolPrices.price` gave it the mark: triggered and filled on the wrong price."""
+    mark_price = market.exchange.symbols["BTCUSDT"].mark
+    position = Position.objects.create(
+        account=paper_account,
+        symbol="BTCUSDT",
+        side="LONG",
+        quantity=Decimal("0.01"),
+        entry_price=mark_price * Decimal("1.1"),
+        leverage=2,
+        margin=Decimal("1"),
+    )
+    price_cache.store_marks(
+        [
+            MarkPriceUpdate(
+                symbol="BTCUSDT",
+                mark_price=mark_price,
+                index_price=mark_price,
+                funding_rate=Decimal("0.0001"),
+                next_funding_time_ms=0,
+                event_time_ms=int(time.time() * 1000),
+            )
+        ],
+        received_at=timezone.now(),
+    )  # marks only: no last price is known for BTCUSDT
+
+    original = sweep.cached_symbol_prices
+
+    def order_arrives_meanwhile(*args, **kwargs):
+        PendingOrder.objects.create(
+            account=paper_account,
+            position=position,
+            symbol="BTCUSDT",
+            kind="stop_loss",
+            side="SELL",
+            working_type="CONTRACT_PRICE",
+            trigger_price=(mark_price * Decimal("1.05")).quantize(Decimal("0.0001")),  # crossed by the mark
+            client_order_id=f"p{position.pk}-sl",
+        )
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "cached_symbol_prices", order_arrives_meanwhile)
+    report = sweep.react_to_prices({"BTCUSDT"})
+    assert report.triggered == 0
+    assert PendingOrder.objects.get(kind="stop_loss").status == "pending"
