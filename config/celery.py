@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -21,3 +22,13 @@ def create_filesystem_broker_folders(sender: Celery, **kwargs: Any) -> None:
     for name in ("data_folder_in", "data_folder_out", "control_folder"):
         if options.get(name):
             Path(options[name]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect  # type: ignore[misc]  # Celery's signal decorator is untyped
+def serve_worker_metrics(**kwargs: Any) -> None:
+    """METRICS_PORT: the worker's own /metrics (docs/operations.md)."""
+    from django.conf import settings
+
+    from execution.metrics import serve_metrics
+
+    serve_metrics(settings.METRICS_PORT)

@@ -342,6 +342,11 @@ LIVE_BALANCE_CACHE_SECONDS = _seconds_setting("LIVE_BALANCE_CACHE_SECONDS", 2.0,
 # --- Operations -------------------------------------------------------------------------
 # Unset: /metrics answers loopback clients only. Set: it needs `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# A worker or stream process serves its own series on this loopback port when set (0: off; with
+# PROMETHEUS_MULTIPROC_DIR the web process's /metrics sums every process of the machine instead).
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+if not 0 <= METRICS_PORT <= 65535:
+    raise ImproperlyConfigured(f"METRICS_PORT must be 0..65535, got {METRICS_PORT}")
 
 # --- Streams (`manage.py aster_stream`) ---------------------------------------------------
 ASTER_WS_URL = env.str("ASTER_WS_URL", default="wss://fstream.asterdex.com").rstrip("/")

@@ -98,3 +98,17 @@ def record_sweep_metrics(report: SweepReport, *, source: str) -> None:
         TRIGGERS_FILLED.labels(source=source).inc(report.filled)
     if report.batch_fallbacks:
         FILL_PATH_FALLBACKS.inc(report.batch_fallbacks)
+
+
+def serve_metrics(port: int, *, addr: str = "127.0.0.1") -> bool:
+    """Serve this process's series on `port` (the stream process, a Celery worker) when set
+    (METRICS_PORT) and when no PROMETHEUS_MULTIPROC_DIR already sums them into the web
+    process's /metrics. Loopback by default: put a scraper on the machine or a proxy in front."""
+    import os
+
+    from prometheus_client import start_http_server
+
+    if not port or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return False
+    start_http_server(port, addr=addr)
+    return True

@@ -203,3 +203,22 @@ def test_an_order_path_log_line_carries_the_ids_and_no_secret(market):
     assert failed[-1]["decision_id"] == submission.decision.pk and failed[-1]["account_id"] == account.pk
     for secret in (account.api_key.reveal(), account.api_secret.reveal()):
         assert secret not in stream.getvalue()
+
+
+def test_a_worker_or_stream_process_serves_its_own_metrics_port(monkeypatch):
+    import socket
+
+    import requests
+
+    from execution.metrics import serve_metrics
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert serve_metrics(0) is False
+    assert serve_metrics(port) is True
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "# TYPE execution_orders_total counter" in text
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp")
+    assert serve_metrics(port + 1) is False  # the web process's /metrics sums them instead

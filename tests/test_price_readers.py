@@ -10,11 +10,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from execution.aster.streams.frames import LastPriceUpdate, MarkPriceUpdate
-from execution.models import PendingOrder, Position, Trade
+from execution.models import PendingOrder, Position, PriceCacheEntry, Trade
 from execution.services import price_cache
 from execution.services.paper.sweep import mark_open_positions, react_to_prices, sweep_paper_triggers
 from tests.factories import LiveV1AccountFactory, PaperAccountFactory
@@ -256,3 +257,27 @@ def test_mark_open_positions_from_redis_is_one_database_statement(market, paper_
         open_position(LiveV1AccountFactory())
     with django_assert_num_queries(1):  # the marks come from Redis; one UPDATE joined to them
         assert mark_open_positions() == 5
+
+
+def test_a_rest_outage_does_not_stop_the_sweep_for_symbols_the_stream_keeps_fresh(
+    market, paper_account, settings, monkeypatch
+):
+    from execution.services.market_data import MarketDataUnavailable
+    from execution.services.paper import prices
+
+    def rest_down(*args, **kwargs):
+        raise MarketDataUnavailable("premiumIndex: ConnectionError")
+
+    settings.EXECUTION_STALE_PRICE_SECONDS = 5
+    protected(paper_account, market=market)
+    protected(paper_account, "ETHUSDT", market=market, quantity="0.1")
+    feed(market, "BTCUSDT")
+    feed(market, "ETHUSDT", age_seconds=30)  # the stream stopped for ETH, and REST is down
+    monkeypatch.setattr(prices, "rest_prices", rest_down)
+    report = sweep_paper_triggers()
+    assert report.filled == 1 and report.skipped_symbols == ["ETHUSDT"]
+    assert PendingOrder.objects.get(symbol="ETHUSDT", kind="stop_loss").status == "pending"
+    PriceCacheEntry.objects.all().delete()
+    cache.clear()
+    with pytest.raises(MarketDataUnavailable):  # nothing fresh at all: the sweep fails, visibly
+        sweep_paper_triggers()

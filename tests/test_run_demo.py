@@ -54,6 +54,7 @@ def demo_env(tmp_path: Path, web: int, sim: int, sim_ws: int) -> dict[str, str]:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds (TIME_WAIT is no owner)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -105,9 +106,18 @@ def test_make_run_says_up_when_up_the_printed_order_fills_and_ctrl_c_stops_every
             os.killpg(demo.pid, signal.SIGKILL)
             pytest.fail("make run did not stop within 30 s of Ctrl-C")
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not all(port_is_free(p) for p in (web, sim, sim_ws)):
+    while time.monotonic() < deadline and group_alive(demo.pid):
         time.sleep(0.5)
-    assert all(port_is_free(p) for p in (web, sim, sim_ws)), "a process outlived Ctrl-C"
+    assert not group_alive(demo.pid), "a process outlived Ctrl-C"
+    assert all(port_is_free(p) for p in (web, sim, sim_ws))
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_taken_port_fails_at_once_naming_the_port_and_its_variable(tmp_path):

@@ -20,7 +20,7 @@ from execution.streams.market import MarketStream, RateLimitedLog
 from execution.streams.process import StreamSupervisor
 from execution.streams.status import StatusBoard
 
-NOW_MS = 1_800_000_000_000
+NOW_MS = int(time.time() * 1000)  # frames dated ahead of receipt are dropped (review-stream)
 
 
 def marks_frame(*items: tuple[str, str, int]) -> str:

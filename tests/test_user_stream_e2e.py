@@ -186,7 +186,11 @@ def test_a_liquidation(sim, live):
     account, _name, remote = live
     with UserStreamThread(sim.ws_url) as streams:
         connected(streams, account.pk)
-        open_protected(account, stop_loss="40000")  # below the liquidation price
+        # A take-profit only: a stop would fire before liquidation (and one past the liquidation
+        # price is refused with INVALID_PROTECTION).
+        ExecutionService(account, sleep=no_sleep).execute_market_order(
+            symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5, take_profit="70000"
+        )
         sim.exchange.set_price("BTCUSDT", Decimal("50000"))
         wait_for(closed_by("liquidation"), "the liquidation to be booked")
         wait_for(lambda: not PendingOrder.objects.filter(status="pending").exists(), "the legs settled")

@@ -53,12 +53,16 @@ def redis_index_key() -> str:
 
 
 # An event time this far ahead of receipt is refused: it would pin the symbol's price (no later
-# update could ever be "newer") until the exchange's clock caught up.
-MAX_FUTURE_MS = 60_000
+# update could ever be "newer") until the exchange's clock caught up, and readers would see the
+# pinned price as 0 s old, fresh. So the allowance is kept to clock skew (NTP keeps it far
+# below a second), well under EXECUTION_STALE_PRICE_SECONDS; 60 s pinned a fresh-looking price
+# for a minute, twice the staleness limit.
+MAX_FUTURE_MS = 10_000
 STREAM = "stream"
 REST = "rest"
 PRICE_DIGITS = 18  # the integer digits of a price column (28 digits, 10 of them decimals)
 RATE_DIGITS = 10  # ... of the funding rate column (20 digits, 10 decimals)
+MAX_TIME_MS = 2**63 - 1  # what the table's bigint time columns hold
 
 rejected_updates = 0  # updates refused as malformed since the process started (for health output)
 _rejected_lock = threading.Lock()
@@ -160,6 +164,9 @@ def _check(update: Any, kind: type, now_ms: int) -> None:
         _fits(price({"i": update.index_price}, "i"), PRICE_DIGITS)
     if isinstance(update, MarkPriceUpdate) and update.funding_rate is not None:
         _fits(decimal({"r": update.funding_rate}, "r"), RATE_DIGITS)
+    if isinstance(update, MarkPriceUpdate) and not 0 <= update.next_funding_time_ms <= MAX_TIME_MS:
+        # The table's bigint column could not hold it: the whole batch's statement would fail.
+        raise StreamFrameError(f"next funding time {update.next_funding_time_ms} is out of range")
     event = update.event_time_ms
     if isinstance(event, bool) or not isinstance(event, int) or event <= 0:
         raise StreamFrameError(f"event time {event!r} is not a positive time in ms")

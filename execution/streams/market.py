@@ -187,8 +187,8 @@ class MarketStream:
             self._drop(
                 frame.dropped, "bad item", f"{frame.dropped} bad item(s) dropped: {'; '.join(frame.drop_reasons)}"
             )
-        marks = self._accept(frame.marks, self._newest_mark, "mark")
-        lasts = self._accept(frame.last_prices, self._newest_last, "last price")
+        marks = self._accept(frame.marks, self._newest_mark, "mark", received_at)
+        lasts = self._accept(frame.last_prices, self._newest_last, "last price", received_at)
         if not marks and not lasts:
             if frame.marks or frame.last_prices or frame.dropped:
                 self.health.frame(received_at=received_at)
@@ -204,11 +204,19 @@ class MarketStream:
         self.health.frame(received_at=received_at, event_time_ms=newest)
         self._store_wake.set()
 
-    def _accept(self, updates: Iterable[U], newest: dict[str, int], what: str) -> list[U]:
+    def _accept(self, updates: Iterable[U], newest: dict[str, int], what: str, received_at: datetime) -> list[U]:
         accepted = []
+        # The cache refuses these; they must not become the newest seen either, or every real
+        # update after them would be dropped as older until the bogus time passed.
+        latest_ms = int(received_at.timestamp() * 1000) + price_cache.MAX_FUTURE_MS
         for update in updates:
             if self.known_symbols is not None and update.symbol not in self.known_symbols:
                 self._drop(1, "unknown symbol", f"{what} of unknown symbol {update.symbol!r} dropped")
+                continue
+            if update.event_time_ms > latest_ms:
+                self._drop(
+                    1, "future", f"{what} of {update.symbol} dated {update.event_time_ms} ahead of receipt dropped"
+                )
                 continue
             seen = newest.get(update.symbol, 0)
             if update.event_time_ms == seen:

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from execution.metrics import serve_metrics
 from execution.streams.market import MarketStream
 from execution.streams.process import Shard, StreamSupervisor
 from execution.streams.status import StatusBoard
+from execution.streams.user_data import run_user_streams
 
 logger = logging.getLogger("execution.streams")
-
-# The user-data streams plug in here: a module with
-#   async def run_user_streams(*, supervisor: StreamSupervisor, board: StatusBoard, shard: Shard) -> None
-# (a manager task that adds and removes one task per leased account). Absent: market data only.
-USER_STREAMS_MODULE = "execution.streams.user"
 
 
 class Command(BaseCommand):
@@ -42,13 +38,10 @@ class Command(BaseCommand):
         url = (options["url"] or settings.ASTER_WS_URL).rstrip("/")
         if not url.startswith(("ws://", "wss://")):
             raise CommandError(f"the WebSocket base must be a ws:// or wss:// URL, got {url!r}")
-        run_user = options["only"] != "market"
-        user_streams = _user_streams() if run_user else None
-        if options["only"] == "user" and user_streams is None:
-            raise CommandError(f"--only user: this build has no user-data streams ({USER_STREAMS_MODULE})")
-        asyncio.run(self._run(url=url, shard=shard, market=options["only"] != "user", user_streams=user_streams))
+        serve_metrics(settings.METRICS_PORT)
+        asyncio.run(self._run(url=url, shard=shard, market=options["only"] != "user", user=options["only"] != "market"))
 
-    async def _run(self, *, url: str, shard: Shard, market: bool, user_streams: Any) -> None:
+    async def _run(self, *, url: str, shard: Shard, market: bool, user: bool) -> None:
         supervisor = StreamSupervisor()
         board = StatusBoard()
         board.attach(supervisor)
@@ -56,13 +49,15 @@ class Command(BaseCommand):
         if market:
             stream = MarketStream(supervisor=supervisor, board=board, url=url)
             supervisor.add("market", stream.run)
-        if user_streams is not None:
-            supervisor.add("user-streams", lambda: user_streams(supervisor=supervisor, board=board, shard=shard))
+        if user:
+            supervisor.add(
+                "user-streams", lambda: run_user_streams(supervisor=supervisor, board=board, shard=shard, ws_url=url)
+            )
 
         streams = [stream.mark_stream, "<symbol>@aggTrade for pending CONTRACT_PRICE orders"] if stream else []
         self.stdout.write(
             f"aster_stream {board.holder}: {url} shard {shard}; market: {', '.join(streams) or 'off'}; "
-            f"user-data: {'on' if user_streams is not None else 'off'}"
+            f"user-data: {'on' if user else 'off'}"
         )
         self.stdout.flush()
         await supervisor.run()
@@ -74,13 +69,3 @@ class Command(BaseCommand):
                 f"{c.reactions} reactions, {c.fills} fills, {stats.reconnects} reconnects, {stats.rollovers} rollovers"
             )
         self.stdout.write(summary)
-
-
-def _user_streams() -> Any:
-    try:
-        module = importlib.import_module(USER_STREAMS_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != USER_STREAMS_MODULE:
-            raise
-        return None
-    return module.run_user_streams

@@ -22,7 +22,7 @@ from execution.aster.replies import Kline
 from execution.models import WorkingType
 from execution.services import price_cache
 from execution.services.exchange import public_client
-from execution.services.market_data import fetch, is_stale
+from execution.services.market_data import MarketDataUnavailable, fetch, is_stale
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,15 @@ def current_prices(
     missing = symbols - prices.keys()
     if not missing:
         return prices, []
-    polled, skipped = rest_prices(missing, last_for=last_for & missing, now=now)
+    try:
+        polled, skipped = rest_prices(missing, last_for=last_for & missing, now=now)
+    except MarketDataUnavailable as exc:
+        if not prices:
+            raise  # nothing to work with: the sweep fails, visibly
+        # REST is down but the stream's prices are fresh for the other symbols: sweep those
+        # rather than nothing (only the symbols without a fresh price wait for the next sweep).
+        logger.warning("paper sweep: REST prices unavailable (%s); skipped %s", exc, sorted(missing))
+        return prices, sorted(missing)
     prices.update(polled)
     return prices, skipped
 

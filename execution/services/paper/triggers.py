@@ -41,8 +41,10 @@ def is_crossed(order: PendingOrder, price: Decimal) -> bool:
 def is_triggered(order: PendingOrder, entry: SymbolPrices) -> bool:
     """The exchange's rule for this order: its working type's price now, or within a completed
     minute candle that started after the order was created."""
-    if entry.last_missing and order.working_type == WorkingType.CONTRACT_PRICE:
-        return False  # never judged on the mark in place of a last price it does not have
+    if order.working_type == WorkingType.CONTRACT_PRICE and (entry.last_missing or entry.last is None):
+        # Never judged on the mark in place of a last price it does not have (also when the
+        # order arrived after its caller chose which symbols need last prices).
+        return False
     if is_crossed(order, entry.price(order.working_type)):
         return True
     return any(
