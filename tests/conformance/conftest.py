@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -187,7 +188,7 @@ def flat(simulator: AsterSimulator) -> Iterator[None]:
                     if order.is_open:
                         order.status = "CANCELED"
             for symbol, price in (("BTCUSDT", "65000"), ("ETHUSDT", "3500")):
-                simulator.exchange.set_price(symbol, __import__("decimal").Decimal(price))
+                simulator.exchange.set_price(symbol, Decimal(price))
 
     reset()
     yield
