@@ -135,3 +135,34 @@ def test_a_resync_that_could_not_read_the_exchange_fails_the_connect(sim, live):
 
     with pytest.raises(ExecutionError):
         resync_account(account.pk, adapter=UnreadableExchange(), sleep=no_sleep)
+
+
+@pytest.mark.django_db
+def test_a_streamed_account_whose_last_run_failed_is_reconciled_on_the_next_beat(settings):
+    """A run that failed (a leg left resting it could not cancel, a position it could not
+    protect, or an exchange it could not read) counted as a recent reconciliation: with a
+    healthy stream, the account was not reconciled again for RECONCILE_STREAMED_SECONDS
+    (10 minutes) instead of the next beat's retry."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from execution.models import ReconciliationRun, StreamKind, StreamLease, StreamStatus
+    from execution.services.reconciliation import accounts_due_for_reconciliation
+
+    settings.RECONCILE_SECONDS, settings.RECONCILE_STREAMED_SECONDS = 60, 600
+    account = LiveV1AccountFactory()
+    now = timezone.now()
+    StreamLease.objects.create(account=account, holder="h:1", acquired_at=now, expires_at=now + timedelta(seconds=30))
+    StreamStatus.objects.create(
+        name=f"user:{account.pk}@h:1",
+        kind=StreamKind.USER,
+        account=account,
+        holder="h:1",
+        connected=True,
+        updated_at=now,
+    )
+    run = ReconciliationRun.objects.create(account=account, status="failed")
+    ReconciliationRun.objects.filter(pk=run.pk).update(started_at=now - timedelta(seconds=60))
+
+    assert account.pk in accounts_due_for_reconciliation()
