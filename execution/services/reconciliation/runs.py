@@ -157,7 +157,7 @@ def accounts_due_for_reconciliation(*, now: datetime | None = None) -> list[int]
     interval = timedelta(seconds=settings.RECONCILE_STREAMED_SECONDS - settings.RECONCILE_SECONDS / 2)
     recent = set(
         ReconciliationRun.objects.filter(account_id__in=streamed, dry_run=False, started_at__gt=now - interval)
-        .exclude(status=ReconciliationStatus.SKIPPED)
+        .exclude(status__in=[ReconciliationStatus.SKIPPED, ReconciliationStatus.FAILED])  # retried each beat
         .values_list("account_id", flat=True)
     )
     return [pk for pk in live_account_ids() if pk not in streamed or pk not in recent]
