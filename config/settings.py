@@ -291,6 +291,19 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "EXCEPTION_HANDLER": "execution.api.errors.exception_handler",
 }
+# Each control of the API has its own throttle scope (execution.api.throttles), per user:
+# API_CONTROL_RATE for trading controls, API_ACCOUNT_RATE for account lifecycle writes.
+API_CONTROL_RATE = os.environ.get("API_CONTROL_RATE", "60/min")
+API_ACCOUNT_RATE = os.environ.get("API_ACCOUNT_RATE", "20/min")
+API_THROTTLE_RATES: dict[str, str] = {
+    **dict.fromkeys(
+        ["position-close", "position-protection", "pending-order-cancel", "account-close-all"], API_CONTROL_RATE
+    ),
+    **dict.fromkeys(["account-halt", "account-resume", "account-reduce-only"], API_CONTROL_RATE),
+    **dict.fromkeys(
+        ["account-create", "account-reset", "account-credentials", "account-switch-to-live"], API_ACCOUNT_RATE
+    ),
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Execution service API",
     "DESCRIPTION": "Positions, trades, protective orders and decisions of the execution service.",

@@ -73,3 +73,15 @@ def mark_prices(symbols: set[str]) -> dict[str, dict[str, Any]]:
         }
         for symbol, r in readings.items()
     }
+
+
+def open_position_count(account: Account) -> int:
+    return Position.objects.filter(account=account, status=PositionStatus.OPEN).count()
+
+
+def active_legs(position: Position) -> list[PendingOrder]:
+    return list(
+        PendingOrder.objects.filter(
+            position=position, status__in=[PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED]
+        ).order_by("kind")
+    )
