@@ -253,6 +253,9 @@ EXECUTION_INTENT_STALE_SECONDS = _seconds_setting("EXECUTION_INTENT_STALE_SECOND
 # Protective placement and its rollback wait out a rate limit this short rather than give up.
 EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS = _seconds_setting("EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS", 5.0, zero=True)
 RECONCILE_SECONDS = _seconds_setting("RECONCILE_SECONDS", 60.0)
+# Equity snapshots: one per account per minute (execution.take_equity_snapshots; a second run in
+# the same minute writes nothing).
+EQUITY_SNAPSHOT_SECONDS = _seconds_setting("EQUITY_SNAPSHOT_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",
@@ -264,6 +267,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "execution.reconcile_live_positions",
         "schedule": RECONCILE_SECONDS,
         "options": {"expires": RECONCILE_SECONDS},
+    },
+    "take-equity-snapshots": {
+        "task": "execution.take_equity_snapshots",
+        "schedule": EQUITY_SNAPSHOT_SECONDS,
+        "options": {"expires": EQUITY_SNAPSHOT_SECONDS},
     },
     "settle-decisions": {
         "task": "decisions.settle_decisions",

@@ -43,3 +43,11 @@ def reconcile_live_positions(self: Any, account_id: int | None = None) -> dict[s
     for each in ids:
         reconcile_account_task.delay_on_commit(each)  # sent once the caller's transaction commits
     return {"queued": len(ids)}
+
+
+@shared_task(name="execution.take_equity_snapshots", ignore_result=True)
+def take_equity_snapshots() -> dict[str, Any]:
+    """Beat entry point: one equity snapshot per account for this minute."""
+    from execution.services.equity import take_equity_snapshots as take
+
+    return {"written": take()}

@@ -30,6 +30,16 @@ from execution.api.control_serializers import (
     ResetSerializer,
 )
 from execution.api.filters import PendingOrderFilter, PositionFilter, TradeFilter
+from execution.api.history import (
+    EQUITY_PARAMETERS,
+    PNL_PARAMETERS,
+    DailyPnlSerializer,
+    EquityPageSerializer,
+    EquitySnapshotSerializer,
+    OldestFirstByTimeCursorPagination,
+    interval_of,
+    time_range,
+)
 from execution.api.serializers import (
     AccountSerializer,
     AccountStatusSerializer,
@@ -42,6 +52,7 @@ from execution.api.throttles import ControlThrottle
 from execution.models import PendingOrder, Position, Trade
 from execution.services import controls
 from execution.services.controls import KEEP
+from execution.services.equity import INTERVALS, equity_history
 
 
 def _conflict(codes: str) -> OpenApiResponse:
@@ -180,6 +191,30 @@ class AccountViewSet(ScopedThrottles, mixins.CreateModelMixin, viewsets.ReadOnly
             open_positions=selectors.open_position_count(account),
         )
         return Response(AccountSerializer(account).data)
+
+    @extend_schema(parameters=EQUITY_PARAMETERS, responses=EquityPageSerializer)
+    @action(detail=True, methods=["get"])
+    def equity(self, request: Request, pk: str | None = None) -> Response:
+        """The account's equity over time (a snapshot a minute, written by beat), downsampled to
+        `interval`: the last snapshot of each bucket, oldest first."""
+        account = self.get_object()
+        start, end = time_range(request)
+        interval = interval_of(request, INTERVALS, "1h")
+        paginator = OldestFirstByTimeCursorPagination()
+        page = paginator.paginate_queryset(
+            equity_history(account=account, start=start, end=end, interval=interval), request, view=self
+        )
+        return paginator.get_paginated_response(EquitySnapshotSerializer(page, many=True).data)
+
+    @extend_schema(parameters=PNL_PARAMETERS, responses=DailyPnlSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def pnl(self, request: Request, pk: str | None = None) -> Response:
+        """Realized PnL, fees and funding per UTC day, oldest first (days without any left out)."""
+        account = self.get_object()
+        start, end = time_range(request)
+        interval_of(request, {"day": "day"}, "day")
+        days = selectors.daily_pnl(account=account, start=start, end=end)
+        return Response(DailyPnlSerializer(days, many=True).data)  # type: ignore[arg-type]  # many=True: a list
 
 
 def _reason(request: Request) -> str:
