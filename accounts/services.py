@@ -8,10 +8,24 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.dispatch import Signal
 
 from accounts import encrypted_fields
 from accounts.audit import record_event
 from accounts.models import Account, TradingState
+
+# Sent after the commit of a trading-state change, with `account`, `previous`, `state` and
+# `reason`: how `execution` (which accounts may not import) raises its alerts about it.
+trading_state_changed = Signal()
+
+
+def _announce_state(account: Account, previous: str, state: str, reason: str) -> None:
+    transaction.on_commit(
+        lambda: trading_state_changed.send(
+            sender=Account, account=account, previous=previous, state=state, reason=reason
+        )
+    )
+
 
 # What callers may set on an account, in the order forms show them (the admin form uses it).
 EDITABLE_FIELDS: tuple[str, ...] = (
@@ -68,10 +82,13 @@ def update_account(*, account: Account, **changes: Any) -> Account:
         return account
     with transaction.atomic():
         locked = Account.objects.select_for_update().get(pk=account.pk)
+        previous = locked.trading_state
         _apply(locked, changes)
         locked.full_clean()
         locked.save(update_fields=[*sorted(changes), "updated_at"])
         record_event(account=locked, kind="account.updated", subject=locked, data=_audit_data(changes))
+        if locked.trading_state != previous:
+            _announce_state(locked, previous, locked.trading_state, "account edited")
     return locked
 
 
@@ -98,6 +115,7 @@ def set_trading_state(*, account: Account, state: str, reason: str = "", only_fr
             to_status=state,
             message=reason,
         )
+        _announce_state(locked, previous, state, reason)
     return locked
 
 

@@ -256,6 +256,19 @@ RECONCILE_SECONDS = _seconds_setting("RECONCILE_SECONDS", 60.0)
 # Equity snapshots: one per account per minute (execution.take_equity_snapshots; a second run in
 # the same minute writes nothing).
 EQUITY_SNAPSHOT_SECONDS = _seconds_setting("EQUITY_SNAPSHOT_SECONDS", 60.0)
+# --- Alerts (execution.services.alerts) ---------------------------------------------------
+# Where alerts are POSTed as JSON (unset: they are only recorded). Never logged: it may hold a token.
+ALERT_WEBHOOK_URL = os.environ.get("ALERT_WEBHOOK_URL", "")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = _seconds_setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", 5.0)
+# The same cause (a position's protection, a stream, ...) alerts once within this window.
+ALERT_DEDUPE_SECONDS = _seconds_setting("ALERT_DEDUPE_SECONDS", 900.0)
+# Delivery retries: after ALERT_RETRY_BASE_SECONDS, doubling, at most ALERT_DELIVERY_RETRIES times.
+ALERT_RETRY_BASE_SECONDS = _seconds_setting("ALERT_RETRY_BASE_SECONDS", 2.0)
+ALERT_DELIVERY_RETRIES = env.int("ALERT_DELIVERY_RETRIES", default=5)
+# The beat check: an intent unresolved this long, a stream down this long, alert.
+ALERT_CHECK_SECONDS = _seconds_setting("ALERT_CHECK_SECONDS", 30.0)
+ALERT_UNKNOWN_INTENT_SECONDS = _seconds_setting("ALERT_UNKNOWN_INTENT_SECONDS", 300.0)
+ALERT_STREAM_DOWN_SECONDS = _seconds_setting("ALERT_STREAM_DOWN_SECONDS", 120.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",
@@ -272,6 +285,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "execution.take_equity_snapshots",
         "schedule": EQUITY_SNAPSHOT_SECONDS,
         "options": {"expires": EQUITY_SNAPSHOT_SECONDS},
+    },
+    "check-alert-conditions": {
+        "task": "execution.check_alert_conditions",
+        "schedule": ALERT_CHECK_SECONDS,
+        "options": {"expires": ALERT_CHECK_SECONDS},
     },
     "settle-decisions": {
         "task": "decisions.settle_decisions",

@@ -108,6 +108,10 @@ def test_a_refused_new_leg_keeps_the_old_ones(sim, live):
     finally:
         sim.exchange.place_order = place
     assert resting_stops(remote) == before
+    from execution.models import Alert
+
+    alert = Alert.objects.get(kind="protection_failed")
+    assert alert.account == account and "the previous legs stay" in alert.message
     pending = PendingOrder.objects.filter(position=position, status="pending")
     assert {leg.trigger_price for leg in pending} == {Decimal("60000"), Decimal("70000")}
     assert {o.client_order_id for o in remote.orders.values() if o.is_open} == set(

@@ -40,6 +40,7 @@ from execution.models import (
 )
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
+from execution.services.alerts import alert_protection_failed
 from execution.services.kill_switch import HaltReport, halt_trading
 from execution.services.ledger import cancel_leg, lock_account
 from execution.services.market_data import market_snapshot
@@ -222,6 +223,12 @@ def _amend_live(
         place_on_exchange(adapter=adapter, account=account, orders=new)
     except ProtectionFailed as failure:
         _take_back(adapter=adapter, account=account, legs=new, failure=failure)
+        alert_protection_failed(
+            account=account,
+            position=position,
+            symbol=position.symbol,
+            message=f"amend refused: {failure.message} (the previous legs stay)",
+        )
         raise
     with transaction.atomic(), batched_events():
         locked, row = _lock_open(account, position)
