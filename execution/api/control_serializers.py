@@ -119,3 +119,9 @@ class CredentialsSerializer(serializers.Serializer[dict[str, Any]]):
     wallet_address = StrictRegexField(r"^[\x21-\x7e]{1,64}$", required=False, write_only=True)
     signer_address = StrictRegexField(r"^[\x21-\x7e]{1,64}$", required=False, write_only=True)
     signer_private_key = StrictRegexField(r"^[\x21-\x7e]{1,80}$", required=False, write_only=True)
+
+
+class ThrottledSerializer(serializers.Serializer[dict[str, Any]]):
+    """429: DRF's throttle answer (`Retry-After` says when to try again)."""
+
+    detail = serializers.CharField()

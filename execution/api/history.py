@@ -89,7 +89,7 @@ class EquitySnapshotSerializer(serializers.ModelSerializer[EquitySnapshot]):
 
 class DailyPnlSerializer(serializers.Serializer[dict[str, Any]]):
     day = serializers.DateField(help_text="The UTC day.")
-    realized_pnl = serializers.DecimalField(max_digits=28, decimal_places=10)
+    realized_pnl = serializers.DecimalField(max_digits=28, decimal_places=10, help_text="Gross, before fees.")
     fees = serializers.DecimalField(max_digits=28, decimal_places=10)
     funding = serializers.DecimalField(max_digits=28, decimal_places=10, help_text="Paid: positive.")
     net = serializers.DecimalField(max_digits=28, decimal_places=10, help_text="realized_pnl - fees - funding.")

@@ -122,8 +122,8 @@ def alerts_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Alert]:
 
 
 def daily_pnl(*, account: Account, start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
-    """Realized PnL, fees and funding per UTC day (two grouped queries): `net` = realized - fees -
-    funding (funding paid is positive). Days without any are left out."""
+    """Realized PnL (gross, before fees), fees and funding per UTC day (two grouped queries):
+    `net` = realized - fees - funding (funding paid is positive). Days without any are left out."""
     trades = Trade.objects.filter(account=account, status=TradeStatus.FILLED, filled_at__isnull=False)
     funding = FundingPayment.objects.filter(account=account)
     if start is not None:
@@ -143,7 +143,9 @@ def daily_pnl(*, account: Account, start: datetime | None, end: datetime | None)
         .annotate(pnl=Sum("realized_pnl"), fees=Sum("fee"), n=Count("id"))
     ):
         entry = day(row["d"])
-        entry["realized_pnl"], entry["fees"], entry["trades"] = row["pnl"] or zero, row["fees"] or zero, row["n"]
+        fees = row["fees"] or zero
+        # A trade's realized_pnl is net of its fee: the day shows it gross, and the fees apart.
+        entry["realized_pnl"], entry["fees"], entry["trades"] = (row["pnl"] or zero) + fees, fees, row["n"]
     for row in (
         funding.order_by().annotate(d=TruncDate("funding_time", tzinfo=UTC)).values("d").annotate(amount=Sum("amount"))
     ):

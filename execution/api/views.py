@@ -28,6 +28,7 @@ from execution.api.control_serializers import (
     ProtectionSerializer,
     ReasonSerializer,
     ResetSerializer,
+    ThrottledSerializer,
 )
 from execution.api.filters import PendingOrderFilter, PositionFilter, TradeFilter
 from execution.api.history import (
@@ -60,7 +61,7 @@ def _conflict(codes: str) -> OpenApiResponse:
 
 
 BAD_GATEWAY = OpenApiResponse(ErrorSerializer, "The venue could not do it (`code` says why).")
-THROTTLED = OpenApiResponse(ErrorSerializer, "Too many requests of this control: retry after `Retry-After`.")
+THROTTLED = OpenApiResponse(ThrottledSerializer, "Too many requests of this control: retry after `Retry-After`.")
 
 
 class ScopedThrottles:
@@ -95,7 +96,7 @@ class AccountViewSet(ScopedThrottles, mixins.CreateModelMixin, viewsets.ReadOnly
     def get_serializer_class(self) -> Any:
         return AccountCreateSerializer if self.action == "create" else AccountSerializer
 
-    @extend_schema(request=AccountCreateSerializer, responses={201: AccountSerializer})
+    @extend_schema(request=AccountCreateSerializer, responses={201: AccountSerializer, 429: THROTTLED})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Create a paper account with a starting balance (`paper_balance`)."""
         serializer = AccountCreateSerializer(data=request.data)
@@ -207,7 +208,7 @@ class AccountViewSet(ScopedThrottles, mixins.CreateModelMixin, viewsets.ReadOnly
         return paginator.get_paginated_response(EquitySnapshotSerializer(page, many=True).data)
 
     @extend_schema(parameters=PNL_PARAMETERS, responses=DailyPnlSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def pnl(self, request: Request, pk: str | None = None) -> Response:
         """Realized PnL, fees and funding per UTC day, oldest first (days without any left out)."""
         account = self.get_object()
