@@ -45,6 +45,7 @@ from execution.models import (
 )
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
+from execution.services.alerts import alert_reconciliation
 from execution.services.reconciliation.context import Difference, RunContext
 from execution.services.reconciliation.orders_repair import (
     cancel_orphans,
@@ -190,7 +191,11 @@ def _conclude(
         _fail_closed(account, failed)
     else:
         status = ReconciliationStatus.REPAIRED if differences else ReconciliationStatus.IN_SYNC
-    return _finish(run, status, differences, f"{len(differences)} difference(s), {len(failed)} not repaired")
+    run = _finish(run, status, differences, f"{len(differences)} difference(s), {len(failed)} not repaired")
+    if failed and not dry_run:
+        summary = "; ".join(sorted({f"{d.kind} {d.symbol}" for d in failed}))
+        alert_reconciliation(account=account, run_id=run.pk, summary=summary)
+    return run
 
 
 def _finish(run: ReconciliationRun, status: str, differences: list[Difference], message: str) -> ReconciliationRun:
