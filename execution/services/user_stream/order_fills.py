@@ -39,6 +39,7 @@ from execution.models import (
     TradeReason,
     TradeStatus,
 )
+from execution.services.alerts import alert_liquidation
 from execution.services.ledger import (
     book_fill,
     booked_leg_fills,
@@ -224,6 +225,8 @@ def _liquidation(account: Account, event: OrderTradeUpdate, now: datetime) -> Bo
         exchange_order_id=event.order_id,
     )
     adopt_exchange_realized_pnl(trade, booked.closed_position or booked.position, event)
+    price = event.last_price
+    transaction.on_commit(lambda: alert_liquidation(account=account, position=position, price=price))
     record_event(
         account=account,
         kind="position.liquidated" if booked.closed_position is not None else "position.partially_liquidated",
