@@ -4,6 +4,7 @@
 from rest_framework.routers import DefaultRouter
 
 from decisions.api.views import DecisionViewSet
+from execution.api.history import AlertViewSet, EventViewSet, FundingPaymentViewSet, ReconciliationRunViewSet
 from execution.api.views import AccountViewSet, PendingOrderViewSet, PositionViewSet, TradeViewSet
 
 router = DefaultRouter()
@@ -12,5 +13,9 @@ router.register("positions", PositionViewSet, basename="position")
 router.register("trades", TradeViewSet, basename="trade")
 router.register("pending-orders", PendingOrderViewSet, basename="pendingorder")
 router.register("decisions", DecisionViewSet, basename="decision")
+router.register("events", EventViewSet, basename="event")
+router.register("alerts", AlertViewSet, basename="alert")
+router.register("funding-payments", FundingPaymentViewSet, basename="fundingpayment")
+router.register("reconciliation-runs", ReconciliationRunViewSet, basename="reconciliationrun")
 
 urlpatterns = router.urls

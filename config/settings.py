@@ -260,6 +260,22 @@ EXECUTION_RATE_LIMIT_MAX_WAIT_SECONDS = _seconds_setting("EXECUTION_RATE_LIMIT_M
 # A stream also reconciles its account on every (re)connect.
 RECONCILE_SECONDS = _seconds_setting("RECONCILE_SECONDS", 60.0)
 RECONCILE_STREAMED_SECONDS = _seconds_setting("RECONCILE_STREAMED_SECONDS", 600.0)
+# Equity snapshots: one per account per minute (execution.take_equity_snapshots; a second run in
+# the same minute writes nothing).
+EQUITY_SNAPSHOT_SECONDS = _seconds_setting("EQUITY_SNAPSHOT_SECONDS", 60.0)
+# --- Alerts (execution.services.alerts) ---------------------------------------------------
+# Where alerts are POSTed as JSON (unset: they are only recorded). Never logged: it may hold a token.
+ALERT_WEBHOOK_URL = os.environ.get("ALERT_WEBHOOK_URL", "")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = _seconds_setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", 5.0)
+# The same cause (a position's protection, a stream, ...) alerts once within this window.
+ALERT_DEDUPE_SECONDS = _seconds_setting("ALERT_DEDUPE_SECONDS", 900.0)
+# Delivery retries: after ALERT_RETRY_BASE_SECONDS, doubling, at most ALERT_DELIVERY_RETRIES times.
+ALERT_RETRY_BASE_SECONDS = _seconds_setting("ALERT_RETRY_BASE_SECONDS", 2.0)
+ALERT_DELIVERY_RETRIES = env.int("ALERT_DELIVERY_RETRIES", default=5)
+# The beat check: an intent unresolved this long, a stream down this long, alert.
+ALERT_CHECK_SECONDS = _seconds_setting("ALERT_CHECK_SECONDS", 30.0)
+ALERT_UNKNOWN_INTENT_SECONDS = _seconds_setting("ALERT_UNKNOWN_INTENT_SECONDS", 300.0)
+ALERT_STREAM_DOWN_SECONDS = _seconds_setting("ALERT_STREAM_DOWN_SECONDS", 120.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-paper-triggers": {
         "task": "execution.sweep_paper_triggers",
@@ -271,6 +287,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "execution.reconcile_live_positions",
         "schedule": RECONCILE_SECONDS,
         "options": {"expires": RECONCILE_SECONDS},
+    },
+    "take-equity-snapshots": {
+        "task": "execution.take_equity_snapshots",
+        "schedule": EQUITY_SNAPSHOT_SECONDS,
+        "options": {"expires": EQUITY_SNAPSHOT_SECONDS},
+    },
+    "check-alert-conditions": {
+        "task": "execution.check_alert_conditions",
+        "schedule": ALERT_CHECK_SECONDS,
+        "options": {"expires": ALERT_CHECK_SECONDS},
     },
     "settle-decisions": {
         "task": "decisions.settle_decisions",
@@ -297,6 +323,19 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
     "EXCEPTION_HANDLER": "execution.api.errors.exception_handler",
+}
+# Each control of the API has its own throttle scope (execution.api.throttles), per user:
+# API_CONTROL_RATE for trading controls, API_ACCOUNT_RATE for account lifecycle writes.
+API_CONTROL_RATE = os.environ.get("API_CONTROL_RATE", "60/min")
+API_ACCOUNT_RATE = os.environ.get("API_ACCOUNT_RATE", "20/min")
+API_THROTTLE_RATES: dict[str, str] = {
+    **dict.fromkeys(
+        ["position-close", "position-protection", "pending-order-cancel", "account-close-all"], API_CONTROL_RATE
+    ),
+    **dict.fromkeys(["account-halt", "account-resume", "account-reduce-only"], API_CONTROL_RATE),
+    **dict.fromkeys(
+        ["account-create", "account-reset", "account-credentials", "account-switch-to-live"], API_ACCOUNT_RATE
+    ),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Execution service API",

@@ -19,6 +19,8 @@ from accounts.models import Account
 from execution.aster.numbers import format_decimal
 from execution.exceptions import ExecutionError
 from execution.models import (
+    Alert,
+    EquitySnapshot,
     ExchangeFill,
     ExecutionEvent,
     FundingPayment,
@@ -196,6 +198,30 @@ class FundingPaymentAdmin(ReadOnlyAdmin):
     list_filter = ["symbol", "account"]
     list_select_related = ["account", "position"]
     date_hierarchy = "funding_time"
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "account", "message", "delivered_at", "attempts", "last_error"]
+    list_filter = ["kind", "account"]
+    search_fields = ["message", "cause", "account__name"]
+    list_select_related = ["account"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(EquitySnapshot)
+class EquitySnapshotAdmin(ReadOnlyAdmin):
+    list_display = [
+        "taken_at",
+        "account",
+        decimal_column("wallet"),
+        decimal_column("unrealized_pnl", "uPnL"),
+        decimal_column("equity"),
+        decimal_column("margin_in_use", "margin"),
+    ]
+    list_filter = ["account"]
+    list_select_related = ["account"]
+    date_hierarchy = "taken_at"
 
 
 RECONCILIATION_ITEM_FIELDS = ("kind", "symbol", "local", "remote", "action", "outcome", "message")

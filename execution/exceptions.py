@@ -74,3 +74,16 @@ class IdempotencyMismatch(ExecutionError):
     """A known idempotency key came with a different payload: nothing was done (the API's 409)."""
 
     code = "IDEMPOTENCY_MISMATCH"
+
+
+class StateConflict(ExecutionError):
+    """The request is well formed but the object's state does not allow it (the API's 409 with
+    `code`): NO_POSITION (close with nothing open), LEG_NOT_ACTIVE, PAPER_ONLY, ..."""
+
+    code = "STATE_CONFLICT"
+
+
+class NoPosition(StateConflict):
+    """A close with no open position to close."""
+
+    code = "NO_POSITION"

@@ -504,3 +504,53 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class EquitySnapshot(models.Model):
+    """An account's equity at one minute, written by beat (execution.take_equity_snapshots).
+    Paper: the paper wallet and the open positions' uPnL. Live: the exchange wallet
+    (`Account.live_wallet_balance`, from the user-data stream) when known, else the last known."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="equity_snapshots")
+    taken_at = models.DateTimeField()
+    wallet = money_field()
+    unrealized_pnl = money_field()
+    equity = money_field()
+    margin_in_use = money_field()
+
+    class Meta:
+        ordering = ["taken_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["account", "taken_at"], name="one_equity_snapshot_per_time")]
+
+    def __str__(self) -> str:
+        return f"equity of account {self.account_id} at {self.taken_at:%Y-%m-%d %H:%M}: {self.equity}"
+
+
+class AlertKind(models.TextChoices):
+    PROTECTION_FAILED = "protection_failed", "Protection failed"
+    LIQUIDATION = "liquidation", "Liquidation"
+    TRADING_STATE = "trading_state", "Account reducing or halted"
+    UNKNOWN_INTENT = "unknown_intent", "Order outcome unresolved"
+    RECONCILIATION = "reconciliation", "Reconciliation difference not repaired"
+    STREAM_DOWN = "stream_down", "Stream down"
+
+
+class Alert(models.Model):
+    """Something a person must look at; delivered to ALERT_WEBHOOK_URL when set
+    (execution.services.alerts). `cause` identifies what raised it: the same cause within the
+    dedupe window raises no second alert. Never holds a secret."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alerts", null=True, blank=True)
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    message = models.TextField()
+    cause = models.CharField(max_length=200, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message[:60]}"

@@ -50,3 +50,41 @@ def reconcile_live_positions(self: Any, account_id: int | None = None) -> dict[s
     for each in ids:
         reconcile_account_task.delay_on_commit(each)  # sent once the caller's transaction commits
     return {"queued": len(ids)}
+
+
+@shared_task(name="execution.take_equity_snapshots", ignore_result=True)
+def take_equity_snapshots() -> dict[str, Any]:
+    """Beat entry point: one equity snapshot per account for this minute."""
+    from execution.services.equity import take_equity_snapshots as take
+
+    return {"written": take()}
+
+
+@shared_task(name="execution.deliver_alert", bind=True, ignore_result=True, max_retries=None)
+def deliver_alert(self: Any, alert_id: int) -> bool:
+    """POST one alert to ALERT_WEBHOOK_URL; retried with exponential backoff (ALERT_RETRY_BASE_SECONDS,
+    doubling, at most ALERT_DELIVERY_RETRIES times). Called as a plain function: one attempt."""
+    from django.conf import settings
+
+    from execution.metrics import ALERT_DELIVERIES
+    from execution.services.alerts import DeliveryFailed, deliver
+
+    try:
+        delivered = deliver(alert_id)
+    except DeliveryFailed as exc:
+        if self.request.called_directly or self.request.retries >= settings.ALERT_DELIVERY_RETRIES:
+            ALERT_DELIVERIES.labels(outcome="gave_up").inc()
+            return False
+        ALERT_DELIVERIES.labels(outcome="retried").inc()
+        raise self.retry(exc=exc, countdown=settings.ALERT_RETRY_BASE_SECONDS * 2**self.request.retries) from None
+    if delivered:
+        ALERT_DELIVERIES.labels(outcome="delivered").inc()
+    return delivered
+
+
+@shared_task(name="execution.check_alert_conditions", ignore_result=True)
+def check_alert_conditions() -> dict[str, int]:
+    """Beat: unresolved intents, streams down, undelivered alerts (execution.services.alerts)."""
+    from execution.services.alerts import check_alert_conditions as check
+
+    return check()

@@ -342,6 +342,23 @@ def test_unrepairable_difference_fails_closed_to_reducing(exchange, account):
     assert run.items.get(kind="position_unprotected").outcome == "failed"
 
 
+def test_an_unrepairable_difference_alerts_with_why(exchange, account, django_capture_on_commit_callbacks):
+    from execution.models import Alert
+
+    exchange.positions = [risk_row(symbol="ETHUSDT", amount="1", entry="3500", mark="3500")]
+    exchange.place_error = {"code": -2021, "msg": "Order would immediately trigger."}
+    with django_capture_on_commit_callbacks(execute=True):
+        run = reconcile_account(account)
+    alert = Alert.objects.get(kind="reconciliation")
+    assert (
+        alert.account == account
+        and f"run {run.pk}" in alert.message
+        and "position_unprotected ETHUSDT" in alert.message
+    )
+    state = Alert.objects.get(kind="trading_state")
+    assert state.message.startswith("trading state active -> reducing: reconciliation could not repair")
+
+
 def test_a_held_lease_skips_the_run(exchange, account):
     from django.utils import timezone
 

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ExecutionEvent
 from execution.models import (
+    Alert,
     ExchangeFill,
     PendingOrder,
     Position,
@@ -152,7 +153,7 @@ def test_a_deliberate_cancel_is_recorded_not_repaired(sim, live):
     assert ExecutionEvent.objects.filter(kind="pendingorder.venue_cancel_confirmed").count() == 2
 
 
-def test_a_liquidation_closes_the_position_and_settles_its_legs(sim, live):
+def test_a_liquidation_closes_the_position_and_settles_its_legs(sim, live, django_capture_on_commit_callbacks):
     account, remote = live
     result = open_protected(account)
     tp, sl = legs(result)
@@ -175,10 +176,13 @@ def test_a_liquidation_closes_the_position_and_settles_its_legs(sim, live):
     )
     applier, _ = applier_for(account)
 
-    applier.apply_frames([frame])
+    with django_capture_on_commit_callbacks(execute=True):
+        applier.apply_frames([frame])
 
     position = Position.objects.get()
     assert position.status == "closed"
+    alert = Alert.objects.get(kind="liquidation")  # raised after the booking committed
+    assert alert.account_id == account.pk and "liquidated at 52000" in alert.message
     trade = Trade.objects.get(reason="liquidation")
     assert (trade.price, trade.fee, trade.realized_pnl) == (Decimal("52000"), Decimal("0.5"), Decimal("-260.5"))
     assert set(PendingOrder.objects.values_list("status", flat=True)) == {"cancelled"}

@@ -2,8 +2,8 @@
 
 - DRF's own errors keep DRF's bodies (serializer errors: `{"field": ["message"]}`).
 - Django's ValidationError (raised by services) becomes the same 400 field-message body.
-- RiskCheckFailed and IdempotencyMismatch are 409, any other ExecutionError 502, all as
-  `{"detail": message, "code": code}`.
+- RiskCheckFailed, IdempotencyMismatch and StateConflict (NO_POSITION, ...) are 409, any other
+  ExecutionError 502, all as `{"detail": message, "code": code}`.
 
 Only the exception's own message and code are sent: never its details, cause or traceback.
 Anything else is left to Django (a bare 500 without DEBUG), whose 400/404/500 pages are JSON
@@ -26,7 +26,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from execution.exceptions import ExecutionError, IdempotencyMismatch, RiskCheckFailed
+from execution.exceptions import ExecutionError, IdempotencyMismatch, RiskCheckFailed, StateConflict
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         return drf_exception_handler(exceptions.ValidationError(field_messages(exc)), context)
-    if isinstance(exc, RiskCheckFailed | IdempotencyMismatch):
+    if isinstance(exc, RiskCheckFailed | IdempotencyMismatch | StateConflict):
         return error_response(exc, status.HTTP_409_CONFLICT)
     if isinstance(exc, ExecutionError):
         logger.warning("API request failed: %s", exc)

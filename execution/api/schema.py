@@ -4,8 +4,8 @@ postprocessing hook, SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]).
 What each operation can answer besides its own responses, as execution.api.errors, DRF and the
 middleware write them: 400 (bad input: field messages, or `detail` for a body that is not JSON;
 lists: a bad filter or page parameter), 401/403 (no or bad credentials), 404 (another owner's
-object or none), 413 (a body over DATA_UPLOAD_MAX_MEMORY_SIZE). An operation's own declaration
-of a status code wins.
+object or none), 413 (a body over DATA_UPLOAD_MAX_MEMORY_SIZE); a cursor-paginated list also
+404 (an invalid cursor). An operation's own declaration of a status code wins.
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             }
             if method in {"post", "put", "patch"} or parameters:
                 errors["400"] = {"description": "Bad input (nothing was written).", **_ref(FIELD_ERRORS)}
-            if "{" in path:
-                errors["404"] = {"description": "Not found, or not yours.", **_ref(ERROR_MESSAGE)}
+            if "{" in path or "cursor" in parameters:
+                errors["404"] = {
+                    "description": "Not found, or not yours (or an invalid cursor).",
+                    **_ref(ERROR_MESSAGE),
+                }
             if method in {"post", "put", "patch"}:
                 errors["413"] = {"description": "Request body over the size limit.", **_ref(ERROR_MESSAGE)}
             for code, response in errors.items():

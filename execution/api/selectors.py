@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, Prefetch, QuerySet, Sum
+from django.db.models.functions import TruncDate
 
-from accounts.models import Account
-from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, ReconciliationRun, Trade
+from accounts.models import Account, ExecutionEvent
+from execution.models import (
+    Alert,
+    FundingPayment,
+    PendingOrder,
+    PendingOrderStatus,
+    Position,
+    PositionStatus,
+    ReconciliationItem,
+    ReconciliationRun,
+    Trade,
+    TradeStatus,
+)
 from execution.services import price_cache
 
 logger = logging.getLogger(__name__)
@@ -73,3 +86,71 @@ def mark_prices(symbols: set[str]) -> dict[str, dict[str, Any]]:
         }
         for symbol, r in readings.items()
     }
+
+
+def open_position_count(account: Account) -> int:
+    return Position.objects.filter(account=account, status=PositionStatus.OPEN).count()
+
+
+def active_legs(position: Position) -> list[PendingOrder]:
+    return list(
+        PendingOrder.objects.filter(
+            position=position, status__in=[PendingOrderStatus.PENDING, PendingOrderStatus.TRIGGERED]
+        ).order_by("kind")
+    )
+
+
+# --------------------------------------------------------------------------- history
+
+
+def events_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[ExecutionEvent]:
+    return ExecutionEvent.objects.filter(account__owner_id=user.pk)
+
+
+def funding_payments_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[FundingPayment]:
+    return FundingPayment.objects.filter(account__owner_id=user.pk)
+
+
+def reconciliation_runs_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[ReconciliationRun]:
+    return ReconciliationRun.objects.filter(account__owner_id=user.pk).prefetch_related(
+        Prefetch("items", queryset=ReconciliationItem.objects.order_by("id"))
+    )
+
+
+def alerts_of(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Alert]:
+    return Alert.objects.filter(account__owner_id=user.pk)
+
+
+def daily_pnl(*, account: Account, start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
+    """Realized PnL (gross, before fees), fees and funding per UTC day (two grouped queries):
+    `net` = realized - fees - funding (funding paid is positive). Days without any are left out."""
+    trades = Trade.objects.filter(account=account, status=TradeStatus.FILLED, filled_at__isnull=False)
+    funding = FundingPayment.objects.filter(account=account)
+    if start is not None:
+        trades, funding = trades.filter(filled_at__gte=start), funding.filter(funding_time__gte=start)
+    if end is not None:
+        trades, funding = trades.filter(filled_at__lt=end), funding.filter(funding_time__lt=end)
+    days: dict[Any, dict[str, Any]] = {}
+    zero = Decimal("0")
+
+    def day(key: Any) -> dict[str, Any]:
+        return days.setdefault(key, {"day": key, "realized_pnl": zero, "fees": zero, "funding": zero, "trades": 0})
+
+    for row in (
+        trades.order_by()
+        .annotate(d=TruncDate("filled_at", tzinfo=UTC))
+        .values("d")
+        .annotate(pnl=Sum("realized_pnl"), fees=Sum("fee"), n=Count("id"))
+    ):
+        entry = day(row["d"])
+        fees = row["fees"] or zero
+        # A trade's realized_pnl is net of its fee: the day shows it gross, and the fees apart.
+        entry["realized_pnl"], entry["fees"], entry["trades"] = (row["pnl"] or zero) + fees, fees, row["n"]
+    for row in (
+        funding.order_by().annotate(d=TruncDate("funding_time", tzinfo=UTC)).values("d").annotate(amount=Sum("amount"))
+    ):
+        day(row["d"])["funding"] = row["amount"] or zero
+    result = [days[key] for key in sorted(days)]
+    for entry in result:
+        entry["net"] = entry["realized_pnl"] - entry["fees"] - entry["funding"]
+    return result

@@ -27,6 +27,7 @@ from execution.exceptions import (
     ExchangeRejected,
     ExecutionError,
     InvalidTransition,
+    NoPosition,
     OrderOutcomeUnknown,
     PolicyDenied,
     ProtectionFailed,
@@ -222,7 +223,7 @@ class ExecutionService:
         """Close the whole open position in `symbol` at market (reduce-only)."""
         position = Position.objects.filter(account=self.account, symbol=symbol, status=PositionStatus.OPEN).first()
         if position is None:
-            raise ExecutionError(f"no open position in {symbol} for account {self.account.pk}", code="NO_POSITION")
+            raise NoPosition(f"no open position in {symbol} for account {self.account.pk}")
         return self.execute_market_order(
             symbol=symbol,
             side=closing_side(position.side),

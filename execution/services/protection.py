@@ -29,6 +29,7 @@ from execution.models import (
     WorkingType,
 )
 from execution.services.adapters.base import ExecutionAdapter, Fill, ProtectiveOrderRequest
+from execution.services.alerts import alert_protection_failed
 from execution.services.ledger import (
     BookedFill,
     book_fill,
@@ -338,6 +339,9 @@ def handle_protection_failure(
                 data={"action": "kept; placed legs kept", "missing": sorted(missing), **failure.details},
             )
         logger.error("protection failed for account %s %s (kept): %s", account.pk, symbol, failure.message)
+        alert_protection_failed(
+            account=account, position=position, symbol=symbol, message=f"{failure.message} (position kept)"
+        )
         return
     # Legs the venue holds, or may hold: those placed, and refused ones whose outcome is unknown.
     may_rest = set(failure.details.get("placed", [])) | set(failure.details.get("unknown_ids", []))
@@ -364,6 +368,9 @@ def handle_protection_failure(
             data={"action": "closed at market", **failure.details},
         )
     logger.error("protection failed for account %s %s: %s", account.pk, symbol, failure.message)
+    alert_protection_failed(
+        account=account, position=position, symbol=symbol, message=f"{failure.message} (closing at market)"
+    )
     if position is not None:
         try:
             failure.details["closed_by"] = close(position.symbol)

@@ -11,6 +11,7 @@ from django.db.models import Q
 
 from accounts.audit import batched_events, record_event
 from execution.models import Position, PositionStatus, TradeReason
+from execution.services.alerts import alert_liquidation
 from execution.services.ledger import close_whole_position, lock_account
 from execution.services.market_data import symbol_rules
 from execution.services.paper.prices import SymbolPrices
@@ -79,4 +80,5 @@ def liquidate_position(position_id: int, *, mark: Decimal, fee_rate: Decimal, no
             data={"mark_price": mark, "price": price, "liquidation_price": position.liquidation_price},
         )
         logger.warning("paper position %s (%s %s) liquidated at %s", position.pk, position.side, position.symbol, price)
+    alert_liquidation(account=account, position=position, price=price)  # after the commit
     return 1

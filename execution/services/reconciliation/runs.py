@@ -45,6 +45,7 @@ from execution.models import (
 )
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
+from execution.services.alerts import alert_reconciliation
 from execution.services.reconciliation.context import Difference, RunContext
 from execution.services.reconciliation.orders_repair import (
     cancel_orphans,
@@ -157,7 +158,7 @@ def accounts_due_for_reconciliation(*, now: datetime | None = None) -> list[int]
     interval = timedelta(seconds=settings.RECONCILE_STREAMED_SECONDS - settings.RECONCILE_SECONDS / 2)
     recent = set(
         ReconciliationRun.objects.filter(account_id__in=streamed, dry_run=False, started_at__gt=now - interval)
-        .exclude(status=ReconciliationStatus.SKIPPED)
+        .exclude(status__in=[ReconciliationStatus.SKIPPED, ReconciliationStatus.FAILED])  # retried each beat
         .values_list("account_id", flat=True)
     )
     return [pk for pk in live_account_ids() if pk not in streamed or pk not in recent]
@@ -190,7 +191,11 @@ def _conclude(
         _fail_closed(account, failed)
     else:
         status = ReconciliationStatus.REPAIRED if differences else ReconciliationStatus.IN_SYNC
-    return _finish(run, status, differences, f"{len(differences)} difference(s), {len(failed)} not repaired")
+    run = _finish(run, status, differences, f"{len(differences)} difference(s), {len(failed)} not repaired")
+    if failed and not dry_run:
+        summary = "; ".join(sorted({f"{d.kind} {d.symbol}" for d in failed}))
+        alert_reconciliation(account=account, run_id=run.pk, summary=summary)
+    return run
 
 
 def _finish(run: ReconciliationRun, status: str, differences: list[Difference], message: str) -> ReconciliationRun:

@@ -112,6 +112,14 @@ def resync_account(
         if run.status != ReconciliationStatus.SKIPPED:
             break
         sleep(0.5 * (attempt + 1))
+    # A run that was skipped, or could not read the exchange, compared nothing: the gap is unchecked.
+    if (
+        run is None
+        or run.status == ReconciliationStatus.SKIPPED
+        or (run.status == ReconciliationStatus.FAILED and not run.items.exists())
+    ):
+        message = run.message if run is not None else "no run"
+        raise ExecutionError(f"account {account_id} could not be resynced: {message}", code="RESYNC_FAILED")
     return run
 
 

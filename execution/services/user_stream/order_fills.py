@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.audit import batched_events, record_event
@@ -38,6 +39,7 @@ from execution.models import (
     TradeReason,
     TradeStatus,
 )
+from execution.services.alerts import alert_liquidation
 from execution.services.ledger import (
     book_fill,
     booked_leg_fills,
@@ -162,7 +164,16 @@ def _leg_execution(account: Account, leg: PendingOrder, event: OrderTradeUpdate,
         )
         adopt_exchange_realized_pnl(trade, booked.closed_position or booked.position, event)
         closed = booked.closed_position is not None
-    if event.status == "FILLED":
+    # Executions of this order not seen yet (out of order, or missed): the leg is not given up as
+    # filled on this event, which would make them look booked; reconciliation books the rest.
+    seen = (
+        ExchangeFill.objects.filter(account=account, exchange_order_id=event.order_id).aggregate(total=Sum("quantity"))[
+            "total"
+        ]
+        or ZERO
+    )
+    gap = event.status == "FILLED" and seen + event.last_quantity < event.cumulative_quantity
+    if event.status == "FILLED" and not gap:
         price = event.average_price or event.last_price
         mark_leg_filled(leg, trade=trade, account=account, now=now, price=price, quantity=event.cumulative_quantity)
         cancel_sibling(leg, account=account, now=now)
@@ -175,7 +186,10 @@ def _leg_execution(account: Account, leg: PendingOrder, event: OrderTradeUpdate,
         )
     action = "booked" if trade is not None else "recorded"
     detail = f"{leg.kind} {event.last_quantity} @ {event.last_price}" + ("" if position else " (no local position)")
-    return BookedExecution(Applied(action, detail=detail), trade, legs_made_final=closed or event.status == "FILLED")
+    if gap:
+        detail += f"; {event.cumulative_quantity - seen - event.last_quantity} of its fills not seen yet"
+    filled = event.status == "FILLED" and not gap
+    return BookedExecution(Applied(action, reconcile=gap, detail=detail), trade, legs_made_final=closed or filled)
 
 
 def _liquidation(account: Account, event: OrderTradeUpdate, now: datetime) -> BookedExecution:
@@ -211,6 +225,8 @@ def _liquidation(account: Account, event: OrderTradeUpdate, now: datetime) -> Bo
         exchange_order_id=event.order_id,
     )
     adopt_exchange_realized_pnl(trade, booked.closed_position or booked.position, event)
+    price = event.last_price
+    transaction.on_commit(lambda: alert_liquidation(account=account, position=position, price=price))
     record_event(
         account=account,
         kind="position.liquidated" if booked.closed_position is not None else "position.partially_liquidated",
