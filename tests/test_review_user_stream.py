@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from execution.models import Position, Trade
+from execution.models import PendingOrder, Position, Trade
 from execution.services import ExecutionService
 from execution.services.user_stream import AccountEventApplier
 from tests.factories import LiveV1AccountFactory, LiveV3AccountFactory
@@ -61,9 +61,6 @@ def test_a_final_fill_delivered_before_an_earlier_partial_fill_books_both(sim, l
     assert Position.objects.get().status == "closed"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: not fixed (a correction by reconciliation is booked again by a late event)"
-)
 def test_a_partial_fill_applied_after_reconciliation_corrected_the_quantity_is_not_reduced_twice(sim, live):
     """A partial TP execution still buffered in the stream (or applied late) while a reconciliation
     (the resync of a reconnect, or the beat) reads the exchange: reconciliation sets the local
@@ -75,6 +72,7 @@ def test_a_partial_fill_applied_after_reconciliation_corrected_the_quantity_is_n
     tp, _sl = legs(open_protected(account))
     tp_order = sim_order(remote, tp.client_order_id)
     remote.positions["BTCUSDT"].amount -= Decimal("0.005")  # the TP executed 0.005 on the exchange
+    tp_order.status, tp_order.executed_qty, tp_order.cum_quote = "PARTIALLY_FILLED", Decimal("0.005"), Decimal("350")
     partial = order_frame(
         tp_order,
         x="TRADE",
@@ -92,6 +90,74 @@ def test_a_partial_fill_applied_after_reconciliation_corrected_the_quantity_is_n
     AccountEventApplier(account.pk, grace_seconds=3600, reconcile=lambda pk: None).apply_frames([partial])
 
     assert Position.objects.get().quantity == Decimal("0.015")  # as on the exchange
+    closes = Trade.objects.filter(reason="take_profit")
+    assert [(t.client_order_id, t.quantity) for t in closes] == [(f"{tp.client_order_id}-f", Decimal("0.005"))]
+
+
+def partially_fill(remote, order, quantity: str, cumulative: str) -> None:
+    """The exchange executed `quantity` more of a resting TP of a long (its events not applied)."""
+    remote.positions["BTCUSDT"].amount -= Decimal(quantity)
+    order.status, order.executed_qty = "PARTIALLY_FILLED", Decimal(cumulative)
+    order.cum_quote = Decimal(cumulative) * 70000
+
+
+def tp_frame(order, *, status: str, last: str, cumulative: str, trade_id: int) -> str:
+    return order_frame(
+        order,
+        x="TRADE",
+        X=status,
+        last_quantity=last,
+        cumulative=cumulative,
+        last_price="70000",
+        trade_id=trade_id,
+        commission="0.1",
+        realized="100",
+    )
+
+
+def test_a_partial_fill_the_stream_booked_before_reconciliation_is_not_booked_again(sim, live):
+    """The reverse order: the stream books the partial execution first; reconciliation then
+    finds the leg's executed quantity booked and books nothing."""
+    from execution.services.reconciliation import reconcile_account
+
+    account, remote = live
+    tp, _sl = legs(open_protected(account))
+    tp_order = sim_order(remote, tp.client_order_id)
+    partially_fill(remote, tp_order, "0.005", "0.005")
+    applier = AccountEventApplier(account.pk, grace_seconds=3600, reconcile=lambda pk: None)
+
+    applier.apply_frames([tp_frame(tp_order, status="PARTIALLY_FILLED", last="0.005", cumulative="0.005", trade_id=1)])
+    run = reconcile_account(account, sleep=no_sleep)
+
+    assert run.status == "in_sync"
+    assert Position.objects.get().quantity == Decimal("0.015")
+    closes = Trade.objects.filter(reason="take_profit")
+    assert [(t.client_order_id, t.quantity) for t in closes] == [(f"{tp.client_order_id}-f", Decimal("0.005"))]
+
+
+def test_fills_booked_partly_by_the_stream_and_partly_by_reconciliation_are_each_booked_once(sim, live):
+    """The stream books the first execution, reconciliation the second (its event late), the
+    stream then the late second one (seen, not booked) and the last: 0.02 closed in all."""
+    from execution.services.reconciliation import reconcile_account
+
+    account, remote = live
+    tp, _sl = legs(open_protected(account))
+    tp_order = sim_order(remote, tp.client_order_id)
+    applier = AccountEventApplier(account.pk, grace_seconds=3600, reconcile=lambda pk: None)
+    partially_fill(remote, tp_order, "0.005", "0.005")
+    applier.apply_frames([tp_frame(tp_order, status="PARTIALLY_FILLED", last="0.005", cumulative="0.005", trade_id=1)])
+    partially_fill(remote, tp_order, "0.005", "0.01")
+    reconcile_account(account, sleep=no_sleep)
+    assert Position.objects.get().quantity == Decimal("0.01")
+
+    applier.apply_frames([tp_frame(tp_order, status="PARTIALLY_FILLED", last="0.005", cumulative="0.01", trade_id=2)])
+    assert Position.objects.get().quantity == Decimal("0.01")
+    applier.apply_frames([tp_frame(tp_order, status="FILLED", last="0.01", cumulative="0.02", trade_id=3)])
+
+    closes = Trade.objects.filter(reason="take_profit").order_by("pk")
+    assert [t.quantity for t in closes] == [Decimal("0.005"), Decimal("0.005"), Decimal("0.01")]
+    assert Position.objects.get().status == "closed"
+    assert PendingOrder.objects.get(pk=tp.pk).status == "filled"
 
 
 def test_a_resync_that_could_not_run_fails_the_connect(sim, live):

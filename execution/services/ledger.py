@@ -97,14 +97,32 @@ def leg_fill_client_id(leg: PendingOrder, sequence: int) -> str:
     return client_id
 
 
+def leg_fill_trades(leg: PendingOrder) -> list[Trade]:
+    """The closing trades booked for `leg`'s fills (`<leg>-f`, `-f2`, ...), by the user-data
+    stream or by reconciliation, oldest first."""
+    base = leg_fill_client_id(leg, 1)
+    trades = Trade.objects.filter(account_id=leg.account_id, client_order_id__startswith=base).order_by("pk")
+    return [t for t in trades if t.client_order_id == base or t.client_order_id[len(base) :].isdigit()]
+
+
 def booked_leg_fills(leg: PendingOrder) -> tuple[int, Decimal]:
-    """How many partial fills of `leg` the user-data stream has booked, and their quantity (a
-    later booking of the leg's whole fill books only the rest)."""
-    rows = ExchangeFill.objects.filter(
-        account_id=leg.account_id, client_order_id=leg.client_order_id, trade__isnull=False
-    ).values_list("quantity", flat=True)
-    quantities = list(rows)
-    return len(quantities), sum(quantities, ZERO)
+    """How many fills of `leg` are booked (by the stream or by reconciliation), and their
+    quantity: a later booking of the leg's fill books only the rest, under the next name."""
+    trades = leg_fill_trades(leg)
+    return len(trades), sum((t.requested_quantity for t in trades), ZERO)
+
+
+def leg_quantity_booked_by_reconciliation(leg: PendingOrder) -> Decimal:
+    """The leg's cumulative executed quantity (`z`) that reconciliation has booked up to: its
+    last booking covered every execution up to there, those the stream had booked before it
+    (trades with an `ExchangeFill`) and the rest (its own, without one). A later event with a
+    cumulative quantity not above this one is an execution already booked. 0: none."""
+    trades = leg_fill_trades(leg)
+    streamed = set(ExchangeFill.objects.filter(trade__in=trades).values_list("trade_id", flat=True))
+    last = max((t.pk for t in trades if t.pk not in streamed), default=None)
+    if last is None:
+        return ZERO
+    return sum((t.requested_quantity for t in trades if t.pk <= last), ZERO)
 
 
 def protective_fill_reason(kind: str) -> str:

@@ -134,6 +134,16 @@ def check_gone_legs(ctx: RunContext, snapshot: Snapshot, legs: list[PendingOrder
                 )
             continue
         if leg.client_order_id in open_ids:
+            order = resting.get(leg.client_order_id)
+            executed = order.executed_quantity if order is not None else None
+            if order is not None and executed and executed > booked_leg_fills(leg)[1]:  # a partial fill not booked
+                ctx.repair(
+                    Difference(
+                        "protective_order_part_filled", leg.symbol, local=leg_view(leg), remote=order_view(order)
+                    ),
+                    f"book the executed part of {leg.client_order_id} not booked yet",
+                    partial(_apply_partial_leg, ctx, leg, order),
+                )
             continue
         ctx.repair(
             Difference("protective_order_gone", leg.symbol, local=leg_view(leg), remote={"open": False}),
@@ -182,6 +192,62 @@ def _apply_gone_leg(ctx: RunContext, leg: PendingOrder) -> str:
     _book_leg_fill(ctx, leg, fill)
     ctx.cancel_left_resting()  # its sibling (or every other leg, on a whole close) rests there too
     return f"filled {fill.quantity} @ {fill.price}"
+
+
+def _apply_partial_leg(ctx: RunContext, leg: PendingOrder, order: RemoteOrder) -> str:
+    """A leg still resting that executed in part: the executed part the stream has not booked
+    (its events not delivered yet) is booked now as the leg's next fill trade, as a filled leg's
+    is; the stream then recognises those executions as booked. Left to the next run when the
+    position was booked since the exchange was read (the stream may have booked them since)."""
+    fill = ctx.adapter.fill_of(order)  # its commission read before the transaction
+    if fill is None:
+        return "nothing executed"
+    now = timezone.now()
+    with transaction.atomic(), batched_events():
+        account = lock_account(ctx.account.pk)
+        leg.refresh_from_db()
+        if leg.status not in ARMED_PROTECTIVE:
+            return f"{leg.status} here since the exchange was read: left to the next run"
+        position = open_position(account, leg.symbol)
+        if position is None:
+            return "no local position to book it against: left to the position checks"
+        if ctx.changed_since_read(position):
+            return "position booked since the exchange was read: left to the next run"
+        booked_count, booked_quantity = booked_leg_fills(leg)
+        rest = fill.quantity - booked_quantity
+        if rest <= 0:
+            return "already booked"
+        trade = reduce_only_trade(
+            account=account,
+            symbol=leg.symbol,
+            side=leg.side,
+            quantity=rest,
+            leverage=position.leverage,
+            client_order_id=leg_fill_client_id(leg, booked_count + 1),
+            reason=protective_fill_reason(leg.kind),
+        )
+        booked = book_fill(
+            account=account,
+            position=position,
+            trade=trade,
+            quantity=min(rest, position.quantity),
+            price=fill.price,
+            fee=fill.fee * rest / fill.quantity,
+            leverage=position.leverage,
+            now=now,
+            exchange_order_id=fill.exchange_order_id,
+            keep_pending=leg,
+        )
+        record_event(
+            account=account,
+            kind="pendingorder.partially_filled",
+            subject=leg,
+            message="booked by reconciliation",
+            data={"filled": fill.quantity, "of": leg.quantity, "booked": rest, "price": fill.price},
+        )
+    if booked.closed_position is not None:
+        ctx.cancel_left_resting()  # the position closed: its legs rest there
+    return f"booked {rest} of {fill.quantity} executed @ {fill.price}"
 
 
 def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:

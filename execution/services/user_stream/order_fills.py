@@ -13,7 +13,9 @@ changes nothing. Whose order it was decides what is booked:
 - anyone else's: recorded, and left to reconciliation.
 
 A leg that is already `filled` here (reconciliation booked it, or an earlier delivery did)
-changes nothing.
+changes nothing; nor does an execution of a leg still resting that reconciliation booked first
+(its cumulative quantity `z` within what reconciliation booked for the leg): it is recorded as
+seen, so each execution is booked once, by whichever side saw it first.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from execution.services.ledger import (
     booked_leg_fills,
     cancel_sibling,
     leg_fill_client_id,
+    leg_quantity_booked_by_reconciliation,
     lock_account,
     mark_leg_filled,
     open_position,
@@ -139,7 +142,11 @@ def _leg_execution(account: Account, leg: PendingOrder, event: OrderTradeUpdate,
     position = open_position(account, leg.symbol)
     trade = None
     closed = False
-    if position is not None:
+    # Reconciliation books the executions it reads on the exchange before the stream delivers
+    # them (a partial fill of a resting leg, or the leg's whole fill): one it already booked is
+    # recorded as seen, not booked again.
+    reconciled = event.cumulative_quantity <= leg_quantity_booked_by_reconciliation(leg)
+    if position is not None and not reconciled:
         count, _quantity = booked_leg_fills(leg)
         trade = reduce_only_trade(
             account=account,
@@ -172,7 +179,11 @@ def _leg_execution(account: Account, leg: PendingOrder, event: OrderTradeUpdate,
         ]
         or ZERO
     )
-    gap = event.status == "FILLED" and seen + event.last_quantity < event.cumulative_quantity
+    gap = (
+        event.status == "FILLED"
+        and seen + event.last_quantity < event.cumulative_quantity
+        and booked_leg_fills(leg)[1] < event.cumulative_quantity  # reconciliation booked them
+    )
     if event.status == "FILLED" and not gap:
         price = event.average_price or event.last_price
         mark_leg_filled(leg, trade=trade, account=account, now=now, price=price, quantity=event.cumulative_quantity)
@@ -184,8 +195,10 @@ def _leg_execution(account: Account, leg: PendingOrder, event: OrderTradeUpdate,
             subject=leg,
             data={"filled": event.cumulative_quantity, "of": event.quantity, "price": event.last_price},
         )
-    action = "booked" if trade is not None else "recorded"
+    action = "booked" if trade is not None else "already_booked" if reconciled else "recorded"
     detail = f"{leg.kind} {event.last_quantity} @ {event.last_price}" + ("" if position else " (no local position)")
+    if reconciled:
+        detail += " (booked by reconciliation)"
     if gap:
         detail += f"; {event.cumulative_quantity - seen - event.last_quantity} of its fills not seen yet"
     filled = event.status == "FILLED" and not gap
