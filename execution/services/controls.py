@@ -48,10 +48,11 @@ from execution.services.orders import ExecutionResult, ExecutionService
 from execution.services.position_math import closing_side, direction
 from execution.services.protection import (
     ProtectionSpec,
-    _record_protection,
+    audit_new_legs,
     cancel_legs_left_resting,
+    create_legs,
     place_on_exchange,
-    protective_client_ids,
+    record_protection,
     replace_protection,
 )
 from execution.services.risk import refuse_stop_beyond_liquidation
@@ -218,7 +219,8 @@ def _amend_live(
     with transaction.atomic(), batched_events():
         locked, row = _lock_open(account, position)
         old = list(PendingOrder.objects.select_for_update().filter(position=row, status__in=ACTIVE_PROTECTIVE))
-        new = _create_legs(account=locked, position=row, spec=spec, base=base)
+        new = create_legs(account=locked, position=row, spec=spec, base_client_id=base)
+        audit_new_legs(account=locked, legs=new, amend=True)
     try:
         place_on_exchange(adapter=adapter, account=account, orders=new)
     except ProtectionFailed as failure:
@@ -238,42 +240,10 @@ def _amend_live(
         ):
             leg.closed_at = now
             cancel_leg(leg, account=locked, reason="replaced by amended protection")
-        _record_protection(account=locked, position=row, spec=spec, new_legs=[])
+        record_protection(account=locked, position=row, spec=spec)
         record_event(account=locked, kind="position.protection_amended", subject=row, data=_spec_data(spec))
     cancel_legs_left_resting(adapter=adapter, account=account)
     return new
-
-
-def _create_legs(*, account: Account, position: Position, spec: ProtectionSpec, base: str) -> list[PendingOrder]:
-    ids = protective_client_ids(base)
-    side = closing_side(position.side)
-    wanted = [(PendingOrderKind.STOP_LOSS, spec.stop_loss), (PendingOrderKind.TAKE_PROFIT, spec.take_profit)]
-    legs = PendingOrder.objects.bulk_create(
-        PendingOrder(
-            account=account,
-            position=position,
-            symbol=position.symbol,
-            kind=kind,
-            side=side,
-            trigger_price=price,
-            working_type=spec.working_type,
-            client_order_id=ids[kind],
-        )
-        for kind, price in wanted
-        if price is not None
-    )
-    if len(legs) == 2:
-        legs[0].sibling, legs[1].sibling = legs[1], legs[0]
-        PendingOrder.objects.bulk_update(legs, ["sibling"])
-    for leg in legs:
-        record_event(
-            account=account,
-            kind="pendingorder.pending",
-            subject=leg,
-            to_status=PendingOrderStatus.PENDING,
-            data={"kind": leg.kind, "trigger_price": leg.trigger_price, "side": leg.side, "amend": True},
-        )
-    return legs
 
 
 def _take_back(

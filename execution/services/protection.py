@@ -71,11 +71,21 @@ def replace_protection(
     """Cancel the position's active TP/SL (a new position has none) and create the requested pair."""
     if not position_is_new:
         cancel_active_pending(position, account=account, reason="replaced by new protection")
+    orders = create_legs(account=account, position=position, spec=spec, base_client_id=base_client_id)
+    record_protection(account=account, position=position, spec=spec)
+    audit_new_legs(account=account, legs=orders)
+    return orders
+
+
+def create_legs(
+    *, account: Account, position: Position, spec: ProtectionSpec, base_client_id: str
+) -> list[PendingOrder]:
+    """The requested TP/SL rows, linked as siblings (not audited yet: `audit_new_legs`)."""
     ids = protective_client_ids(base_client_id)
     side = closing_side(position.side)
     # The stop first: if the venue refuses one leg, the one that limits the loss is already there.
     wanted = [(PendingOrderKind.STOP_LOSS, spec.stop_loss), (PendingOrderKind.TAKE_PROFIT, spec.take_profit)]
-    orders = [
+    orders = PendingOrder.objects.bulk_create(
         PendingOrder(
             account=account,
             position=position,
@@ -88,31 +98,28 @@ def replace_protection(
         )
         for kind, price in wanted
         if price is not None
-    ]
-    orders = PendingOrder.objects.bulk_create(orders)
+    )
     if len(orders) == 2:
         orders[0].sibling, orders[1].sibling = orders[1], orders[0]
         PendingOrder.objects.bulk_update(orders, ["sibling"])
-    _record_protection(account=account, position=position, spec=spec, new_legs=orders)
     return orders
 
 
-def _record_protection(
-    *, account: Account, position: Position, spec: ProtectionSpec, new_legs: list[PendingOrder]
-) -> None:
-    """The position remembers what it asked for (it is protected, not flagged); each new leg is audited."""
+def record_protection(*, account: Account, position: Position, spec: ProtectionSpec) -> None:
+    """The position remembers what it asked for (it is protected, not flagged)."""
     wanted = (spec.take_profit, spec.stop_loss, False)
     if (position.take_profit, position.stop_loss, position.needs_protection) != wanted:
         position.take_profit, position.stop_loss, position.needs_protection = wanted
         position.save(update_fields=["take_profit", "stop_loss", "needs_protection", "updated_at"])
-    for leg in new_legs:
-        record_event(
-            account=account,
-            kind="pendingorder.pending",
-            subject=leg,
-            to_status="pending",
-            data={"kind": leg.kind, "trigger_price": leg.trigger_price, "side": leg.side},
-        )
+
+
+def audit_new_legs(*, account: Account, legs: list[PendingOrder], amend: bool = False) -> None:
+    """One `pendingorder.pending` event per new leg (`amend`: made by a protection amend)."""
+    for leg in legs:
+        data: dict[str, object] = {"kind": leg.kind, "trigger_price": leg.trigger_price, "side": leg.side}
+        if amend:
+            data["amend"] = True
+        record_event(account=account, kind="pendingorder.pending", subject=leg, to_status="pending", data=data)
 
 
 def add_missing_legs(
@@ -161,7 +168,8 @@ def add_missing_legs(
         PendingOrder.objects.filter(sibling__in=[stop, take]).exclude(pk__in=[stop.pk, take.pk]).update(sibling=None)
         stop.sibling, take.sibling = take, stop
         PendingOrder.objects.bulk_update([stop, take], ["sibling"])
-    _record_protection(account=account, position=position, spec=spec, new_legs=new)
+    record_protection(account=account, position=position, spec=spec)
+    audit_new_legs(account=account, legs=new)
     return new
 
 
