@@ -3,7 +3,8 @@ open on the exchange, and protective orders resting for a symbol without a posit
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
@@ -12,18 +13,21 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.audit import batched_events, record_event, transition
+from accounts.models import Account
 from execution.exceptions import ExecutionError
 from execution.models import (
     ARMED_PROTECTIVE,
     TRADE_IN_FLIGHT,
     PendingOrder,
     PendingOrderStatus,
+    Position,
     PositionStatus,
     Trade,
     TradeStatus,
 )
 from execution.services.adapters.base import Fill, RemoteOrder
 from execution.services.ledger import (
+    BookedFill,
     book_fill,
     booked_leg_fills,
     cancel_sibling,
@@ -217,26 +221,8 @@ def _apply_partial_leg(ctx: RunContext, leg: PendingOrder, order: RemoteOrder) -
         rest = fill.quantity - booked_quantity
         if rest <= 0:
             return "already booked"
-        trade = reduce_only_trade(
-            account=account,
-            symbol=leg.symbol,
-            side=leg.side,
-            quantity=rest,
-            leverage=position.leverage,
-            client_order_id=leg_fill_client_id(leg, booked_count + 1),
-            reason=protective_fill_reason(leg.kind),
-        )
-        booked = book_fill(
-            account=account,
-            position=position,
-            trade=trade,
-            quantity=min(rest, position.quantity),
-            price=fill.price,
-            fee=fill.fee * rest / fill.quantity,
-            leverage=position.leverage,
-            now=now,
-            exchange_order_id=fill.exchange_order_id,
-            keep_pending=leg,
+        _, booked = _book_rest_of_leg_fill(
+            account=account, position=position, leg=leg, fill=fill, rest=rest, sequence=booked_count + 1, now=now
         )
         record_event(
             account=account,
@@ -262,29 +248,48 @@ def _book_leg_fill(ctx: RunContext, leg: PendingOrder, fill: Fill) -> None:
         booked_count, booked_quantity = booked_leg_fills(leg)
         rest = fill.quantity - booked_quantity
         if position is not None and rest > 0:  # no local position: the leg's fill has nothing to book against
-            trade = reduce_only_trade(
-                account=account,
-                symbol=leg.symbol,
-                side=leg.side,
-                quantity=rest,
-                leverage=position.leverage,
-                client_order_id=leg_fill_client_id(leg, booked_count + 1),
-                reason=protective_fill_reason(leg.kind),
-            )
-            book_fill(
-                account=account,
-                position=position,
-                trade=trade,
-                quantity=min(rest, position.quantity),
-                price=fill.price,
-                fee=fill.fee * rest / fill.quantity,
-                leverage=position.leverage,
-                now=now,
-                exchange_order_id=fill.exchange_order_id,
-                keep_pending=leg,
+            trade, _ = _book_rest_of_leg_fill(
+                account=account, position=position, leg=leg, fill=fill, rest=rest, sequence=booked_count + 1, now=now
             )
         mark_leg_filled(leg, trade=trade, account=account, now=now, price=fill.price, quantity=fill.quantity)
         cancel_sibling(leg, account=account, now=now)
+
+
+def _book_rest_of_leg_fill(
+    *,
+    account: Account,
+    position: Position,
+    leg: PendingOrder,
+    fill: Fill,
+    rest: Decimal,
+    sequence: int,
+    now: datetime,
+) -> tuple[Trade, BookedFill]:
+    """The part `rest` of the leg's exchange fill that nobody booked yet, as the leg's fill trade
+    number `sequence` (`<leg>-f`, `-f2`, ...: the names the user-data stream books under too),
+    with its share of the commission."""
+    trade = reduce_only_trade(
+        account=account,
+        symbol=leg.symbol,
+        side=leg.side,
+        quantity=rest,
+        leverage=position.leverage,
+        client_order_id=leg_fill_client_id(leg, sequence),
+        reason=protective_fill_reason(leg.kind),
+    )
+    booked = book_fill(
+        account=account,
+        position=position,
+        trade=trade,
+        quantity=min(rest, position.quantity),
+        price=fill.price,
+        fee=fill.fee * rest / fill.quantity,
+        leverage=position.leverage,
+        now=now,
+        exchange_order_id=fill.exchange_order_id,
+        keep_pending=leg,
+    )
+    return trade, booked
 
 
 # 2b ----------------------------------------------------------------- legs final here, resting there
