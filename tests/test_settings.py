@@ -188,3 +188,9 @@ def test_gunicorn_config_loads():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_metrics_port_out_of_range_is_refused():
+    result = run_manage("check", DEBUG="1", METRICS_PORT="70000")
+    assert result.returncode != 0
+    assert "METRICS_PORT must be 0..65535" in result.stderr
