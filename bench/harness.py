@@ -76,3 +76,34 @@ def summary(samples: list[float]) -> str:
         f"mean {statistics.mean(ms):7.3f} ms  p50 {percentile(ms, 50):7.3f} ms  "
         f"p99 {percentile(ms, 99):7.3f} ms  (n={len(ms)})"
     )
+
+
+# `make bench` (bench/all.py) runs every bench as its own process and collects these lines into one
+# table. A bench prints one `BENCH_ROW {json}` line per figure it reports, besides its own text:
+#   {"bench": "paper", "figure": "paper order p50", "value": 4.2, "unit": "ms",
+#    "ratio": 2.7, "ratio_of": "raw floor p50", "target": "<= 3x", "met": true}
+# `ratio`, `ratio_of`, `target` and `met` are optional.
+BENCH_ROW_PREFIX = "BENCH_ROW "
+
+
+def emit_row(
+    *,
+    bench: str,
+    figure: str,
+    value: float,
+    unit: str,
+    ratio: float | None = None,
+    ratio_of: str | None = None,
+    target: str | None = None,
+    met: bool | None = None,
+) -> None:
+    import json
+
+    row = {"bench": bench, "figure": figure, "value": round(value, 4), "unit": unit}
+    if ratio is not None:
+        row["ratio"] = round(ratio, 3)
+        row["ratio_of"] = ratio_of
+    if target is not None:
+        row["target"] = target
+        row["met"] = met
+    print(BENCH_ROW_PREFIX + json.dumps(row), flush=True)
