@@ -1,23 +1,86 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts import services
+from accounts.display import plain_decimal, plain_json, plain_time
 from accounts.models import Account, TradingState
+
+Column = Callable[[Any], str]
+
+
+def decimal_column(field: str, label: str | None = None) -> Column:
+    """A Decimal field as people read it ("65000.5", not "65000.5000000000"), sortable by the field."""
+    return _column(field, label, plain_decimal)
+
+
+def time_column(field: str, label: str | None = None) -> Column:
+    """A timestamp to the second."""
+    return _column(field, label, plain_time)
+
+
+def json_column(field: str, label: str | None = None) -> Column:
+    """A JSON field with its numbers in plain notation."""
+    return _column(field, label, lambda value: plain_json(value) if value else "-")
+
+
+def _column(field: str, label: str | None, show: Callable[[Any], str]) -> Column:
+    def column(obj: Any) -> str:
+        return show(getattr(obj, field))
+
+    # Named after the field: a detail page then finds the model field's help text by this name.
+    column.__name__ = field
+    column.short_description = label or field.replace("_", " ")  # type: ignore[attr-defined]
+    column.admin_order_field = field  # type: ignore[attr-defined]
+    return column
+
+
+def plain_column(field: models.Field[Any, Any]) -> Column | None:
+    """The plain column of a Decimal, float, time or JSON model field; None for any other field."""
+    label = str(field.verbose_name)
+    if isinstance(field, models.DecimalField | models.FloatField):
+        return decimal_column(field.name, label)
+    if isinstance(field, models.DateTimeField):
+        return time_column(field.name, label)
+    if isinstance(field, models.JSONField):
+        return json_column(field.name, label)
+    return None
+
+
+class PlainDecimalField(forms.DecimalField):
+    """A Decimal input that shows its stored value without the storage zeros (10000, not
+    10000.00000000); what is typed is parsed as before."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return plain_decimal(value) if isinstance(value, Decimal) else value
+
+
+class WriteOnlySecretField(forms.CharField):
+    """A secret input that never shows the stored value. Blank keeps it, so only a typed value
+    is a change (else saving an untouched page would rewrite and audit every secret)."""
+
+    def __init__(self) -> None:
+        super().__init__(required=False, widget=forms.PasswordInput(render_value=False), strip=True)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return bool(data and str(data).strip())
 
 
 class AccountAdminForm(forms.ModelForm[Account]):
     """Secrets are write-only: the page shows only whether each is set; blank keeps it."""
 
-    api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), strip=True)
-    api_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), strip=True)
-    signer_private_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), strip=True)
+    api_key = WriteOnlySecretField()
+    api_secret = WriteOnlySecretField()
+    signer_private_key = WriteOnlySecretField()
 
     class Meta:
         model = Account
@@ -43,6 +106,15 @@ def secret_state(account: Account, name: str) -> str:
     return "set" if getattr(account, name) else "not set"
 
 
+def scheme_secrets(account: Account) -> tuple[str, ...]:
+    """The secrets the account's scheme uses (all of them while it has none)."""
+    if account.api_version == "v1":
+        return ("api_key", "api_secret")
+    if account.api_version == "v3":
+        return ("signer_private_key",)
+    return Account.SECRET_FIELDS
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin[Account]):
     form = AccountAdminForm
@@ -53,8 +125,7 @@ class AccountAdmin(admin.ModelAdmin[Account]):
         "trading_state",
         "max_leverage",
         "cooldown_seconds",
-        "paper_balance",
-        "api_version",
+        decimal_column("paper_balance", "deposit"),
         "credentials",
     ]
     list_filter = ["is_paper_trading", "trading_state", "api_version"]
@@ -62,6 +133,7 @@ class AccountAdmin(admin.ModelAdmin[Account]):
     list_select_related = ["owner"]
     # halt_trading and reconcile_now call execution services: execution/admin.py adds them.
     actions = ["resume_trading"]
+    formfield_overrides = {models.DecimalField: {"form_class": PlainDecimalField}}
 
     @admin.display(description="Mode")
     def mode(self, obj: Account) -> str:
@@ -69,9 +141,11 @@ class AccountAdmin(admin.ModelAdmin[Account]):
 
     @admin.display(description="Credentials")
     def credentials(self, obj: Account) -> str:
+        """Which secrets are set (never their values), short enough for the list."""
         if obj.is_paper_trading:
             return "n/a (paper)"
-        return ", ".join(f"{name}: {secret_state(obj, name)}" for name in Account.SECRET_FIELDS)
+        states = ", ".join(f"{name}: {secret_state(obj, name)}" for name in scheme_secrets(obj))
+        return f"{obj.api_version or 'no scheme'} ({states})"
 
     def save_model(self, request: HttpRequest, obj: Account, form: forms.ModelForm[Account], change: bool) -> None:
         # Writes go through the account services (validation + audit), not Model.save().

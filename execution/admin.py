@@ -6,17 +6,22 @@ accounts app cannot import execution, so its AccountAdmin is re-registered here 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
 from kombu.exceptions import OperationalError
 
 from accounts.admin import AccountAdmin as AccountsAccountAdmin
+from accounts.admin import Column, json_column, plain_column, time_column
+from accounts.admin import decimal_column as decimal_column  # also for decisions/admin.py
+from accounts.display import plain_decimal, plain_time
 from accounts.models import Account
-from execution.aster.numbers import format_decimal
 from execution.exceptions import ExecutionError
 from execution.models import (
     Alert,
@@ -27,6 +32,7 @@ from execution.models import (
     Heartbeat,
     PendingOrder,
     Position,
+    PositionStatus,
     PriceCacheEntry,
     ReconciliationItem,
     ReconciliationRun,
@@ -52,6 +58,35 @@ class ModeFilter(admin.SimpleListFilter):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    """A view-only page. Its Decimal, time and JSON fields read plainly everywhere: in the list
+    (a field named in list_display is swapped for its plain column) and on the detail page
+    (every such field is shown, by its plain column, the times the form leaves out included)."""
+
+    def __init__(self, model: Any, admin_site: admin.AdminSite) -> None:
+        super().__init__(model, admin_site)
+        # One column object per field, kept: the detail page matches its read-only fields by identity.
+        self.plain_columns: dict[str, Column] = {
+            field.name: column for field in model._meta.fields if (column := plain_column(field)) is not None
+        }
+
+    # Typed Any: Django takes callables in these lists, the stubs only strings.
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return [self._plain(name) for name in super().get_list_display(request)]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields: list[Any] = []
+        for name in super().get_fields(request, obj):
+            field = self._plain(name)
+            if field not in fields:  # the plain columns come again at the end, as read-only fields
+                fields.append(field)
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), *self.plain_columns.values()]
+
+    def _plain(self, name: Any) -> Any:
+        return self.plain_columns.get(name, name) if isinstance(name, str) else name
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -62,16 +97,19 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
 
-def decimal_column(field: str, label: str | None = None) -> Any:
-    """A list column showing a Decimal without the 10 storage decimals ("65000.5", not "65000.5000000000")."""
+def short_text(field: str, limit: int, label: str | None = None) -> Column:
+    """A long text cut to `limit` characters in the list (the whole of it on hover and on the detail page)."""
 
-    def show(obj: Any) -> str:
-        value = getattr(obj, field)
-        return "" if value is None else format_decimal(value)
+    def column(obj: Any) -> str:
+        text = str(getattr(obj, field) or "")
+        if len(text) <= limit:
+            return text
+        return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
 
-    show.short_description = label or field.replace("_", " ")  # type: ignore[attr-defined]
-    show.admin_order_field = field  # type: ignore[attr-defined]
-    return show
+    column.__name__ = field
+    column.short_description = label or field.replace("_", " ")  # type: ignore[attr-defined]
+    column.admin_order_field = field  # type: ignore[attr-defined]
+    return column
 
 
 def account_mode(obj: Any) -> str:
@@ -79,6 +117,14 @@ def account_mode(obj: Any) -> str:
 
 
 account_mode.short_description = "Mode"  # type: ignore[attr-defined]
+
+
+def leverage_column(obj: Any) -> str:
+    return f"{obj.leverage}x" if obj.leverage else "-"
+
+
+leverage_column.short_description = "lev."  # type: ignore[attr-defined]
+leverage_column.admin_order_field = "leverage"  # type: ignore[attr-defined]
 
 
 def mark_age(obj: Any) -> str:
@@ -98,19 +144,17 @@ class PositionAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "account",
-        account_mode,
         "symbol",
         "side",
-        decimal_column("quantity"),
+        decimal_column("quantity", "qty"),
         decimal_column("entry_price", "entry"),
-        "leverage",
         decimal_column("mark_price", "mark"),
         decimal_column("unrealized_pnl", "uPnL"),
         decimal_column("realized_pnl", "realized"),
-        decimal_column("liquidation_price", "liquidation"),
+        decimal_column("liquidation_price", "liq."),
+        leverage_column,
         "status",
-        "opened_at",
-        "marked_at",
+        time_column("opened_at", "opened at"),
         mark_age,
     ]
     list_filter = [ModeFilter, "status", "side", "symbol", "source", "account"]
@@ -123,19 +167,17 @@ class PositionAdmin(ReadOnlyAdmin):
 class TradeAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
-        "created_at",
+        time_column("created_at", "created"),
         "account",
-        account_mode,
         "symbol",
         "side",
-        decimal_column("quantity"),
+        decimal_column("quantity", "qty"),
         decimal_column("price"),
         decimal_column("fee"),
         decimal_column("realized_pnl", "realized"),
         "reason",
         "status",
-        "client_order_id",
-        "exchange_order_id",
+        short_text("client_order_id", 14, "client id"),
     ]
     list_filter = [ModeFilter, "status", "reason", "side", "symbol", "account"]
     search_fields = ["symbol", "client_order_id", "exchange_order_id", "account__name"]
@@ -143,26 +185,32 @@ class TradeAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
+def pending_quantity(obj: PendingOrder) -> str:
+    return "whole position" if obj.quantity is None else plain_decimal(obj.quantity)
+
+
+pending_quantity.short_description = "qty"  # type: ignore[attr-defined]
+
+
 @admin.register(PendingOrder)
 class PendingOrderAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
+        time_column("created_at", "created"),
         "account",
-        account_mode,
         "symbol",
         "kind",
         "side",
         decimal_column("trigger_price", "trigger"),
+        pending_quantity,
         "working_type",
         "status",
-        "sibling_id",
-        "client_order_id",
-        "exchange_order_id",
-        "created_at",
+        "position",
+        short_text("client_order_id", 14, "client id"),
     ]
     list_filter = [ModeFilter, "status", "kind", "working_type", "symbol", "account"]
     search_fields = ["symbol", "client_order_id", "exchange_order_id", "account__name"]
-    list_select_related = ["account", "sibling"]
+    list_select_related = ["account", "position"]
 
 
 @admin.register(ExecutionEvent)
@@ -175,7 +223,7 @@ class ExecutionEventAdmin(ReadOnlyAdmin):
         "subject_id",
         "from_status",
         "to_status",
-        "message",
+        short_text("message", 90),
     ]
     list_filter = [ModeFilter, "kind", "subject_type", "account"]
     search_fields = ["kind", "message", "account__name"]
@@ -202,7 +250,15 @@ class FundingPaymentAdmin(ReadOnlyAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "kind", "account", "message", "delivered_at", "attempts", "last_error"]
+    list_display = [
+        "created_at",
+        "kind",
+        "account",
+        short_text("message", 90),
+        "delivered_at",
+        "attempts",
+        short_text("last_error", 40),
+    ]
     list_filter = ["kind", "account"]
     search_fields = ["message", "cause", "account__name"]
     list_select_related = ["account"]
@@ -225,12 +281,15 @@ class EquitySnapshotAdmin(ReadOnlyAdmin):
 
 
 RECONCILIATION_ITEM_FIELDS = ("kind", "symbol", "local", "remote", "action", "outcome", "message")
+# The local and remote rows are JSON: shown with their numbers in plain notation.
+RECONCILIATION_ITEM_COLUMNS: tuple[Any, ...] = tuple(
+    json_column(name) if name in ("local", "remote") else name for name in RECONCILIATION_ITEM_FIELDS
+)
 
 
 class ReconciliationItemInline(admin.TabularInline[ReconciliationItem, ReconciliationRun]):
     model = ReconciliationItem
-    fields = RECONCILIATION_ITEM_FIELDS
-    readonly_fields = RECONCILIATION_ITEM_FIELDS
+    fields = readonly_fields = RECONCILIATION_ITEM_COLUMNS
     extra = 0
     can_delete = False
 
@@ -240,7 +299,16 @@ class ReconciliationItemInline(admin.TabularInline[ReconciliationItem, Reconcili
 
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdmin):
-    list_display = ["id", "started_at", "account", "status", "dry_run", "differences", "http_calls", "message"]
+    list_display = [
+        "id",
+        "started_at",
+        "account",
+        "status",
+        "dry_run",
+        "differences",
+        "http_calls",
+        short_text("message", 90),
+    ]
     list_filter = ["status", "dry_run", "account"]
     search_fields = ["account__name", "message"]
     list_select_related = ["account"]
@@ -248,12 +316,126 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     inlines = [ReconciliationItemInline]
 
 
+MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=28, decimal_places=10)
+
+
+def _positions_sum(field: str, **filters: Any) -> Coalesce:
+    """The sum of one Decimal field over the account's positions: a subquery per account row, so
+    the list stays at one query however many rows and positions it shows."""
+    total = (
+        Position.objects.filter(account=OuterRef("pk"), **filters)
+        .order_by()
+        .values("account")
+        .annotate(total=Sum(field))
+        .values("total")
+    )
+    return Coalesce(Subquery(total, output_field=MONEY), Value(Decimal("0")), output_field=MONEY)
+
+
+def with_figures(accounts: QuerySet[Account]) -> QuerySet[Account]:
+    """Accounts with what their pages show beside the wallet: the open positions' uPnL and margin,
+    the positions' realized PnL (live accounts; paper accounts keep theirs on the account) and the
+    last equity snapshot's wallet (a live account whose exchange wallet is not known yet)."""
+    last_wallet = EquitySnapshot.objects.filter(account=OuterRef("pk")).order_by("-taken_at").values("wallet")[:1]
+    return accounts.annotate(
+        open_upnl=_positions_sum("unrealized_pnl", status=PositionStatus.OPEN),
+        open_margin=_positions_sum("margin", status=PositionStatus.OPEN),
+        positions_realized=_positions_sum("realized_pnl"),
+        last_snapshot_wallet=Subquery(last_wallet, output_field=MONEY),
+    )
+
+
+def wallet_of(account: Account) -> Decimal | None:
+    """The same wallet as the equity snapshots (execution.services.equity): the paper ledger's
+    wallet; a live account's exchange wallet, else the last one a snapshot knew; else unknown."""
+    if account.is_paper_trading:
+        return account.paper_wallet
+    if account.live_wallet_balance is not None:
+        return account.live_wallet_balance
+    return getattr(account, "last_snapshot_wallet", None)
+
+
+def realized_of(account: Account) -> Decimal:
+    """Realized PnL net of fees and funding: the paper ledger's total (a paper reset clears it),
+    or the sum over a live account's positions."""
+    if account.is_paper_trading:
+        return account.paper_realized_pnl
+    return getattr(account, "positions_realized", Decimal("0"))
+
+
+@admin.display(description="wallet")
+def account_wallet(account: Account) -> str:
+    return plain_decimal(wallet_of(account))
+
+
+@admin.display(description="equity")
+def account_equity(account: Account) -> str:
+    wallet = wallet_of(account)
+    return plain_decimal(None if wallet is None else wallet + getattr(account, "open_upnl", Decimal("0")))
+
+
+@admin.display(description="uPnL")
+def account_upnl(account: Account) -> str:
+    return plain_decimal(getattr(account, "open_upnl", None))
+
+
+@admin.display(description="realized PnL")
+def account_realized(account: Account) -> str:
+    return plain_decimal(realized_of(account))
+
+
+@admin.display(description="margin in use")
+def account_margin(account: Account) -> str:
+    return plain_decimal(getattr(account, "open_margin", None))
+
+
+@admin.display(description="wallet as of")
+def account_wallet_at(account: Account) -> str:
+    if account.is_paper_trading:
+        return "now (paper ledger)"
+    if account.live_wallet_balance is None:
+        return "exchange wallet not known yet: the last snapshot's" if wallet_of(account) is not None else "unknown"
+    return plain_time(account.live_balance_at)
+
+
+ACCOUNT_FIGURES: tuple[Any, ...] = (account_wallet, account_equity, account_upnl, account_realized, account_margin)
+
+ACCOUNT_TIMES: list[Any] = [time_column("created_at", "created at"), time_column("updated_at", "updated at")]
+
+
 admin.site.unregister(Account)
 
 
 @admin.register(Account)
 class AccountAdmin(AccountsAccountAdmin):
+    """The account pages with the wallet, equity, realized PnL and margin in use (computed here:
+    the accounts app cannot read positions) and the actions that call execution services."""
+
     actions = ["halt_trading", *AccountsAccountAdmin.actions, "reconcile_now"]
+    list_display = [
+        "name",
+        "owner",
+        "mode",
+        "trading_state",
+        *ACCOUNT_FIGURES,
+        "max_leverage",
+        "credentials",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
+        return with_figures(super().get_queryset(request))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Account | None = None) -> Any:
+        readonly: list[Any] = list(super().get_readonly_fields(request, obj))
+        return readonly if obj is None else [*readonly, *ACCOUNT_FIGURES, account_wallet_at, *ACCOUNT_TIMES]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Account | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        figures: list[Any] = [*ACCOUNT_FIGURES, account_wallet_at]
+        rest = [name for name in fieldsets[0][1]["fields"] if name not in [*figures, *ACCOUNT_TIMES]]
+        return [("Balance", {"fields": figures}), (None, {"fields": rest}), ("Times", {"fields": ACCOUNT_TIMES})]
 
     @admin.action(description="Halt trading (kill switch: cancel entry orders, keep stops)")
     def halt_trading(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
@@ -294,7 +476,8 @@ def price_age(obj: Any) -> str:
     """The mark's age by exchange time (EXECUTION_STALE_PRICE_SECONDS decides whether it trades)."""
     if not obj.event_time_ms:
         return "no mark"
-    return f"{timezone.now().timestamp() - obj.event_time_ms / 1000:.1f} s"
+    age = Decimal(f"{timezone.now().timestamp() - obj.event_time_ms / 1000:.1f}")
+    return f"{plain_decimal(age)} s"
 
 
 price_age.short_description = "Mark age"  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 
+from accounts.display import plain_decimal, plain_time
 from accounts.models import Account
 from accounts.models import (
     ExecutionEvent as ExecutionEvent,
@@ -147,7 +148,7 @@ class Trade(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} [{self.status}] {self.client_order_id}"
+        return f"{self.side} {plain_decimal(self.quantity)} {self.symbol} [{self.status}] {self.client_order_id}"
 
 
 # Trades the order path still waits on (their outcome is not booked yet).
@@ -212,7 +213,8 @@ class Position(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} @ {self.entry_price} [{self.status}]"
+        quantity, entry = plain_decimal(self.quantity), plain_decimal(self.entry_price)
+        return f"{self.side} {quantity} {self.symbol} @ {entry} [{self.status}]"
 
     @property
     def direction(self) -> int:
@@ -293,7 +295,7 @@ class PendingOrder(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.side} {self.symbol} @ {self.trigger_price} [{self.status}]"
+        return f"{self.kind} {self.side} {self.symbol} @ {plain_decimal(self.trigger_price)} [{self.status}]"
 
 
 # Not final: a protective order in one of these is cancelled when its position closes (no
@@ -323,7 +325,7 @@ class FundingPayment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.symbol} funding {self.funding_time:%Y-%m-%d %H:%M} {self.amount}"
+        return f"{self.symbol} funding {plain_time(self.funding_time)} {plain_decimal(self.amount)}"
 
 
 class ReconciliationStatus(models.TextChoices):
@@ -410,7 +412,7 @@ class PriceCacheEntry(models.Model):
         verbose_name_plural = "price cache entries"
 
     def __str__(self) -> str:
-        return f"{self.symbol} mark {self.mark_price} last {self.last_price}"
+        return f"{self.symbol} mark {plain_decimal(self.mark_price)} last {plain_decimal(self.last_price)}"
 
 
 class StreamKind(models.TextChoices):
@@ -490,7 +492,8 @@ class ExchangeFill(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} @ {self.price} (order {self.exchange_order_id})"
+        quantity, price = plain_decimal(self.quantity), plain_decimal(self.price)
+        return f"{self.side} {quantity} {self.symbol} @ {price} (order {self.exchange_order_id})"
 
 
 class Heartbeat(models.Model):
@@ -523,7 +526,7 @@ class EquitySnapshot(models.Model):
         constraints = [models.UniqueConstraint(fields=["account", "taken_at"], name="one_equity_snapshot_per_time")]
 
     def __str__(self) -> str:
-        return f"equity of account {self.account_id} at {self.taken_at:%Y-%m-%d %H:%M}: {self.equity}"
+        return f"equity of account {self.account_id} at {plain_time(self.taken_at)}: {plain_decimal(self.equity)}"
 
 
 class AlertKind(models.TextChoices):
