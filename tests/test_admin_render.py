@@ -196,6 +196,10 @@ def at(minutes: int) -> timezone.datetime:
 
 @pytest.fixture
 def rows():
+    return make_rows()
+
+
+def make_rows() -> dict[str, object]:
     """One or more rows of every model the admin shows, holding figures with storage zeros."""
     paper = PaperAccountFactory(name="paper-main", paper_realized_pnl=Decimal("12.5"))
     live = LiveV1AccountFactory(name="live-main", live_wallet_balance=Decimal("5000.75"), live_balance_at=at(1))
@@ -358,7 +362,7 @@ def admin_models() -> list[type]:
 
 # What each list must show (plain figures, and at least one time to the second).
 EXPECTED_IN_LIST = {
-    "position": ["65000.5", "65100.25", "0.9975", "58800.45", "-0.26", "0.01", "10x", plain_time(OPENED)],
+    "position": ["65000.5", "65100.25", "0.9975", "58800.45", "-0.26", "0.01", "Long 10x", plain_time(OPENED)],
     "trade": ["65000.5", "0.26", "-0.26", "0.01", "x1-abcdefghij…"],
     "pendingorder": ["60000.5", "70000", "0.005", "whole position"],
     "fundingpayment": ["0.0001", "65000.5", "0.065", plain_time(at(4))],
@@ -427,7 +431,7 @@ def test_event_and_reconciliation_json_read_plainly(admin_client, rows):
 def test_account_pages_show_wallet_equity_realized_and_margin(admin_client, rows):
     listing = visible_text(admin_client.get("/admin/accounts/account/").content.decode())
     # paper: wallet = deposit 10000 + realized 12.5; equity adds the open uPnL 0.9975
-    for header in ("Wallet", "Equity", "UPnL", "Realized PnL", "Margin in use"):
+    for header in ("Wallet", "Equity", "Open uPnL", "Realized PnL", "Margin in use"):
         assert header in listing
     for figure in ("10012.5", "10013.4975", "12.5", "65.0005", "0.9975"):
         assert f"\n{figure}\n" in f"\n{listing}\n", figure
