@@ -122,3 +122,18 @@ def test_stream_pages_render_with_rows_and_are_read_only(admin_client):
         assert page.status_code == 200, path
         assert admin_client.get(f"/admin/execution/{path}/add/").status_code == 403, path
     assert "65000.5<" in admin_client.get("/admin/execution/exchangefill/").content.decode()
+
+
+def test_admin_edit_with_a_typed_secret_replaces_it_and_audits_the_change(admin_client):
+    """Blank secret inputs count as unchanged (tests/test_admin_render.py); a typed one is a change."""
+    account = LiveV1AccountFactory(owner=admin_client.admin_user)
+    rotated = DEMO_V1_API_SECRET[::-1]
+    data = form_data(admin_client, name=account.name, api_key="", api_secret=rotated)
+    response = admin_client.post(f"/admin/accounts/account/{account.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account.refresh_from_db()
+    assert account.api_secret.reveal() == rotated
+    assert account.api_key.reveal() == DEMO_V1_API_KEY
+    event = account.events.get(kind="account.updated")
+    assert "api_secret" in str(event.data) and "api_key" not in str(event.data)
+    assert rotated not in str(event.data)
