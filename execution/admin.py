@@ -266,7 +266,7 @@ class FundingPaymentAdmin(ReadOnlyAdmin):
         decimal_column("amount"),
     ]
     list_filter = ["symbol", "account"]
-    list_select_related = ["account"]
+    list_select_related = ["account", "position"]
     date_hierarchy = "funding_time"
 
 

@@ -497,10 +497,12 @@ def test_saving_an_account_page_unchanged_changes_nothing(admin_client, rows):
 
 
 def make_accounts(count: int) -> None:
+    """`count` paper accounts (each with positions, their trades, legs, funding and events) and as
+    many live ones."""
     for _ in range(count):
         account = PaperAccountFactory()
         for symbol in ("BTCUSDT", "ETHUSDT"):
-            Position.objects.create(
+            position = Position.objects.create(
                 account=account,
                 symbol=symbol,
                 side="LONG",
@@ -509,6 +511,40 @@ def make_accounts(count: int) -> None:
                 leverage=5,
                 margin=Decimal("20"),
                 unrealized_pnl=Decimal("1.5"),
+            )
+            trade = Trade.objects.create(
+                account=account,
+                position=position,
+                symbol=symbol,
+                side="BUY",
+                requested_quantity=Decimal("1"),
+                quantity=Decimal("1"),
+                price=Decimal("100"),
+                client_order_id=f"x{account.pk}-{symbol}",
+                status="filled",
+            )
+            PendingOrder.objects.create(
+                account=account,
+                position=position,
+                trade=trade,
+                symbol=symbol,
+                kind="stop_loss",
+                side="SELL",
+                trigger_price=Decimal("90"),
+                client_order_id=f"x{account.pk}-{symbol}-sl",
+            )
+            FundingPayment.objects.create(
+                account=account,
+                position=position,
+                symbol=symbol,
+                funding_time=at(1),
+                rate=Decimal("0.0001"),
+                mark_price=Decimal("100"),
+                quantity=Decimal("1"),
+                amount=Decimal("0.01"),
+            )
+            ExecutionEvent.objects.create(
+                account=account, kind="trade.filled", subject_type="trade", subject_id=trade.pk
             )
         EquitySnapshot.objects.create(
             account=account,
@@ -527,7 +563,18 @@ def list_queries(client, path: str) -> int:
     return len(queries)
 
 
-@pytest.mark.parametrize("path", ["/admin/accounts/account/", "/admin/execution/position/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/accounts/account/",
+        "/admin/accounts/executionevent/",
+        "/admin/execution/position/",
+        "/admin/execution/trade/",
+        "/admin/execution/pendingorder/",
+        "/admin/execution/fundingpayment/",
+        "/admin/execution/equitysnapshot/",
+    ],
+)
 def test_list_query_count_does_not_grow_with_rows(admin_client, path):
     make_accounts(2)
     few = list_queries(admin_client, path)
