@@ -122,13 +122,6 @@ def short_text(field: str, limit: int, label: str | None = None) -> Column:
     return column
 
 
-def account_mode(obj: Any) -> str:
-    return obj.account.mode if obj.account_id else ""
-
-
-account_mode.short_description = "Mode"  # type: ignore[attr-defined]
-
-
 def side_leverage(obj: Position) -> str:
     """The side and the leverage in one narrow column: "Long 10x"."""
     return f"{obj.get_side_display()} {obj.leverage}x"

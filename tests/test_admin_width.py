@@ -19,6 +19,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from decisions.models import Decision
 from execution.models import PendingOrder, Position, Trade
 from tests.factories import PaperAccountFactory
 from tests.test_admin_render import make_rows
@@ -41,6 +42,7 @@ LISTS = [
     "execution/streamstatus",
     "execution/exchangefill",
     "execution/heartbeat",
+    "decisions/decision",
 ]
 
 
@@ -119,6 +121,21 @@ def make_wide_rows() -> None:
             client_order_id=f"k{account.pk}-0123456789abcdef012{n}-tp",
             working_type="CONTRACT_PRICE",
             status="triggered",
+        )
+        trade = Trade.objects.filter(account=account, symbol=symbol).first()
+        Decision.objects.create(
+            account=account,
+            symbol=symbol,
+            action="open_short",
+            quantity=Decimal("12345.678"),
+            leverage=25,
+            take_profit=Decimal("0.1123456"),
+            stop_loss=Decimal("0.1289012"),
+            idempotency_key=f"decision-0123456789abcdef-{n}",
+            status="rejected",
+            denial_code="INSUFFICIENT_MARGIN",
+            reason="INSUFFICIENT_MARGIN: the order needs 1234.5678912345 USDT of margin; 12.3456789012 available",
+            trade=trade,
         )
 
 
