@@ -31,7 +31,7 @@ export class EquityCharts {
       priceFormat: { type: "price", precision: 2, minMove: 0.01 },
     });
     this.pnlChart = createChart(pnlNode, { ...CHART_OPTIONS, timeScale: { ...CHART_OPTIONS.timeScale, timeVisible: false } });
-    this.pnlSeries = this.pnlChart.addSeries(HistogramSeries, { priceFormat: { type: "price", precision: 2, minMove: 0.01 } });
+    this.pnlSeries = this.pnlChart.addSeries(HistogramSeries, { priceLineVisible: false, priceFormat: { type: "price", precision: 2, minMove: 0.01 } });
   }
 
   async load(accountId, rangeName) {

@@ -141,17 +141,18 @@ function renderPositions(positions) {
 }
 
 function positionRow(position) {
-  const cell = (field, cls = "num") => el("td", { class: cls, "data-field": field });
+  // data-label: the column's name, shown beside each figure where the table becomes cards (phones).
+  const cell = (field, label, cls = "num") => el("td", { class: cls, "data-field": field, "data-label": label });
   const closeButton = el("button", { type: "button", class: "danger small", text: "Close", "data-action": "close" });
   closeButton.addEventListener("click", () => confirmClose(position.id));
   const editButton = el("button", { type: "button", class: "small", text: "Edit", "data-action": "edit-protection" });
   editButton.addEventListener("click", () => openProtectionForm(position.id));
-  const protection = el("td", { class: "protection", "data-field": "protection" },
+  const protection = el("td", { class: "protection", "data-field": "protection", "data-label": "TP / SL" },
     el("span", { class: "protection-view" }), editButton);
   return el("tr", { "data-position-id": position.id },
-    el("td", { "data-field": "symbol" }), el("td", { "data-field": "side" }),
-    cell("quantity"), cell("entry_price"), cell("mark_price"), cell("unrealized_pnl"), cell("roe"),
-    cell("liquidation_price"), protection, el("td", { class: "actions" }, closeButton));
+    cell("symbol", "Symbol", ""), cell("side", "Side", ""),
+    cell("quantity", "Qty"), cell("entry_price", "Entry"), cell("mark_price", "Mark"), cell("unrealized_pnl", "uPnL"),
+    cell("roe", "ROE"), cell("liquidation_price", "Liq. price"), protection, el("td", { class: "actions" }, closeButton));
 }
 
 function updatePositionRow(row, p) {
@@ -159,7 +160,7 @@ function updatePositionRow(row, p) {
   const set = (field, text, cls) => {
     const node = row.querySelector(`[data-field="${field}"]`);
     node.textContent = text;
-    if (cls !== undefined) node.className = `num ${cls}`;
+    if (cls !== undefined) node.className = `num ${cls}`.trim();
   };
   set("symbol", p.symbol);
   const side = row.querySelector('[data-field="side"]');
