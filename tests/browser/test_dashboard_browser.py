@@ -248,3 +248,62 @@ def test_the_equity_chart_loads_with_data_and_says_it_is_demo_data(page, trader)
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "phone")
+
+
+def test_a_live_account_is_unmistakable_and_its_parity_panel_shows_only_when_the_api_answers(page, trader, settings):
+    """Issue 18's parity endpoint is not in this branch: the browser's requests for it are answered
+    here (Playwright's routing), first 404 (the panel stays hidden, quietly), then 200."""
+    from tests.factories import LiveV1AccountFactory
+
+    settings.DASHBOARD_PARITY_PANEL = True
+    page, problems = page
+    paper = PaperAccountFactory(owner=trader, name="paper-one")
+    live = LiveV1AccountFactory(owner=trader, name="live-one")
+    parity = {
+        "account": live.pk,
+        "since": None,
+        "groups": [
+            {
+                "symbol": "BTCUSDT",
+                "kind": "entry",
+                "count": 12,
+                "mean_bps": "1.5",
+                "median_bps": "1.2",
+                "p95_bps": "4.0",
+                "fee_diff": "0.01",
+                "mean_trigger_delay_ms": "850",
+            }
+        ],
+        "histogram": [
+            {"low_bps": str(low), "high_bps": str(low + 1), "count": count} for low, count in enumerate([1, 4, 6, 1])
+        ],
+        "calibration": {},
+    }
+    answers = {"status": 404}
+    problems.allow("/parity/", 404)
+
+    def parity_route(route: Any) -> None:
+        if answers["status"] == 200:
+            route.fulfill(status=200, json=parity)
+        else:
+            route.fulfill(status=404, json={"detail": "Not found."})
+
+    page.route("**/api/accounts/*/parity/", parity_route)
+    log_in(page, trader)
+    assert page.locator("#mode-badge").inner_text() == "PAPER"
+    assert page.locator("#parity-panel").is_hidden()  # paper: not even asked for
+
+    page.locator("#account-select").select_option(str(live.pk))
+    page.locator(f'body[data-loaded="{live.pk}"]').wait_for(state="attached")
+    assert page.locator("#mode-badge").inner_text() == "LIVE"
+    assert "mode-live" in page.locator("body").get_attribute("class")
+    assert "LIVE" in page.locator("#account-select option:checked").inner_text()
+    assert page.locator("#parity-panel").is_hidden()  # 404: hidden, nothing else happens
+
+    answers["status"] = 200
+    page.locator("#account-select").select_option(str(paper.pk))
+    page.locator("#account-select").select_option(str(live.pk))
+    page.locator("#parity-panel").wait_for(state="visible")
+    assert page.locator("#parity-histogram .bar").count() == 4
+    assert page.locator("#parity-groups tbody tr").count() == 1
+    shot(page, "live-parity")

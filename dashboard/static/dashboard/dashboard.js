@@ -287,8 +287,11 @@ async function refreshCharts() {
   state.chartLoadedAt = Date.now();
   const { points, bars } = await charts.load(state.account.id, state.range);
   if (generation !== state.generation) return;
+  // An empty chart is only a frame: say so instead (the charts resize themselves when shown again).
   $("#equity-empty").hidden = points > 0;
+  $("#equity-chart").hidden = points === 0;
   $("#pnl-empty").hidden = bars > 0;
+  $("#pnl-chart").hidden = bars === 0;
 }
 
 // Demo data is marked by the audit event its seeding wrote (execution's seed_demo_equity).
