@@ -132,12 +132,13 @@ def test_log_in_see_the_placed_position_watch_its_mark_amend_its_stop_and_close_
     page, problems = page
     account = PaperAccountFactory(owner=trader, name="browser-paper")
     mark = sim.exchange.symbols["BTCUSDT"].price
+    take_profit = (mark * Decimal("1.02")).quantize(Decimal("0.1"))
     result = ExecutionService(account).execute_market_order(
         symbol="BTCUSDT",
         side="BUY",
         quantity="0.01",
         leverage=5,
-        take_profit=str((mark * Decimal("1.02")).quantize(Decimal("0.1"))),
+        take_profit=str(take_profit),
         stop_loss=str((mark * Decimal("0.98")).quantize(Decimal("0.1"))),
     )
     position = result.position
@@ -190,6 +191,7 @@ def test_log_in_see_the_placed_position_watch_its_mark_amend_its_stop_and_close_
     )
     position.refresh_from_db()
     assert position.stop_loss == new_stop
+    assert position.take_profit == take_profit  # not sent, so kept (and not replaced)
 
     # Close it: the dialog first (keeping it changes nothing), then confirmed.
     row.locator('[data-action="close"]').click()

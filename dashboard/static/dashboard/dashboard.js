@@ -188,8 +188,8 @@ function openProtectionForm(positionId) {
   const p = row.positionData;
   state.editing.add(String(positionId));
   const cell = row.querySelector('[data-field="protection"]');
-  const tp = el("input", { name: "take_profit", value: p.take_profit === null ? "" : trimZeros(p.take_profit), inputMode: "decimal", "aria-label": "Take profit", placeholder: "none" });
-  const sl = el("input", { name: "stop_loss", value: p.stop_loss === null ? "" : trimZeros(p.stop_loss), inputMode: "decimal", "aria-label": "Stop loss", placeholder: "none" });
+  const tp = el("input", { name: "take_profit", defaultValue: p.take_profit === null ? "" : trimZeros(p.take_profit), inputMode: "decimal", "aria-label": "Take profit", placeholder: "none" });
+  const sl = el("input", { name: "stop_loss", defaultValue: p.stop_loss === null ? "" : trimZeros(p.stop_loss), inputMode: "decimal", "aria-label": "Stop loss", placeholder: "none" });
   const error = el("div", { class: "row-error", role: "alert" });
   const save = el("button", { type: "submit", class: "small primary", text: "Save" });
   const cancel = el("button", { type: "button", class: "small", text: "Cancel" });
@@ -200,11 +200,20 @@ function openProtectionForm(positionId) {
     event.preventDefault();
     save.disabled = true;
     error.textContent = "";
-    // An emptied field removes that leg (null); an unchanged one is sent as it is (kept).
-    const body = { take_profit: tp.value.trim() || null, stop_loss: sl.value.trim() || null };
+    // Only what changed is sent: an absent field keeps its leg (a live account's unchanged leg is
+    // not replaced at the venue); an emptied field is null, which removes that leg.
+    const body = {};
+    for (const [input, field] of [[tp, "take_profit"], [sl, "stop_loss"]]) {
+      if (input.value.trim() !== input.defaultValue) body[field] = input.value.trim() || null;
+    }
+    if (!Object.keys(body).length) {
+      closeProtectionForm(row);
+      return;
+    }
     try {
       await api(`positions/${positionId}/protection/`, { method: "PATCH", body });
-      flash(`${p.symbol}: take-profit ${body.take_profit ?? "none"}, stop-loss ${body.stop_loss ?? "none"}.`);
+      const said = Object.entries(body).map(([field, value]) => `${field.replace("_", "-")} ${value ?? "removed"}`);
+      flash(`${p.symbol}: ${said.join(", ")}.`);
       closeProtectionForm(row);
       await refreshStatus();
       refreshActivity();
@@ -346,14 +355,15 @@ async function poll() {
 }
 
 function bind() {
-  $("#account-select").addEventListener("change", (event) => selectAccount(event.target.value));
-  $("#halt-button").addEventListener("click", () => control("halt"));
-  $("#resume-button").addEventListener("click", () => control("resume"));
+  const failed = (what) => (error) => flash(`${what} failed: ${error.message}`, "error");
+  $("#account-select").addEventListener("change", (event) => selectAccount(event.target.value).catch(failed("Loading the account")));
+  $("#halt-button").addEventListener("click", () => control("halt").catch(failed("Halt")));
+  $("#resume-button").addEventListener("click", () => control("resume").catch(failed("Resume")));
   for (const button of document.querySelectorAll(".range button")) {
     button.addEventListener("click", async () => {
       state.range = button.dataset.range;
       for (const other of document.querySelectorAll(".range button")) other.setAttribute("aria-pressed", String(other === button));
-      await refreshCharts();
+      await refreshCharts().catch(failed("Loading the chart"));
     });
   }
 }
