@@ -136,6 +136,7 @@ INSTALLED_APPS = [
     "accounts",
     "execution",
     "decisions",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -198,6 +199,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# The dashboard (dashboard/): its own small login page; the API takes the same session (with CSRF).
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+# The live accounts' parity panel reads GET /api/accounts/{id}/parity/ (issue 18): on once that exists.
+DASHBOARD_PARITY_PANEL = env.bool("DASHBOARD_PARITY_PANEL", default=False)
+DASHBOARD_POLL_MS = env.int("DASHBOARD_POLL_MS", default=1500)
 
 REDIS_URL = env.str("REDIS_URL", default="")
 

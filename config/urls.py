@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import ops_views
@@ -12,6 +13,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("config.api_urls")),
+    # The trader's dashboard (pages only: its data and actions are the API's), and the root URL leads to it.
+    path("dashboard/", include("dashboard.urls")),
+    path("", RedirectView.as_view(url="/dashboard/", permanent=False), name="root"),
 ]
 
 # Under /api/ Django's own error pages (a URL no route matches, a malformed request) are JSON too.

@@ -1,6 +1,6 @@
 """Shared fixtures, and the rule for tests that need real services.
 
-A test marked `postgres` or `redis` skips with a visible reason when the service is not
+A test marked `postgres`, `redis` or `browser` skips with a visible reason when the service is not
 configured, except when REQUIRE_SERVICES is set (CI), where that skip is a failure.
 """
 
@@ -24,9 +24,21 @@ def _redis_configured() -> bool:
     return bool(settings.REDIS_URL)
 
 
+def chromium_path() -> str | None:
+    """The system's Chromium (Debian's package; .ci/run installs it), for the browser tests."""
+    import shutil
+
+    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+
+
+def _browser_available() -> bool:
+    return chromium_path() is not None
+
+
 SERVICE_CHECKS = {
     "postgres": (_postgres_configured, "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test"),
     "redis": (_redis_configured, "needs Redis: set REDIS_URL=redis://127.0.0.1:6379/0"),
+    "browser": (_browser_available, "needs Chromium: apt-get install chromium (or set CHROMIUM_PATH)"),
 }
 
 

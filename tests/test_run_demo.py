@@ -2,6 +2,9 @@
 answers, the order it prints succeeds, Ctrl-C stops everything, and a taken port fails fast
 with a one-line error naming the port and the variable that changes it.
 
+It opens with the dashboard's link and the demo login, and the demo account has a seeded
+(demo-labelled) day of equity history (issue 16).
+
 It runs the embedded default (SQLite, filesystem broker, the simulator and its streams) in a
 temporary directory, on free ports, whatever services the suite itself uses.
 """
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 UP_LINE = "Execution service is up"
@@ -90,6 +94,24 @@ def test_make_run_says_up_when_up_the_printed_order_fills_and_ctrl_c_stops_every
         # "Up" is true: the readiness endpoint answers 200 now.
         ready = subprocess.run(["curl", "-fsS", f"http://127.0.0.1:{web}/readyz"], capture_output=True, text=True)
         assert ready.returncode == 0, ready.stdout + ready.stderr
+
+        # It opens with the dashboard link and the demo login; the demo account has a day of
+        # equity history, labelled as demo data (issue 16).
+        first = text.strip().splitlines()[0]
+        assert f"http://127.0.0.1:{web}/dashboard/" in first and "demo / demo-password" in first, text
+        page = requests.get(f"http://127.0.0.1:{web}/dashboard/", allow_redirects=False, timeout=10)
+        assert page.status_code == 302 and page.headers["Location"].startswith("/dashboard/login/")
+        token = re.search(r"^api token: (\w+)$", text, re.M).group(1)
+        account = re.search(r"^paper account id: (\d+)$", text, re.M).group(1)
+        auth = {"Authorization": f"Token {token}"}
+        equity = requests.get(
+            f"http://127.0.0.1:{web}/api/accounts/{account}/equity/?interval=1h", headers=auth, timeout=10
+        ).json()
+        assert len(equity["results"]) >= 24, equity
+        seeded = requests.get(
+            f"http://127.0.0.1:{web}/api/events/?account={account}&kind=demo.equity_seeded", headers=auth, timeout=10
+        ).json()
+        assert len(seeded["results"]) == 1 and "simulated" in seeded["results"][0]["message"]
 
         order_command = re.search(r"^\s+(scripts/demo-order \d+)\s*$", text, re.M)
         assert order_command, text
