@@ -48,8 +48,9 @@ export class EquityCharts {
     const days = await api(`accounts/${accountId}/pnl/`, { params: { from: pnlFrom } });
     const bars = days.map((d) => ({
       time: d.day,
-      value: Number(d.realized_pnl),
-      color: Number(d.realized_pnl) >= 0 ? "#3fb950" : "#f85149",
+      // net = realized - fees - funding: what the day added to the wallet.
+      value: Number(d.net),
+      color: Number(d.net) >= 0 ? "#3fb950" : "#f85149",
     }));
     this.pnlSeries.setData(bars);
     this.pnlChart.timeScale().fitContent();
