@@ -1,0 +1,148 @@
+"""The shadow of a live market order (entry, close, flip).
+
+Why a worker thread: the book must be the one of the moment of sending, and reading it first
+would put a REST round trip on the order path. The read is started just before the order is
+sent and runs beside it; the order's own reply and its userTrades read take at least as long,
+so the join after the fill rarely waits (at most PARITY_BOOK_WAIT_SECONDS). The book's
+exchange time against the send is recorded (`book_age_ms`, positive: the book is older than
+the send); beyond PARITY_MAX_BOOK_AGE_MS either way the shadow is marked stale (a book read
+after the order reached the venue may already show the order's own fill).
+
+Nothing here may fail the order: the live adapter calls `shadowed` once, and every parity
+failure is logged and counted. The record is written after the fill, outside any transaction
+of the order path (its own savepoint when a caller holds one), before the order is booked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from accounts.models import Account
+from execution.aster.replies import OrderBook
+from execution.models import ParityKind, ParityRecord, Position, PositionStatus, Trade
+from execution.services.market_data import book_covering
+from execution.services.parity.arithmetic import shadow_of_book, slippage_bps
+from execution.services.parity.recording import failed, save_record
+from execution.services.position_math import q
+
+if TYPE_CHECKING:  # the live adapter calls this module: no import back at run time
+    from execution.services.adapters.base import Fill, MarketOrder
+
+logger = logging.getLogger(__name__)
+BOOK_READERS = 4  # concurrent book reads across the process's order paths
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class BookWatch:
+    """A book read in flight, and the wall-clock time (ms) the order was handed to the venue."""
+
+    future: Future[OrderBook]
+    sent_ms: int
+
+
+def _readers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=BOOK_READERS, thread_name_prefix="parity-book")
+        return _pool
+
+
+def shadowed(account: Account, order: MarketOrder, execute: Callable[[MarketOrder], Fill]) -> Fill:
+    """Execute `order` with `execute` and record its paper shadow. The order's outcome (its
+    fill, or its exception) is exactly what `execute` gives."""
+    if not settings.PARITY_ENABLED:
+        return execute(order)
+    watch = watch_book(order)
+    fill = execute(order)  # an exception leaves the read to finish on its own; nothing is recorded
+    if watch is not None:
+        record_market_shadow(account=account, order=order, fill=fill, watch=watch)
+    return fill
+
+
+def watch_book(order: MarketOrder) -> BookWatch | None:
+    """Start reading the book the order will walk; None (logged, counted) if it cannot start."""
+    try:
+        future = _readers().submit(book_covering, order.symbol, order.side, order.quantity)
+    except Exception:
+        failed("book", "market")
+        return None
+    return BookWatch(future=future, sent_ms=int(time.time() * 1000))
+
+
+def record_market_shadow(*, account: Account, order: MarketOrder, fill: Fill, watch: BookWatch) -> ParityRecord | None:
+    """Join the book read and write the record. Never raises."""
+    try:
+        book = watch.future.result(timeout=settings.PARITY_BOOK_WAIT_SECONDS)
+    except Exception:
+        failed("book", "market")
+        return None
+    try:
+        fields = market_record_fields(account=account, order=order, fill=fill, book=book, sent_ms=watch.sent_ms)
+    except Exception:
+        failed("shadow", "market")
+        return None
+    return save_record(**fields)
+
+
+def market_record_fields(
+    *, account: Account, order: MarketOrder, fill: Fill, book: OrderBook, sent_ms: int
+) -> dict[str, object]:
+    """The record of one market fill against the book read beside it."""
+    shadow = shadow_of_book(book, order.side, fill.quantity)
+    age_ms = sent_ms - book.time_ms
+    note = "" if shadow.covered >= fill.quantity else f"the book covered {shadow.covered} of {fill.quantity}"
+    trade_id = (
+        Trade.objects.filter(account_id=account.pk, client_order_id=order.client_order_id)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return {
+        "account_id": account.pk,
+        "trade_id": trade_id,
+        "source_key": order.client_order_id,
+        "symbol": order.symbol,
+        "kind": market_kind(account_id=account.pk, order=order),
+        "side": order.side,
+        "quantity": fill.quantity,
+        "live_price": fill.price,
+        "shadow_price": shadow.price,
+        "slippage_bps": slippage_bps(order.side, fill.price, shadow.price),
+        "live_fee": fill.fee,
+        "shadow_fee": shadow.fee,
+        "fee_diff": q(fill.fee - shadow.fee),
+        "book_age_ms": age_ms,
+        "stale": abs(age_ms) > settings.PARITY_MAX_BOOK_AGE_MS,
+        "note": note,
+    }
+
+
+def market_kind(*, account_id: int, order: MarketOrder) -> str:
+    """Entry, close or flip, judged on the position before this fill is booked (the order path
+    books it after the adapter returns)."""
+    position = (
+        Position.objects.filter(account_id=account_id, symbol=order.symbol, status=PositionStatus.OPEN)
+        .values_list("side", "quantity")
+        .first()
+    )
+    if position is None:
+        return ParityKind.CLOSE if order.reduce_only else ParityKind.ENTRY
+    side, quantity = position
+    opposite = (side == "LONG") == (order.side == "SELL")
+    if not opposite:
+        return ParityKind.ENTRY
+    if order.reduce_only or order.quantity <= Decimal(quantity):
+        return ParityKind.CLOSE
+    return ParityKind.FLIP

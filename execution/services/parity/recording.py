@@ -1,0 +1,34 @@
+"""Writing a ParityRecord without ever failing the caller."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from execution.metrics import PARITY_FAILURES
+from execution.models import ParityRecord
+
+logger = logging.getLogger(__name__)
+
+
+def save_record(**fields: Any) -> ParityRecord | None:
+    """Insert one record in its own savepoint (a caller's transaction survives a failure). A
+    second record for the same fill is ignored (the unique constraints decide); any other
+    failure is logged and counted. Returns the record, or None."""
+    try:
+        with transaction.atomic():
+            return ParityRecord.objects.create(**fields)
+    except IntegrityError:
+        logger.info("parity: %s of account %s already recorded", fields.get("source_key"), fields.get("account_id"))
+        return None
+    except Exception:
+        failed("write", fields.get("kind", ""))
+        return None
+
+
+def failed(stage: str, kind: str) -> None:
+    """A parity step failed: logged with its traceback and counted, never raised."""
+    logger.exception("parity %s failed (%s)", stage, kind or "unknown kind")
+    PARITY_FAILURES.labels(stage=stage).inc()
