@@ -604,7 +604,15 @@ class ParityRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["account", "-created_at"], name="parity_account_recent")]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="parity_account_recent"),
+            # The market stream looks for TP/SL records waiting for paper's trigger on every batch.
+            models.Index(
+                fields=["symbol"],
+                condition=Q(shadow_at__isnull=True, kind__in=["take_profit", "stop_loss"]),
+                name="parity_awaiting_trigger",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["account", "source_key"], name="one_parity_record_per_fill"),
             models.UniqueConstraint(
