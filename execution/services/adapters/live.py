@@ -258,7 +258,9 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
         # Parity: paper's shadow of this fill, its book read beside the send (never fails the order).
-        return shadowed(self.account, order, self._execute_market_order)
+        return shadowed(
+            self.account, order, self._execute_market_order, requests_sent=lambda: self.client.requests_sent
+        )
 
     def _execute_market_order(self, order: MarketOrder) -> Fill:
         self.ensure_setup(order.symbol, order.leverage)

@@ -1,12 +1,18 @@
 """The shadow of a live market order (entry, close, flip).
 
-Why a worker thread: the book must be the one of the moment of sending, and reading it first
-would put a REST round trip on the order path. The read is started just before the order is
-sent and runs beside it; the order's own reply and its userTrades read take at least as long,
-so the join after the fill rarely waits (at most PARITY_BOOK_WAIT_SECONDS). The book's
-exchange time against the send is recorded (`book_age_ms`, positive: the book is older than
-the send); beyond PARITY_MAX_BOOK_AGE_MS either way the shadow is marked stale (a book read
-after the order reached the venue may already show the order's own fill).
+Why a worker thread, and why it waits for the send: the book must be the one of the moment of
+sending, and reading it first would put a REST round trip on the order path; reading it in a
+thread from the start still cost the order ~1 ms before the wire (the thread's request building
+and JSON parsing compete for the GIL with the order's own; bench/parity.py). So the worker
+sleeps (0.2 ms polls, GIL released) until the order's client has handed its POST to the
+session, then reads the book while the order is on the wire. The order's reply and its
+userTrades read take longer than the book read, so the join after the fill rarely waits (at
+most PARITY_BOOK_WAIT_SECONDS). The book's exchange time against the send is recorded
+(`book_age_ms`, positive: the book is older than the send; typically a few ms negative: read
+just after); beyond PARITY_MAX_BOOK_AGE_MS either way the shadow is marked stale. A book read
+just after the order reached the venue may already show the order's own fill: for orders
+small against the visible book the difference is below a tick; the alternative (a
+depth20@100ms stream kept by the stream process) is in docs/design.md.
 
 Nothing here may fail the order: the live adapter calls `shadowed` once, and every parity
 failure is logged and counted. The record is written after the fill, outside any transaction
@@ -44,12 +50,23 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+SEND_POLL_SECONDS = 0.0002
+SEND_WAIT_SECONDS = 0.05  # the worker reads the book anyway this long after the order path began
+
+
+@dataclass(frozen=True)
+class SentBook:
+    """The book, and the wall-clock time (ms) the worker saw the order handed to the session."""
+
+    book: OrderBook
+    sent_ms: int
+
+
 @dataclass(frozen=True)
 class BookWatch:
-    """A book read in flight, and the wall-clock time (ms) the order was handed to the venue."""
+    """A book read in flight."""
 
-    future: Future[OrderBook]
-    sent_ms: int
+    future: Future[SentBook]
 
 
 def _readers() -> ThreadPoolExecutor:
@@ -60,37 +77,54 @@ def _readers() -> ThreadPoolExecutor:
         return _pool
 
 
-def shadowed(account: Account, order: MarketOrder, execute: Callable[[MarketOrder], Fill]) -> Fill:
+def shadowed(
+    account: Account,
+    order: MarketOrder,
+    execute: Callable[[MarketOrder], Fill],
+    *,
+    requests_sent: Callable[[], int],
+) -> Fill:
     """Execute `order` with `execute` and record its paper shadow. The order's outcome (its
-    fill, or its exception) is exactly what `execute` gives."""
+    fill, or its exception) is exactly what `execute` gives. `requests_sent`: the order's
+    client's request counter (it moves when the POST is handed to the session)."""
     if not settings.PARITY_ENABLED:
         return execute(order)
-    watch = watch_book(order)
+    watch = watch_book(order, requests_sent)
     fill = execute(order)  # an exception leaves the read to finish on its own; nothing is recorded
     if watch is not None:
         record_market_shadow(account=account, order=order, fill=fill, watch=watch)
     return fill
 
 
-def watch_book(order: MarketOrder) -> BookWatch | None:
-    """Start reading the book the order will walk; None (logged, counted) if it cannot start."""
+def watch_book(order: MarketOrder, requests_sent: Callable[[], int]) -> BookWatch | None:
+    """Start the worker that reads the book once the order is sent; None (logged, counted) if it
+    cannot start."""
     try:
-        future = _readers().submit(book_covering, order.symbol, order.side, order.quantity)
+        future = _readers().submit(read_after_send, order, requests_sent, requests_sent())
     except Exception:
         failed("book", "market")
         return None
-    return BookWatch(future=future, sent_ms=int(time.time() * 1000))
+    return BookWatch(future=future)
+
+
+def read_after_send(order: MarketOrder, requests_sent: Callable[[], int], before: int) -> SentBook:
+    """In the worker: wait (sleeping) for the order's client to send, then read the book."""
+    deadline = time.monotonic() + SEND_WAIT_SECONDS
+    while requests_sent() == before and time.monotonic() < deadline:
+        time.sleep(SEND_POLL_SECONDS)
+    sent_ms = int(time.time() * 1000)
+    return SentBook(book=book_covering(order.symbol, order.side, order.quantity), sent_ms=sent_ms)
 
 
 def record_market_shadow(*, account: Account, order: MarketOrder, fill: Fill, watch: BookWatch) -> ParityRecord | None:
     """Join the book read and write the record. Never raises."""
     try:
-        book = watch.future.result(timeout=settings.PARITY_BOOK_WAIT_SECONDS)
+        sent = watch.future.result(timeout=settings.PARITY_BOOK_WAIT_SECONDS)
     except Exception:
         failed("book", "market")
         return None
     try:
-        fields = market_record_fields(account=account, order=order, fill=fill, book=book, sent_ms=watch.sent_ms)
+        fields = market_record_fields(account=account, order=order, fill=fill, book=sent.book, sent_ms=sent.sent_ms)
     except Exception:
         failed("shadow", "market")
         return None

@@ -14,11 +14,13 @@ logger = logging.getLogger(__name__)
 
 
 def save_record(**fields: Any) -> ParityRecord | None:
-    """Insert one record in its own savepoint (a caller's transaction survives a failure). A
+    """Insert one record (in its own savepoint when the caller holds a transaction). A
     second record for the same fill is ignored (the unique constraints decide); any other
     failure is logged and counted. Returns the record, or None."""
     try:
-        with transaction.atomic():
+        if not transaction.get_connection().in_atomic_block:
+            return ParityRecord.objects.create(**fields)  # autocommit: one round trip
+        with transaction.atomic():  # a savepoint: the caller's transaction survives a failure
             return ParityRecord.objects.create(**fields)
     except IntegrityError:
         logger.info("parity: %s of account %s already recorded", fields.get("source_key"), fields.get("account_id"))
