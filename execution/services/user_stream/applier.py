@@ -40,6 +40,7 @@ from execution.exceptions import ExecutionError, InvalidTransition
 from execution.models import ReconciliationRun, ReconciliationStatus
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
+from execution.services.parity.funding import record_funding
 from execution.services.parity.legs import record_leg_fill
 from execution.services.protection import cancel_legs_left_resting
 from execution.services.reconciliation import reconcile_account
@@ -63,7 +64,9 @@ def apply_user_event(
     if isinstance(event, OrderTradeUpdate):
         return _apply_order_update(account_id, event, lazy)
     if isinstance(event, AccountUpdate):
-        return apply_account_update(account_id=account_id, event=event)
+        applied = apply_account_update(account_id=account_id, event=event)
+        record_funding(account_id=account_id, event=event)  # parity of a FUNDING_FEE settlement
+        return applied
     if isinstance(event, MarginCall):
         logger.warning("margin call for account %s: %s", account_id, [p.symbol for p in event.positions])
         return Applied("ignored", detail="margin call (advisory)")
