@@ -257,14 +257,11 @@ class LiveExecutionAdapter(ExecutionAdapter):
     # ------------------------------------------------------------------ orders
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
-        # Parity: paper's shadow of this fill, its book read beside the send (never fails the order).
-        return shadowed(
-            self.account, order, self._execute_market_order, requests_sent=lambda: self.client.requests_sent
-        )
-
-    def _execute_market_order(self, order: MarketOrder) -> Fill:
         self.ensure_setup(order.symbol, order.leverage)
+        # Parity: paper's shadow of this fill, its book read beside the send (never fails the order).
+        return shadowed(self.account, order, self._send_market_order, requests_sent=lambda: self.client.requests_sent)
 
+    def _send_market_order(self, order: MarketOrder) -> Fill:
         def send() -> OrderResult:
             return self.client.new_order(
                 symbol=order.symbol,
