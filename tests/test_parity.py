@@ -152,10 +152,10 @@ def test_a_failed_write_never_fails_the_order(sim, live, monkeypatch):
 
     account, _remote = live
 
-    def broken(**kwargs: Any) -> Any:
+    def broken(*args: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(market_orders, "market_kind", broken)
+    monkeypatch.setattr(market_orders, "kind_of", broken)
     result = ExecutionService(account, sleep=no_sleep).execute_market_order(
         symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
     )
@@ -181,3 +181,24 @@ def test_a_rejected_order_records_nothing_and_raises_as_before(sim, live):
             symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
         )
     assert not ParityRecord.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("side", "reduce_only", "position", "kind"),
+    [
+        ("BUY", False, None, "entry"),
+        ("SELL", True, None, "close"),
+        ("BUY", False, ("LONG", Decimal("1")), "entry"),
+        ("SELL", False, ("LONG", Decimal("1")), "close"),  # 0.5 of 1: a partial close
+        ("SELL", False, ("LONG", Decimal("0.5")), "close"),
+        ("SELL", False, ("LONG", Decimal("0.2")), "flip"),
+        ("BUY", False, ("SHORT", Decimal("0.2")), "flip"),
+        ("BUY", True, ("SHORT", Decimal("0.2")), "close"),
+    ],
+)
+def test_the_kind_is_judged_on_the_position_before_the_fill(side, reduce_only, position, kind):
+    from execution.services.adapters.base import MarketOrder
+    from execution.services.parity.market_orders import kind_of
+
+    order = MarketOrder("BTCUSDT", side, Decimal("0.5"), "x1-a", 5, reduce_only=reduce_only)
+    assert kind_of(order, position) == kind

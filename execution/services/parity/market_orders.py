@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.db.models import Subquery
 
 from accounts.models import Account
 from execution.aster.replies import OrderBook
@@ -138,17 +139,13 @@ def market_record_fields(
     shadow = shadow_of_book(book, order.side, fill.quantity)
     age_ms = sent_ms - book.time_ms
     note = "" if shadow.covered >= fill.quantity else f"the book covered {shadow.covered} of {fill.quantity}"
-    trade_id = (
-        Trade.objects.filter(account_id=account.pk, client_order_id=order.client_order_id)
-        .values_list("pk", flat=True)
-        .first()
-    )
+    trade_id, position = _trade_and_position(account_id=account.pk, order=order)
     return {
         "account_id": account.pk,
         "trade_id": trade_id,
         "source_key": order.client_order_id,
         "symbol": order.symbol,
-        "kind": market_kind(account_id=account.pk, order=order),
+        "kind": kind_of(order, position),
         "side": order.side,
         "quantity": fill.quantity,
         "live_price": fill.price,
@@ -163,20 +160,33 @@ def market_record_fields(
     }
 
 
-def market_kind(*, account_id: int, order: MarketOrder) -> str:
-    """Entry, close or flip, judged on the position before this fill is booked (the order path
-    books it after the adapter returns)."""
-    position = (
-        Position.objects.filter(account_id=account_id, symbol=order.symbol, status=PositionStatus.OPEN)
-        .values_list("side", "quantity")
+def _trade_and_position(*, account_id: int, order: MarketOrder) -> tuple[int | None, tuple[str, Decimal] | None]:
+    """The order's Trade id and the open position (side, quantity) before this fill is booked
+    (the order path books it after the adapter returns), in one query."""
+    open_position = Position.objects.filter(account_id=account_id, symbol=order.symbol, status=PositionStatus.OPEN)
+    row = (
+        Trade.objects.filter(account_id=account_id, client_order_id=order.client_order_id)
+        .annotate(
+            position_side=Subquery(open_position.values("side")[:1]),
+            position_quantity=Subquery(open_position.values("quantity")[:1]),
+        )
+        .values_list("pk", "position_side", "position_quantity")
         .first()
     )
+    if row is None:  # no intent row (an adapter used on its own): the position alone
+        return None, open_position.values_list("side", "quantity").first()
+    trade_id, side, quantity = row
+    return trade_id, (side, Decimal(quantity)) if side is not None else None
+
+
+def kind_of(order: MarketOrder, position: tuple[str, Decimal] | None) -> str:
+    """Entry, close or flip, judged on the position before this fill."""
     if position is None:
         return ParityKind.CLOSE if order.reduce_only else ParityKind.ENTRY
     side, quantity = position
     opposite = (side == "LONG") == (order.side == "SELL")
     if not opposite:
         return ParityKind.ENTRY
-    if order.reduce_only or order.quantity <= Decimal(quantity):
+    if order.reduce_only or order.quantity <= quantity:
         return ParityKind.CLOSE
     return ParityKind.FLIP
