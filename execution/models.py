@@ -608,7 +608,7 @@ class ParityRecord(models.Model):
             models.Index(fields=["account", "-created_at"], name="parity_account_recent"),
             # The market stream looks for TP/SL records waiting for paper's trigger on every batch.
             models.Index(
-                fields=["symbol"],
+                fields=["created_at"],
                 condition=Q(shadow_at__isnull=True, kind__in=["take_profit", "stop_loss"]),
                 name="parity_awaiting_trigger",
             ),

@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['account', '-created_at'], name='parity_account_recent'), models.Index(condition=models.Q(('kind__in', ['take_profit', 'stop_loss']), ('shadow_at__isnull', True)), fields=['symbol'], name='parity_awaiting_trigger')],
+                'indexes': [models.Index(fields=['account', '-created_at'], name='parity_account_recent'), models.Index(condition=models.Q(('kind__in', ['take_profit', 'stop_loss']), ('shadow_at__isnull', True)), fields=['created_at'], name='parity_awaiting_trigger')],
                 'constraints': [models.UniqueConstraint(fields=('account', 'source_key'), name='one_parity_record_per_fill'), models.UniqueConstraint(condition=models.Q(('trade__isnull', False)), fields=('trade',), name='one_parity_record_per_trade'), models.CheckConstraint(condition=models.Q(('kind__in', ['entry', 'close', 'flip', 'take_profit', 'stop_loss', 'funding'])), name='parity_kind_valid'), models.CheckConstraint(condition=models.Q(('quantity__gte', 0)), name='parity_quantity_not_negative')],
             },
         ),

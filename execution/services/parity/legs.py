@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
 from django.utils import timezone
 
 from execution.aster.streams.user_events import OrderTradeUpdate
@@ -116,18 +115,17 @@ def complete_trigger_shadows(symbols: Iterable[str]) -> int:
 def _complete(symbols: set[str]) -> int:
     if not symbols:
         return 0
-    waiting = list(
-        ParityRecord.objects.filter(
-            kind__in=(ParityKind.TAKE_PROFIT, ParityKind.STOP_LOSS),
-            shadow_at__isnull=True,
-            symbol__in=symbols,
-            created_at__gte=timezone.now() - AWAIT_LIMIT,
-        ).select_related("pending_order")
-    )
+    # The waiting records are few (and on the partial index `parity_awaiting_trigger`); the moved
+    # symbols may be the whole market: filtered here rather than in a long IN list every second.
+    waiting = ParityRecord.objects.filter(
+        kind__in=(ParityKind.TAKE_PROFIT, ParityKind.STOP_LOSS),
+        shadow_at__isnull=True,
+        created_at__gte=timezone.now() - AWAIT_LIMIT,
+    ).select_related("pending_order")
     completed = 0
     for record in waiting:
         leg = record.pending_order
-        if leg is None:
+        if leg is None or record.symbol not in symbols:
             continue
         reading = _reading(leg)
         if reading is None or not is_crossed(leg, reading.value):
@@ -139,10 +137,9 @@ def _complete(symbols: set[str]) -> int:
             "live_fee": record.live_fee,
             "side": record.side,
         }
-        with transaction.atomic():
-            completed += ParityRecord.objects.filter(pk=record.pk, shadow_at__isnull=True).update(
-                **shadow_fields(live, reading)
-            )
+        completed += ParityRecord.objects.filter(pk=record.pk, shadow_at__isnull=True).update(
+            **shadow_fields(live, reading)
+        )
     return completed
 
 
