@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import Subquery
+from django.db import connection
 
 from accounts.models import Account
 from execution.aster.replies import OrderBook
@@ -162,21 +162,26 @@ def market_record_fields(
 
 def _trade_and_position(*, account_id: int, order: MarketOrder) -> tuple[int | None, tuple[str, Decimal] | None]:
     """The order's Trade id and the open position (side, quantity) before this fill is booked
-    (the order path books it after the adapter returns), in one query."""
-    open_position = Position.objects.filter(account_id=account_id, symbol=order.symbol, status=PositionStatus.OPEN)
-    row = (
-        Trade.objects.filter(account_id=account_id, client_order_id=order.client_order_id)
-        .annotate(
-            position_side=Subquery(open_position.values("side")[:1]),
-            position_quantity=Subquery(open_position.values("quantity")[:1]),
+    (the order path books it after the adapter returns), in one statement. Plain SQL: the ORM's
+    version of this join cost ~2 ms of query building on the order's way to its booking."""
+    trade, position = Trade._meta.db_table, Position._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.id, p.side, p.quantity FROM {trade} t "
+            f"LEFT JOIN {position} p ON p.account_id = t.account_id AND p.symbol = %s AND p.status = %s "
+            "WHERE t.account_id = %s AND t.client_order_id = %s",
+            [order.symbol, PositionStatus.OPEN, account_id, order.client_order_id],
         )
-        .values_list("pk", "position_side", "position_quantity")
-        .first()
-    )
-    if row is None:  # no intent row (an adapter used on its own): the position alone
-        return None, open_position.values_list("side", "quantity").first()
+        row = cursor.fetchone()
+        if row is None:  # no intent row (an adapter used on its own): the position alone
+            cursor.execute(
+                f"SELECT NULL, side, quantity FROM {position} WHERE account_id = %s AND symbol = %s AND status = %s",
+                [account_id, order.symbol, PositionStatus.OPEN],
+            )
+            row = cursor.fetchone() or (None, None, None)
     trade_id, side, quantity = row
-    return trade_id, (side, Decimal(quantity)) if side is not None else None
+    # SQLite hands a decimal column back as a number: through str, as the ORM would.
+    return trade_id, (str(side), Decimal(str(quantity))) if side is not None else None
 
 
 def kind_of(order: MarketOrder, position: tuple[str, Decimal] | None) -> str:
