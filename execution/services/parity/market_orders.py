@@ -51,7 +51,7 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-SEND_POLL_SECONDS = 0.0002
+SEND_POLL_SECONDS = 0.001  # few wake-ups (each takes the GIL) while the order is being built
 SEND_WAIT_SECONDS = 0.05  # the worker reads the book anyway this long after the order path began
 
 
