@@ -18,9 +18,17 @@ def save_record(**fields: Any) -> ParityRecord | None:
     second record for the same fill is ignored (the unique constraints decide); any other
     failure is logged and counted. Returns the record, or None."""
     try:
-        if not transaction.get_connection().in_atomic_block:
-            return ParityRecord.objects.create(**fields)  # autocommit: one round trip
-        with transaction.atomic():  # a savepoint: the caller's transaction survives a failure
+        connection = transaction.get_connection()
+        if connection.in_atomic_block:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives a failure
+                return ParityRecord.objects.create(**fields)
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # The order path does not wait for this row's WAL flush: a record lost in a
+                # crash is acceptable. Only in a transaction of our own (SET LOCAL would
+                # otherwise carry over to a caller's transaction).
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
             return ParityRecord.objects.create(**fields)
     except IntegrityError:
         logger.info("parity: %s of account %s already recorded", fields.get("source_key"), fields.get("account_id"))
