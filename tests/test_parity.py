@@ -202,3 +202,19 @@ def test_the_kind_is_judged_on_the_position_before_the_fill(side, reduce_only, p
 
     order = MarketOrder("BTCUSDT", side, Decimal("0.5"), "x1-a", 5, reduce_only=reduce_only)
     assert kind_of(order, position) == kind
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_record_written_on_its_own_leaves_the_connection_committing_synchronously():
+    from django.db import connection
+
+    from execution.services.parity.recording import save_record
+
+    account = LiveV1AccountFactory()
+    record = save_record(account_id=account.pk, source_key="k", symbol="BTCUSDT", kind="entry", quantity=Decimal("1"))
+    assert record is not None and ParityRecord.objects.filter(pk=record.pk).exists()
+    assert save_record(account_id=account.pk, source_key="k", symbol="BTCUSDT", kind="entry", quantity=1) is None
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
