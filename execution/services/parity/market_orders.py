@@ -4,7 +4,7 @@ Why a worker thread, and why it waits for the send: the book must be the one of 
 sending, and reading it first would put a REST round trip on the order path; reading it in a
 thread from the start still cost the order ~1 ms before the wire (the thread's request building
 and JSON parsing compete for the GIL with the order's own; bench/parity.py). So the worker
-sleeps (0.2 ms polls, GIL released) until the order's client has handed its POST to the
+sleeps (1 ms polls, GIL released) until the order's client has handed its POST to the
 session, then reads the book while the order is on the wire. The order's reply and its
 userTrades read take longer than the book read, so the join after the fill rarely waits (at
 most PARITY_BOOK_WAIT_SECONDS). The book's exchange time against the send is recorded
