@@ -4,6 +4,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -78,6 +79,14 @@ class Account(models.Model):
         help_text="Live only: the exchange's wallet balance, from the user-data stream.",
     )
     live_balance_at = models.DateTimeField(null=True, blank=True, editable=False)
+    shadow_paper_account = models.OneToOneField(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="shadowed_live_account",
+        help_text="Live only: a paper account of the same owner that receives every decision of this one (parity).",
+    )
     reconcile_lease_until = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Held by the reconciliation running for this account."
     )
@@ -122,6 +131,26 @@ class Account(models.Model):
         from accounts.credentials import validate_credentials
 
         validate_credentials(self)
+        validate_shadow_paper_account(self)
+
+
+def validate_shadow_paper_account(account: Account) -> None:
+    """A shadow paper account belongs to a live account: it must be a paper account of the same
+    owner, not the account itself."""
+    shadow_id = account.shadow_paper_account_id
+    if shadow_id is None:
+        return
+    if account.is_paper_trading:
+        raise ValidationError({"shadow_paper_account": "only a live account can have a shadow paper account"})
+    if account.pk is not None and shadow_id == account.pk:
+        raise ValidationError({"shadow_paper_account": "an account cannot shadow itself"})
+    shadow = Account.objects.filter(pk=shadow_id).only("owner_id", "is_paper_trading").first()
+    if shadow is None:
+        raise ValidationError({"shadow_paper_account": f"account {shadow_id} does not exist"})
+    if not shadow.is_paper_trading:
+        raise ValidationError({"shadow_paper_account": "the shadow account must be a paper account"})
+    if shadow.owner_id != account.owner_id:
+        raise ValidationError({"shadow_paper_account": "the shadow account must belong to the same owner"})
 
 
 class ExecutionEvent(models.Model):

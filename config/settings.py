@@ -386,6 +386,14 @@ EXECUTION_STALE_PRICE_SECONDS = env.int("EXECUTION_STALE_PRICE_SECONDS", default
 # (risk_context.reserved_margin); what it can miss is activity outside this service (manual
 # trades, transfers) for this long, which the exchange's own margin check still refuses.
 LIVE_BALANCE_CACHE_SECONDS = _seconds_setting("LIVE_BALANCE_CACHE_SECONDS", 2.0, zero=True)
+# Paper<->live parity (execution.services.parity): a shadow fill for every live fill.
+PARITY_ENABLED = env.bool("PARITY_ENABLED", default=True)
+# A shadow built on a book further than this from the send (either way) is marked stale.
+PARITY_MAX_BOOK_AGE_MS = env.int("PARITY_MAX_BOOK_AGE_MS", default=1000)
+if PARITY_MAX_BOOK_AGE_MS < 1:
+    raise ImproperlyConfigured(f"PARITY_MAX_BOOK_AGE_MS must be a positive number of ms, got {PARITY_MAX_BOOK_AGE_MS}.")
+# After the live fill, how long the order path waits at most for the concurrent book read.
+PARITY_BOOK_WAIT_SECONDS = _seconds_setting("PARITY_BOOK_WAIT_SECONDS", 2.0, zero=True)
 # --- Operations -------------------------------------------------------------------------
 # Unset: /metrics answers loopback clients only. Set: it needs `Authorization: Bearer <token>`.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -130,7 +130,9 @@ def submit_decision(
         if replay := _replay(account, idempotency_key, payload):
             return replay
         raise
-    return Submission(execute_decision(decision), created=True)
+    executed = execute_decision(decision)
+    mirror_to_shadow(executed)  # after the live decision's own path; never fails it
+    return Submission(executed, created=True)
 
 
 def _replay(account: Account, idempotency_key: str, payload: dict[str, Any]) -> Submission | None:
@@ -297,3 +299,61 @@ def _finish(decision: Decision, status: str, reason: str, fields: list[str] | No
                 update_fields=list(outcome),
             )
     return decision
+
+
+# ---------------------------------------------------------------------- shadow paper accounts
+
+SHADOW_KEY_PREFIX = "shadow-"
+DECISION_MISMATCH = "parity.decision_mismatch"
+
+
+def mirror_to_shadow(decision: Decision) -> Decision | None:
+    """Submit a live account's decision again, with the same parameters, to its shadow paper
+    account (Account.shadow_paper_account), so that the two equity curves can be compared. Runs
+    after the live decision is final; a failure here is logged, never raised. When the two
+    outcomes differ (one side refused or failed what the other executed), a
+    `parity.decision_mismatch` event is recorded on the live account (the parity report lists it)."""
+    account = decision.account
+    if account.is_paper_trading or account.shadow_paper_account_id is None:
+        return None
+    try:
+        shadow_account = Account.objects.get(pk=account.shadow_paper_account_id)
+        if not shadow_account.is_paper_trading:  # validated on save; re-checked: never a second live order
+            logger.warning("account %s: its shadow account %s is not a paper account", account.pk, shadow_account.pk)
+            return None
+        shadow = submit_decision(
+            account=shadow_account,
+            symbol=decision.symbol,
+            action=decision.action,
+            quantity=decision.quantity,
+            leverage=decision.leverage,
+            take_profit=decision.take_profit,
+            stop_loss=decision.stop_loss,
+            idempotency_key=f"{SHADOW_KEY_PREFIX}{decision.pk}",
+        ).decision
+        if shadow.status != decision.status:
+            _record_mismatch(decision, shadow)
+        return shadow
+    except Exception:
+        logger.exception("decision %s: its shadow paper decision failed", decision.pk)
+        return None
+
+
+def _record_mismatch(decision: Decision, shadow: Decision) -> None:
+    record_event(
+        account=decision.account,
+        kind=DECISION_MISMATCH,
+        subject=decision,
+        message=f"live {decision.status}, shadow paper {shadow.status}",
+        data={
+            "decision": decision.pk,
+            "shadow_decision": shadow.pk,
+            "shadow_account": shadow.account_id,
+            "symbol": decision.symbol,
+            "action": decision.action,
+            "live_status": decision.status,
+            "shadow_status": shadow.status,
+            "live_reason": decision.reason,
+            "shadow_reason": shadow.reason,
+        },
+    )

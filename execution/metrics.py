@@ -53,6 +53,7 @@ STREAM_FRAMES_DROPPED = Counter(
     "execution_stream_frames_dropped", "Stream frames or items dropped as bad, by stream kind.", ["kind"]
 )
 ALERT_DELIVERIES = Counter("execution_alert_deliveries", "Alert deliveries by outcome.", ["outcome"])
+PARITY_FAILURES = Counter("execution_parity_failures", "Parity shadows not recorded, by stage.", ["stage"])
 
 
 @contextmanager

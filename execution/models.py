@@ -557,3 +557,73 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message[:60]}"
+
+
+class ParityKind(models.TextChoices):
+    ENTRY = "entry", "Entry"
+    CLOSE = "close", "Close"
+    FLIP = "flip", "Flip"
+    TAKE_PROFIT = "take_profit", "Take-profit"
+    STOP_LOSS = "stop_loss", "Stop-loss"
+    FUNDING = "funding", "Funding"
+
+
+class ParityRecord(models.Model):
+    """What paper would have done for one live fill (or one funding settlement), next to what live
+    did (execution.services.parity). Slippage is signed so that live worse than paper is positive,
+    for buys and sells; fee_diff = live fee - shadow fee. Written outside the order's
+    transactions; a failure to write one never fails the order."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="parity_records")
+    trade = models.ForeignKey(Trade, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    pending_order = models.ForeignKey(PendingOrder, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # What the record is about, unique per account: the trade's client order id, the leg fill's
+    # `<leg client id>:<exchange trade id>`, or `funding:<symbol>:<funding time ms>`.
+    source_key = models.CharField(max_length=120)
+    symbol = models.CharField(max_length=32)
+    kind = models.CharField(max_length=16, choices=ParityKind.choices)
+    side = models.CharField(max_length=4, choices=Side.choices, blank=True, default="")
+    quantity = money_field()
+    live_price = money_field(null=True, blank=True)
+    shadow_price = money_field(null=True, blank=True)
+    slippage_bps = money_field(null=True, blank=True)
+    live_fee = money_field(default=Decimal("0"))
+    shadow_fee = money_field(default=Decimal("0"))
+    fee_diff = money_field(default=Decimal("0"))
+    # TP/SL: when the exchange filled vs when paper's trigger rule would have fired (ms, positive:
+    # paper later), and the trigger-time price paper would have used.
+    live_at = models.DateTimeField(null=True, blank=True)
+    shadow_at = models.DateTimeField(null=True, blank=True)
+    trigger_delay_ms = models.IntegerField(null=True, blank=True)
+    trigger_price_diff = money_field(null=True, blank=True)
+    # Market orders: the book's exchange time relative to the send (positive: the book is older).
+    book_age_ms = models.IntegerField(null=True, blank=True)
+    stale = models.BooleanField(default=False)
+    # Funding: what live paid (positive: paid) and what paper's rule would have charged.
+    live_funding = money_field(null=True, blank=True)
+    shadow_funding = money_field(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="parity_account_recent"),
+            # The market stream looks for TP/SL records waiting for paper's trigger on every batch.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(shadow_at__isnull=True, kind__in=["take_profit", "stop_loss"]),
+                name="parity_awaiting_trigger",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "source_key"], name="one_parity_record_per_fill"),
+            models.UniqueConstraint(
+                fields=["trade"], condition=Q(trade__isnull=False), name="one_parity_record_per_trade"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=ParityKind.values), name="parity_kind_valid"),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="parity_quantity_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"parity {self.kind} {self.symbol} {self.slippage_bps} bps"

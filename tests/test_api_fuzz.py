@@ -51,7 +51,7 @@ from tests.factories import LiveV1AccountFactory, PaperAccountFactory, UserFacto
 
 EXAMPLES = 25  # per operation and mode; POST /api/decisions/ gets POST_EXAMPLES
 POST_EXAMPLES = 100  # 32 x 2 x 25 + 2 x 100 = 1800 requests at most
-OPERATIONS = 33  # every operation of the schema (the controls, lifecycle and history endpoints too)
+OPERATIONS = 34  # every operation of the schema (the controls, lifecycle and history endpoints too; parity)
 SEED = 20251127
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 MODELS = {"decisions": Decision, "trades": Trade, "positions": Position, "pending-orders": PendingOrder}

@@ -42,6 +42,7 @@ from execution.services import price_cache
 from execution.services.exchange import public_client
 from execution.services.paper import sweep
 from execution.services.paper.sweep import SweepReport
+from execution.services.parity.legs import complete_trigger_shadows
 from execution.streams.process import StreamSupervisor
 from execution.streams.status import StatusBoard, StreamHealth
 
@@ -370,6 +371,7 @@ def react_where_paper_trades(symbols: set[str]) -> SweepReport:
     position: a reaction over the whole market (200+ symbols a second) costs far more than the
     two small queries that say where there is anything to do. Read at reaction time, so an
     order placed just before its price moves is never left out."""
+    complete_trigger_shadows(symbols)  # parity: live TP/SL fills waiting for paper's trigger (never raises)
     relevant = symbols & paper_symbols().reactive
     if not relevant:
         return SweepReport()

@@ -45,6 +45,7 @@ from execution.services.adapters.base import (
 )
 from execution.services.brackets import DEFAULT_TIERS, tiers_from_exchange
 from execution.services.exchange import client_for_account
+from execution.services.parity.market_orders import shadowed
 from execution.services.position_math import MaintenanceTier, q
 
 logger = logging.getLogger(__name__)
@@ -257,7 +258,10 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
         self.ensure_setup(order.symbol, order.leverage)
+        # Parity: paper's shadow of this fill, its book read beside the send (never fails the order).
+        return shadowed(self.account, order, self._send_market_order, requests_sent=lambda: self.client.requests_sent)
 
+    def _send_market_order(self, order: MarketOrder) -> Fill:
         def send() -> OrderResult:
             return self.client.new_order(
                 symbol=order.symbol,

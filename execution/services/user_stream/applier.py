@@ -40,6 +40,8 @@ from execution.exceptions import ExecutionError, InvalidTransition
 from execution.models import ReconciliationRun, ReconciliationStatus
 from execution.services.adapters.base import ExecutionAdapter
 from execution.services.adapters.factory import get_execution_adapter
+from execution.services.parity.funding import record_funding
+from execution.services.parity.legs import record_leg_fill
 from execution.services.protection import cancel_legs_left_resting
 from execution.services.reconciliation import reconcile_account
 from execution.services.user_stream.account_updates import apply_account_update, position_mismatches
@@ -62,7 +64,9 @@ def apply_user_event(
     if isinstance(event, OrderTradeUpdate):
         return _apply_order_update(account_id, event, lazy)
     if isinstance(event, AccountUpdate):
-        return apply_account_update(account_id=account_id, event=event)
+        applied = apply_account_update(account_id=account_id, event=event)
+        record_funding(account_id=account_id, event=event)  # parity of a FUNDING_FEE settlement
+        return applied
     if isinstance(event, MarginCall):
         logger.warning("margin call for account %s: %s", account_id, [p.symbol for p in event.positions])
         return Applied("ignored", detail="margin call (advisory)")
@@ -74,6 +78,7 @@ def apply_user_event(
 def _apply_order_update(account_id: int, event: OrderTradeUpdate, adapter: _LazyAdapter) -> Applied:
     if event.is_fill:
         booked = apply_execution(account_id=account_id, event=event)
+        record_leg_fill(account_id=account_id, event=event, trade=booked.trade)  # parity, after the commit
         if booked.legs_made_final:  # after the commit: the sibling (or every leg) cancelled there too
             failed = cancel_legs_left_resting(adapter=adapter.get(), account=adapter.get().account)
             if failed:
