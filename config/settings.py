@@ -204,7 +204,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGIN_URL = "dashboard:login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 # The live accounts' parity panel reads GET /api/accounts/{id}/parity/ (issue 18): on once that exists.
-DASHBOARD_PARITY_PANEL = env.bool("DASHBOARD_PARITY_PANEL", default=False)
+DASHBOARD_PARITY_PANEL = env.bool("DASHBOARD_PARITY_PANEL", default=True)
 DASHBOARD_POLL_MS = env.int("DASHBOARD_POLL_MS", default=1500)
 
 REDIS_URL = env.str("REDIS_URL", default="")

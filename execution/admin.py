@@ -31,6 +31,7 @@ from execution.models import (
     ExecutionEvent,
     FundingPayment,
     Heartbeat,
+    ParityRecord,
     PendingOrder,
     Position,
     PositionStatus,
@@ -563,6 +564,31 @@ class ExchangeFillAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["symbol"]
     search_fields = ["exchange_order_id", "client_order_id"]
+
+
+@admin.register(ParityRecord)
+class ParityRecordAdmin(ReadOnlyAdmin):
+    """What paper would have done for each live fill (execution.services.parity); the report is
+    `manage.py parity_report` and GET /api/accounts/{id}/parity/."""
+
+    list_display = [
+        "created_at",
+        "account",
+        "symbol",
+        "kind",
+        "side",
+        decimal_column("quantity", "qty"),
+        decimal_column("live_price", "live"),
+        decimal_column("shadow_price", "paper"),
+        decimal_column("slippage_bps", "slip bps"),
+        decimal_column("fee_diff", "fee diff"),
+        "trigger_delay_ms",
+        "book_age_ms",
+        "stale",
+    ]
+    list_filter = [ModeFilter, "kind", "stale", "symbol"]
+    search_fields = ["symbol", "source_key", "account__name"]
+    list_select_related = ["account"]
 
 
 @admin.register(Heartbeat)

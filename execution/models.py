@@ -626,4 +626,5 @@ class ParityRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"parity {self.kind} {self.symbol} {self.slippage_bps} bps"
+        slippage = "-" if self.slippage_bps is None else plain_decimal(self.slippage_bps)
+        return f"parity {self.kind} {self.symbol} {slippage} bps"

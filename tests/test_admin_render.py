@@ -26,6 +26,7 @@ from execution.models import (
     ExchangeFill,
     FundingPayment,
     Heartbeat,
+    ParityRecord,
     PendingOrder,
     Position,
     PriceCacheEntry,
@@ -343,6 +344,21 @@ def make_rows() -> dict[str, object]:
         realized_pnl=Decimal("0"),
     )
     Heartbeat.objects.create(name="paper_sweep", beat_at=at(11), seconds=0.0)
+    ParityRecord.objects.create(
+        account=live,
+        source_key="x1-parity-entry",
+        symbol="BTCUSDT",
+        kind="entry",
+        side="BUY",
+        quantity=Decimal("0.0200000000"),
+        live_price=Decimal("64000.5000000000"),
+        shadow_price=Decimal("63999.5000000000"),
+        slippage_bps=Decimal("0.1562500000"),
+        live_fee=Decimal("0.4480000000"),
+        shadow_fee=Decimal("0.4479965000"),
+        fee_diff=Decimal("0.0000035000"),
+        book_age_ms=12,
+    )
     Decision.objects.create(
         account=paper,
         symbol="BTCUSDT",
@@ -373,6 +389,7 @@ EXPECTED_IN_LIST = {
     "alert": ["liquidated at 58800.45"],
     "executionevent": ["filled 0.01 BTCUSDT at 65000.5"],
     "decision": ["70000", "60000.5", "0.01"],
+    "parityrecord": ["64000.5", "63999.5", "0.15625", "0.0000035", "0.02"],
 }
 
 

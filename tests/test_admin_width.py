@@ -43,6 +43,7 @@ LISTS = [
     "execution/exchangefill",
     "execution/heartbeat",
     "decisions/decision",
+    "execution/parityrecord",
 ]
 
 

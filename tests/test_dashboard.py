@@ -46,7 +46,7 @@ def test_logging_in_opens_the_dashboard_with_its_config_and_a_csrf_cookie(trader
     config = json.loads(
         re.search(r'<script id="dashboard-config" type="application/json">(.*?)</script>', html).group(1)
     )
-    assert config == {"api": "/api/", "login": "/dashboard/login/", "parity_panel": False, "poll_ms": 1500}
+    assert config == {"api": "/api/", "login": "/dashboard/login/", "parity_panel": True, "poll_ms": 1500}
     # Assets are served by Django (no CDN): the module, the chart library and its licence.
     assert "/static/dashboard/dashboard.js" in html
     assert "http://" not in html.replace("http://testserver", "") and "https://" not in html

@@ -255,8 +255,8 @@ def test_the_equity_chart_loads_with_data_and_says_it_is_demo_data(page, trader)
 
 
 def test_a_live_account_is_unmistakable_and_its_parity_panel_shows_only_when_the_api_answers(page, trader, settings):
-    """Issue 18's parity endpoint is not in this branch: the browser's requests for it are answered
-    here (Playwright's routing), first 404 (the panel stays hidden, quietly), then 200."""
+    """The panel's two answers, arranged with Playwright's routing: first 404 (an account the
+    endpoint does not know: the panel stays hidden, quietly), then 200."""
     from tests.factories import LiveV1AccountFactory
 
     settings.DASHBOARD_PARITY_PANEL = True
@@ -311,3 +311,36 @@ def test_a_live_account_is_unmistakable_and_its_parity_panel_shows_only_when_the
     assert page.locator("#parity-histogram .bar").count() == 4
     assert page.locator("#parity-groups tbody tr").count() == 1
     shot(page, "live-parity")
+
+
+def test_a_live_accounts_parity_panel_shows_its_records_from_the_real_endpoint(page, trader):
+    """The parity panel against issue 18's own endpoint (no routing): slippage per record, in bps."""
+    from execution.models import ParityRecord
+    from tests.factories import LiveV1AccountFactory
+
+    page, _ = page
+    live = LiveV1AccountFactory(owner=trader, name="live-parity")
+    for n, slippage in enumerate(["0.5", "1.5", "1.7", "-0.4", "3.2"]):
+        ParityRecord.objects.create(
+            account=live,
+            source_key=f"x{live.pk}-entry-{n}",
+            symbol="BTCUSDT",
+            kind="entry",
+            side="BUY",
+            quantity=Decimal("0.01"),
+            live_price=Decimal("65000"),
+            shadow_price=Decimal("65000"),
+            slippage_bps=Decimal(slippage),
+            live_fee=Decimal("0.2275"),
+            shadow_fee=Decimal("0.2275"),
+            book_age_ms=20,
+        )
+    log_in(page, trader)
+    page.locator("#account-select").select_option(str(live.pk))
+    page.locator(f'body[data-loaded="{live.pk}"]').wait_for(state="attached")
+    page.locator("#parity-panel").wait_for(state="visible")
+    assert page.locator("#parity-histogram .bar").count() >= 2
+    groups = page.locator("#parity-groups tbody tr")
+    assert groups.count() == 1
+    assert "BTCUSDT" in groups.first.inner_text()
+    shot(page, "live-parity-real")
