@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -25,27 +25,25 @@ def live(sim, db):
     return LiveV1AccountFactory(), sim.exchange.accounts["demo-v1"]
 
 
-def move_book_at_submission(sim: Any, symbol: str, by: Decimal) -> threading.Event:
-    """Arrange the race: the venue serves the parity book read first, then, when the MARKET order
-    arrives, the price (and the whole book with it) moves by `by` before the order walks it."""
-    served = threading.Event()
-    sym = sim.exchange.symbols[symbol]
-    book, place = sym.book, sim.exchange.place_order
+MATCHING_SECONDS = 0.02  # a market order's way through a venue's risk checks and matching
 
-    def serve_book(limit: int) -> Any:
-        levels = book(limit)
-        served.set()
-        return levels
+
+def move_book_at_submission(sim: Any, symbol: str, by: Decimal) -> None:
+    """Arrange the move: the MARKET order takes MATCHING_SECONDS through the venue (which waits
+    for nothing else: it knows nothing of the parity read), and the price, with the whole book,
+    moves by `by` just before the order walks it. The parity read was started before the send,
+    so it is served the book from before the move. (With no matching time at all, the read and
+    the order race on the local simulator: the read thread and the order share the GIL.)"""
+    sym = sim.exchange.symbols[symbol]
+    place = sim.exchange.place_order
 
     def place_order(account: Any, params: dict[str, str]) -> Any:
         if params.get("type") == "MARKET":
-            assert served.wait(5), "the parity book read never reached the venue"
+            time.sleep(MATCHING_SECONDS)
             sim.exchange.set_price(symbol, sym.price + by)
         return place(account, params)
 
-    sym.book = serve_book
     sim.exchange.place_order = place_order
-    return served
 
 
 def test_a_static_book_gives_zero_slippage_for_entries_and_closes(sim, live):
@@ -113,10 +111,10 @@ def test_a_book_older_than_the_bound_is_marked_stale(sim, live, settings, monkey
     settings.PARITY_MAX_BOOK_AGE_MS = 1000
     real = market_orders.book_covering
 
-    def old_book(symbol: str, side: str, quantity: Decimal) -> Any:
+    def old_book(symbol: str, side: str, quantity: Decimal, client: Any = None) -> Any:
         from dataclasses import replace
 
-        book = real(symbol, side, quantity)
+        book = real(symbol, side, quantity, client=client)
         return replace(book, time_ms=book.time_ms - 5000)
 
     monkeypatch.setattr(market_orders, "book_covering", old_book)
@@ -134,7 +132,7 @@ def test_a_failed_book_read_never_fails_the_order(sim, live, monkeypatch, caplog
     account, remote = live
     before = PARITY_FAILURES.labels(stage="book")._value.get()
 
-    def broken(*args: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("depth down")
 
     monkeypatch.setattr(market_orders, "book_covering", broken)
@@ -142,7 +140,9 @@ def test_a_failed_book_read_never_fails_the_order(sim, live, monkeypatch, caplog
         symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
     )
     assert result.trade.status == "filled" and remote.positions["BTCUSDT"].amount == Decimal("0.02")
-    assert not ParityRecord.objects.exists()
+    record = ParityRecord.objects.get()  # the fill is still counted, without a shadow
+    assert record.shadow_price is None and record.slippage_bps is None and record.fee_diff == 0
+    assert record.note == "no book: the read failed"
     assert PARITY_FAILURES.labels(stage="book")._value.get() == before + 1
     assert "parity book failed" in caplog.text
 
@@ -155,7 +155,7 @@ def test_a_failed_write_never_fails_the_order(sim, live, monkeypatch):
     def broken(*args: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(market_orders, "kind_of", broken)
+    monkeypatch.setattr(market_orders, "kind_after", broken)
     result = ExecutionService(account, sleep=no_sleep).execute_market_order(
         symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
     )
@@ -186,22 +186,22 @@ def test_a_rejected_order_records_nothing_and_raises_as_before(sim, live):
 @pytest.mark.parametrize(
     ("side", "reduce_only", "position", "kind"),
     [
-        ("BUY", False, None, "entry"),
+        ("BUY", False, ("LONG", Decimal("0.5")), "entry"),  # opened
+        ("BUY", False, ("LONG", Decimal("1.5")), "entry"),  # added to
         ("SELL", True, None, "close"),
-        ("BUY", False, ("LONG", Decimal("1")), "entry"),
-        ("SELL", False, ("LONG", Decimal("1")), "close"),  # 0.5 of 1: a partial close
-        ("SELL", False, ("LONG", Decimal("0.5")), "close"),
-        ("SELL", False, ("LONG", Decimal("0.2")), "flip"),
-        ("BUY", False, ("SHORT", Decimal("0.2")), "flip"),
+        ("SELL", False, None, "close"),  # closed exactly
+        ("SELL", False, ("LONG", Decimal("0.5")), "close"),  # 0.5 of 1: a partial close
+        ("SELL", False, ("SHORT", Decimal("0.3")), "flip"),  # 0.2 long closed, 0.3 short opened
+        ("BUY", False, ("LONG", Decimal("0.3")), "flip"),
         ("BUY", True, ("SHORT", Decimal("0.2")), "close"),
     ],
 )
-def test_the_kind_is_judged_on_the_position_before_the_fill(side, reduce_only, position, kind):
+def test_the_kind_is_judged_on_the_position_after_the_fill(side, reduce_only, position, kind):
     from execution.services.adapters.base import MarketOrder
-    from execution.services.parity.market_orders import kind_of
+    from execution.services.parity.market_orders import kind_after
 
     order = MarketOrder("BTCUSDT", side, Decimal("0.5"), "x1-a", 5, reduce_only=reduce_only)
-    assert kind_of(order, position) == kind
+    assert kind_after(order, Decimal("0.5"), position) == kind
 
 
 @pytest.mark.postgres

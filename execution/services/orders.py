@@ -48,6 +48,7 @@ from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.ledger import lock_account
 from execution.services.market_data import MarketSnapshot, market_snapshot
+from execution.services.parity.market_orders import record_parked_shadow
 from execution.services.position_math import closing_side, q
 from execution.services.protection import (
     ProtectionSpec,
@@ -203,6 +204,7 @@ class ExecutionService:
             # too, after the new legs are placed (a position is never left without its stop).
             if legs_made_final:
                 cancel_legs_left_resting(adapter=self.adapter, account=self.account)
+        record_parked_shadow(account_id=self.account.pk, client_order_id=intent.trade.client_order_id)  # parity
         return result
 
     @staticmethod

@@ -258,8 +258,9 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
         self.ensure_setup(order.symbol, order.leverage)
-        # Parity: paper's shadow of this fill, its book read beside the send (never fails the order).
-        return shadowed(self.account, order, self._send_market_order, requests_sent=lambda: self.client.requests_sent)
+        # Parity: paper's shadow of this fill, its book read started just before the send (never
+        # fails the order; recorded after the protection, by the order service).
+        return shadowed(self.account, order, self._send_market_order, now_ms=self.client.now_ms)
 
     def _send_market_order(self, order: MarketOrder) -> Fill:
         def send() -> OrderResult:

@@ -1,22 +1,24 @@
 """The shadow of a live market order (entry, close, flip).
 
-Why a worker thread, and why it waits for the send: the book must be the one of the moment of
-sending, and reading it first would put a REST round trip on the order path; reading it in a
-thread from the start still cost the order ~1 ms before the wire (the thread's request building
-and JSON parsing compete for the GIL with the order's own; bench/parity.py). So the worker
-sleeps (1 ms polls, GIL released) until the order's client has handed its POST to the
-session, then reads the book while the order is on the wire. The order's reply and its
-userTrades read take longer than the book read, so the join after the fill rarely waits (at
-most PARITY_BOOK_WAIT_SECONDS). The book's exchange time against the send is recorded
-(`book_age_ms`, positive: the book is older than the send; typically a few ms negative: read
-just after); beyond PARITY_MAX_BOOK_AGE_MS either way the shadow is marked stale. A book read
-just after the order reached the venue may already show the order's own fill: for orders
-small against the visible book the difference is below a tick; the alternative (a
-depth20@100ms stream kept by the stream process) is in docs/design.md.
+The book is read over REST on a warm worker thread, STARTED just before the order is sent: the
+depth request leaves before the order's own request, so the venue serves the book of the moment
+before the send (not the post-fill book, which lacks the liquidity the order took). The send time
+is the exchange's clock (the client's offset-corrected `now_ms`), as is the book's time (its
+E/T), so `book_age_ms` = send - book is on one clock; beyond PARITY_MAX_BOOK_AGE_MS either way
+the shadow is marked stale.
 
-Nothing here may fail the order: the live adapter calls `shadowed` once, and every parity
-failure is logged and counted. The record is written after the fill, outside any transaction
-of the order path (its own savepoint when a caller holds one), before the order is booked.
+The order path never waits for the read before booking and protection: `shadowed` starts the
+read, sends, and parks what it needs; the order service calls `record_parked_shadow` after the
+protection is placed, which joins the read (what is left of PARITY_BOOK_WAIT_SECONDS since the
+send, usually nothing: the read finished long before the fill was booked and protected) and
+writes the record on the order's own thread and connection.
+
+A hung venue cannot starve later orders: at most BOOK_READERS reads run at once; when all are
+busy the read is skipped (the record says "no book"), a read not done in time is cancelled
+(`future.cancel()`, which only helps a queued one) and recorded as "no book", and the reads use
+a client of their own with short timeouts and no retry.
+
+Nothing here may fail the order: every parity failure is logged and counted.
 """
 
 from __future__ import annotations
@@ -24,18 +26,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
 
 from accounts.models import Account
+from execution.aster.client import AsterClient
 from execution.aster.replies import OrderBook
+from execution.metrics import PARITY_FAILURES
 from execution.models import ParityKind, ParityRecord, Position, PositionStatus, Trade
+from execution.services.exchange import weight_budget
 from execution.services.market_data import book_covering
 from execution.services.parity.arithmetic import shadow_of_book, slippage_bps
 from execution.services.parity.recording import failed, save_record
@@ -46,28 +53,32 @@ if TYPE_CHECKING:  # the live adapter calls this module: no import back at run t
 
 logger = logging.getLogger(__name__)
 BOOK_READERS = 4  # concurrent book reads across the process's order paths
+BOOK_CONNECT_TIMEOUT = 0.5  # seconds: a book this late is no use to a shadow
+BOOK_READ_TIMEOUT = 1.0
+PARKED_LIMIT = 256  # shadows whose order never reached the hook (an adapter used on its own)
+NO_BOOK_BUSY = "no book: every book reader was busy"
+NO_BOOK_LATE = "no book: the read did not finish in time"
+NO_BOOK_FAILED = "no book: the read failed"
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-
-
-SEND_POLL_SECONDS = 0.001  # few wake-ups (each takes the GIL) while the order is being built
-SEND_WAIT_SECONDS = 0.05  # the worker reads the book anyway this long after the order path began
+_free_readers = threading.BoundedSemaphore(BOOK_READERS)
+_parked: OrderedDict[tuple[int, str], ParkedShadow] = OrderedDict()
+_parked_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
-class SentBook:
-    """The book, and the wall-clock time (ms) the worker saw the order handed to the session."""
+class ParkedShadow:
+    """A live fill waiting for its record: the order, its fill, the read in flight (None: none
+    was started) and the send time on the exchange's clock."""
 
-    book: OrderBook
+    account_id: int
+    order: MarketOrder
+    fill: Fill
+    future: Future[OrderBook] | None
     sent_ms: int
-
-
-@dataclass(frozen=True)
-class BookWatch:
-    """A book read in flight."""
-
-    future: Future[SentBook]
+    started: float  # time.monotonic() at the send
+    note: str = ""
 
 
 def _readers() -> ThreadPoolExecutor:
@@ -78,92 +89,139 @@ def _readers() -> ThreadPoolExecutor:
         return _pool
 
 
+@lru_cache(maxsize=4)
+def _book_client(base_url: str) -> AsterClient:
+    """The readers' own public client: short timeouts, one attempt (a late book is worthless),
+    the process's weight budget."""
+    return AsterClient(
+        base_url,
+        connect_timeout=BOOK_CONNECT_TIMEOUT,
+        read_timeout=BOOK_READ_TIMEOUT,
+        max_get_attempts=1,
+        budget=weight_budget(),
+    )
+
+
 def shadowed(
     account: Account,
     order: MarketOrder,
     execute: Callable[[MarketOrder], Fill],
     *,
-    requests_sent: Callable[[], int],
+    now_ms: Callable[[], int],
 ) -> Fill:
-    """Execute `order` with `execute` and record its paper shadow. The order's outcome (its
-    fill, or its exception) is exactly what `execute` gives. `requests_sent`: the order's
-    client's request counter (it moves when the POST is handed to the session)."""
+    """Execute `order` with `execute`, having started the book read just before; park what the
+    record needs (`record_parked_shadow` writes it after the protection). The order's outcome
+    (its fill, or its exception) is exactly what `execute` gives. `now_ms`: the order client's
+    offset-corrected exchange clock."""
     if not settings.PARITY_ENABLED:
         return execute(order)
-    watch = watch_book(order, requests_sent)
+    sent_ms, started = now_ms(), time.monotonic()
+    future, note = start_book_read(order)
     fill = execute(order)  # an exception leaves the read to finish on its own; nothing is recorded
-    if watch is not None:
-        record_market_shadow(account=account, order=order, fill=fill, watch=watch)
+    park(ParkedShadow(account.pk, order, fill, future, sent_ms, started, note))
     return fill
 
 
-def watch_book(order: MarketOrder, requests_sent: Callable[[], int]) -> BookWatch | None:
-    """Start the worker that reads the book once the order is sent; None (logged, counted) if it
-    cannot start."""
+def start_book_read(order: MarketOrder) -> tuple[Future[OrderBook] | None, str]:
+    """Hand the read to an idle reader; never queue it behind busy (maybe hung) ones."""
+    if not _free_readers.acquire(blocking=False):
+        return None, NO_BOOK_BUSY
     try:
-        future = _readers().submit(read_after_send, order, requests_sent, requests_sent())
+        future = _readers().submit(read_book, order, settings.ASTER_BASE_URL)
     except Exception:
+        _free_readers.release()
         failed("book", "market")
+        return None, NO_BOOK_FAILED
+    future.add_done_callback(lambda _done: _free_readers.release())
+    return future, ""
+
+
+def read_book(order: MarketOrder, base_url: str) -> OrderBook:
+    return book_covering(order.symbol, order.side, order.quantity, client=_book_client(base_url))
+
+
+def park(shadow: ParkedShadow) -> None:
+    with _parked_lock:
+        _parked[(shadow.account_id, shadow.order.client_order_id)] = shadow
+        while len(_parked) > PARKED_LIMIT:
+            _key, dropped = _parked.popitem(last=False)
+            if dropped.future is not None:
+                dropped.future.cancel()
+            logger.warning("parity: the shadow of %s was never recorded", dropped.order.client_order_id)
+
+
+def record_parked_shadow(*, account_id: int, client_order_id: str) -> ParityRecord | None:
+    """The order service's hook, after the fill is booked and protected: join the book read
+    (what is left of PARITY_BOOK_WAIT_SECONDS since the send) and write the record. Nothing
+    parked (a paper order, parity off, a failed send): nothing to do. Never raises."""
+    with _parked_lock:
+        shadow = _parked.pop((account_id, client_order_id), None)
+    if shadow is None:
         return None
-    return BookWatch(future=future)
-
-
-def read_after_send(order: MarketOrder, requests_sent: Callable[[], int], before: int) -> SentBook:
-    """In the worker: wait (sleeping) for the order's client to send, then read the book."""
-    deadline = time.monotonic() + SEND_WAIT_SECONDS
-    while requests_sent() == before and time.monotonic() < deadline:
-        time.sleep(SEND_POLL_SECONDS)
-    sent_ms = int(time.time() * 1000)
-    return SentBook(book=book_covering(order.symbol, order.side, order.quantity), sent_ms=sent_ms)
-
-
-def record_market_shadow(*, account: Account, order: MarketOrder, fill: Fill, watch: BookWatch) -> ParityRecord | None:
-    """Join the book read and write the record. Never raises."""
+    book, note = _joined(shadow)
     try:
-        sent = watch.future.result(timeout=settings.PARITY_BOOK_WAIT_SECONDS)
-    except Exception:
-        failed("book", "market")
-        return None
-    try:
-        fields = market_record_fields(account=account, order=order, fill=fill, book=sent.book, sent_ms=sent.sent_ms)
+        fields = market_record_fields(shadow=shadow, book=book, note=note)
     except Exception:
         failed("shadow", "market")
         return None
     return save_record(**fields)
 
 
-def market_record_fields(
-    *, account: Account, order: MarketOrder, fill: Fill, book: OrderBook, sent_ms: int
-) -> dict[str, object]:
-    """The record of one market fill against the book read beside it."""
-    shadow = shadow_of_book(book, order.side, fill.quantity)
-    age_ms = sent_ms - book.time_ms
-    note = "" if shadow.covered >= fill.quantity else f"the book covered {shadow.covered} of {fill.quantity}"
-    trade_id, position = _trade_and_position(account_id=account.pk, order=order)
-    return {
-        "account_id": account.pk,
+def _joined(shadow: ParkedShadow) -> tuple[OrderBook | None, str]:
+    if shadow.future is None:
+        return None, shadow.note
+    left = shadow.started + settings.PARITY_BOOK_WAIT_SECONDS - time.monotonic()
+    try:
+        return shadow.future.result(timeout=max(0.0, left)), ""
+    except TimeoutError:
+        shadow.future.cancel()
+        logger.warning("parity: the book read for %s did not finish in time", shadow.order.client_order_id)
+        PARITY_FAILURES.labels(stage="book_late").inc()
+        return None, NO_BOOK_LATE
+    except Exception:
+        failed("book", "market")
+        return None, NO_BOOK_FAILED
+
+
+def market_record_fields(*, shadow: ParkedShadow, book: OrderBook | None, note: str) -> dict[str, object]:
+    """The record of one market fill against the book read just before its send (booked by
+    now: the kind is judged on the position after the fill, see `kind_after`)."""
+    order, fill = shadow.order, shadow.fill
+    trade_id, position = _trade_and_position(account_id=shadow.account_id, order=order)
+    fields: dict[str, object] = {
+        "account_id": shadow.account_id,
         "trade_id": trade_id,
         "source_key": order.client_order_id,
         "symbol": order.symbol,
-        "kind": kind_of(order, position),
+        "kind": kind_after(order, fill.quantity, position),
         "side": order.side,
         "quantity": fill.quantity,
         "live_price": fill.price,
-        "shadow_price": shadow.price,
-        "slippage_bps": slippage_bps(order.side, fill.price, shadow.price),
         "live_fee": fill.fee,
-        "shadow_fee": shadow.fee,
-        "fee_diff": q(fill.fee - shadow.fee),
-        "book_age_ms": age_ms,
-        "stale": abs(age_ms) > settings.PARITY_MAX_BOOK_AGE_MS,
+        "fee_diff": Decimal("0"),  # no shadow: the report leaves the row out of its fee sums
         "note": note,
     }
+    if book is None:
+        return fields
+    walked = shadow_of_book(book, order.side, fill.quantity)
+    age_ms = shadow.sent_ms - book.time_ms
+    # A partly covered book: the fees are compared over what it covered.
+    covered_fee = fill.fee if walked.covered >= fill.quantity else q(fill.fee * walked.covered / fill.quantity)
+    fields.update(
+        shadow_price=walked.price,
+        slippage_bps=slippage_bps(order.side, fill.price, walked.price),
+        shadow_fee=walked.fee,
+        fee_diff=q(covered_fee - walked.fee) if walked.price is not None else Decimal("0"),
+        book_age_ms=age_ms,
+        stale=abs(age_ms) > settings.PARITY_MAX_BOOK_AGE_MS,
+        note="" if walked.covered >= fill.quantity else f"the book covered {walked.covered} of {fill.quantity}",
+    )
+    return fields
 
 
 def _trade_and_position(*, account_id: int, order: MarketOrder) -> tuple[int | None, tuple[str, Decimal] | None]:
-    """The order's Trade id and the open position (side, quantity) before this fill is booked
-    (the order path books it after the adapter returns), in one statement. Plain SQL: the ORM's
-    version of this join cost ~2 ms of query building on the order's way to its booking."""
+    """The order's Trade id and the open position (side, quantity) after this fill was booked,
+    in one statement."""
     trade, position = Trade._meta.db_table, Position._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -184,14 +242,13 @@ def _trade_and_position(*, account_id: int, order: MarketOrder) -> tuple[int | N
     return trade_id, (str(side), Decimal(str(quantity))) if side is not None else None
 
 
-def kind_of(order: MarketOrder, position: tuple[str, Decimal] | None) -> str:
-    """Entry, close or flip, judged on the position before this fill."""
-    if position is None:
-        return ParityKind.CLOSE if order.reduce_only else ParityKind.ENTRY
-    side, quantity = position
-    opposite = (side == "LONG") == (order.side == "SELL")
-    if not opposite:
-        return ParityKind.ENTRY
-    if order.reduce_only or order.quantity <= quantity:
+def kind_after(order: MarketOrder, filled: Decimal, position: tuple[str, Decimal] | None) -> str:
+    """Entry, close or flip, judged on the (one-way) position after this fill was booked: none
+    left or one on the other side: a close; one on the order's side holding at least the fill:
+    an entry (opened or added to); less than the fill: a flip (the rest closed the other side)."""
+    if order.reduce_only or position is None:
         return ParityKind.CLOSE
-    return ParityKind.FLIP
+    side, quantity = position
+    if (side == "LONG") != (order.side == "BUY"):
+        return ParityKind.CLOSE
+    return ParityKind.ENTRY if quantity >= filled else ParityKind.FLIP

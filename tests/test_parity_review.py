@@ -1,0 +1,146 @@
+"""The parity review's findings (issue 18), each with the test that failed before its fix."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from execution.models import ParityRecord
+from execution.services import ExecutionService
+from execution.services.parity import market_orders
+from tests.factories import LiveV1AccountFactory
+
+BTC_ASK0 = Decimal("65000.5")
+
+
+def no_sleep(seconds: float) -> None:
+    return None
+
+
+@pytest.fixture
+def live(sim, db):
+    return LiveV1AccountFactory()
+
+
+def test_a_book_moved_at_submission_shows_the_arranged_slippage(sim, live):
+    """The book moves when the order is matched (20 ms after it reached the venue, which waits
+    for nothing else): the shadow walks the book from before the send, not the post-fill one."""
+    symbol = "BTCUSDT"
+    sym = sim.exchange.symbols[symbol]
+    place = sim.exchange.place_order
+
+    def place_order(account: Any, params: dict[str, str]) -> Any:
+        if params.get("type") == "MARKET":
+            time.sleep(0.02)  # the order's way through the venue's matching (tests/test_parity.py)
+            sim.exchange.set_price(symbol, sym.price + Decimal("65"))
+        return place(account, params)
+
+    sim.exchange.place_order = place_order
+    ExecutionService(live, sleep=no_sleep).execute_market_order(symbol=symbol, side="BUY", quantity="0.02", leverage=5)
+    record = ParityRecord.objects.get()
+    assert record.live_price == BTC_ASK0 + 65
+    assert record.shadow_price == BTC_ASK0, "the shadow walked the book read AFTER the send: it saw the move"
+    assert record.slippage_bps > 0
+
+
+def test_a_slow_book_read_delays_neither_the_booking_nor_the_stop_loss(sim, live, monkeypatch, settings):
+    """The order is booked and its stop-loss placed while the book read still hangs; the record
+    is written after the protection (here: without a book, the read did not finish in time)."""
+    settings.PARITY_BOOK_WAIT_SECONDS = 0.3
+    release = threading.Event()
+    real = market_orders.book_covering
+    stop_at: list[float] = []
+    place = sim.exchange.place_order
+
+    def slow_book(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    def place_order(account: Any, params: dict[str, str]) -> Any:
+        if params.get("type") == "STOP_MARKET":
+            stop_at.append(time.monotonic())
+        return place(account, params)
+
+    monkeypatch.setattr(market_orders, "book_covering", slow_book)
+    sim.exchange.place_order = place_order
+    try:
+        started = time.monotonic()
+        result = ExecutionService(live, sleep=no_sleep).execute_market_order(
+            symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5, stop_loss="60000"
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert result.trade.status == "filled"
+    assert stop_at and stop_at[0] - started < 0.25, "the stop-loss waited for parity's book read"
+    assert elapsed < 0.3 + 0.25, f"the order path waited {elapsed:.2f} s for parity"
+    record = ParityRecord.objects.get()
+    assert record.shadow_price is None and record.note == market_orders.NO_BOOK_LATE
+
+
+def test_hung_book_reads_do_not_starve_the_next_orders(sim, live, monkeypatch, settings):
+    """Busy (hung) readers: the next order's read is skipped at once ("no book"), never queued
+    behind them; once the venue answers again the reads resume."""
+    settings.PARITY_BOOK_WAIT_SECONDS = 0.1
+    release = threading.Event()
+    real = market_orders.book_covering
+    calls = {"n": 0}
+
+    def sometimes_hung(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= market_orders.BOOK_READERS:
+            release.wait(20)  # a venue that stops answering depth for a while
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(market_orders, "book_covering", sometimes_hung)
+    svc = ExecutionService(live, sleep=no_sleep)
+    try:
+        for _ in range(market_orders.BOOK_READERS):
+            svc.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.002", leverage=5)
+        started = time.monotonic()
+        svc.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.002", leverage=5)
+        assert time.monotonic() - started < 0.1 + 0.2
+        busy = ParityRecord.objects.order_by("-id").first()
+        assert busy is not None and busy.note == market_orders.NO_BOOK_BUSY and calls["n"] == market_orders.BOOK_READERS
+    finally:
+        release.set()
+    deadline = time.monotonic() + 5
+    while market_orders._free_readers._value < market_orders.BOOK_READERS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    svc.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.002", leverage=5)  # depth answers again
+    latest = ParityRecord.objects.order_by("-id").first()
+    assert latest is not None and latest.shadow_price is not None
+    assert list(ParityRecord.objects.values_list("note", flat=True)).count(market_orders.NO_BOOK_LATE) == 4
+
+
+def test_the_book_readers_use_short_timeouts_and_no_retry(sim, live):
+    client = market_orders._book_client(sim.url)
+    assert client.timeout == (market_orders.BOOK_CONNECT_TIMEOUT, market_orders.BOOK_READ_TIMEOUT)
+    assert client.max_get_attempts == 1 and max(client.timeout) <= 1.0
+
+
+def test_the_book_age_is_on_the_exchange_clock(sim, live, monkeypatch):
+    """The venue's clock runs 10 s ahead of ours: its book times (E/T) are 10 s ahead, and so is
+    the client's offset-corrected clock. The send is timed on that clock: a fresh book is fresh."""
+    from dataclasses import replace
+
+    from execution.aster.client import AsterClient
+
+    ahead_ms = 10_000
+    real_now, real_book = AsterClient.now_ms, market_orders.book_covering
+    monkeypatch.setattr(AsterClient, "now_ms", lambda self: real_now(self) + ahead_ms)
+
+    def venue_book(*args: Any, **kwargs: Any) -> Any:
+        book = real_book(*args, **kwargs)
+        return replace(book, time_ms=book.time_ms + ahead_ms)
+
+    monkeypatch.setattr(market_orders, "book_covering", venue_book)
+    ExecutionService(live, sleep=no_sleep).execute_market_order(
+        symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
+    )
+    record = ParityRecord.objects.get()
+    assert record.book_age_ms is not None and abs(record.book_age_ms) < 1000 and not record.stale
