@@ -392,7 +392,8 @@ PARITY_ENABLED = env.bool("PARITY_ENABLED", default=True)
 PARITY_MAX_BOOK_AGE_MS = env.int("PARITY_MAX_BOOK_AGE_MS", default=1000)
 if PARITY_MAX_BOOK_AGE_MS < 1:
     raise ImproperlyConfigured(f"PARITY_MAX_BOOK_AGE_MS must be a positive number of ms, got {PARITY_MAX_BOOK_AGE_MS}.")
-# After the live fill, how long the order path waits at most for the concurrent book read.
+# After the fill is booked and protected, how long (since the send) the record waits at most for
+# the book read started before the send.
 PARITY_BOOK_WAIT_SECONDS = _seconds_setting("PARITY_BOOK_WAIT_SECONDS", 0.5, zero=True)
 # --- Operations -------------------------------------------------------------------------
 # Unset: /metrics answers loopback clients only. Set: it needs `Authorization: Bearer <token>`.

@@ -318,8 +318,11 @@ def mirror_to_shadow(decision: Decision) -> Decision | None:
         return None
     try:
         shadow_account = Account.objects.get(pk=account.shadow_paper_account_id)
-        if not shadow_account.is_paper_trading:  # validated on save; re-checked: never a second live order
-            logger.warning("account %s: its shadow account %s is not a paper account", account.pk, shadow_account.pk)
+        # Validated when paired; re-checked now: either account may have changed since (an
+        # admin reassigning the paper account's owner, ...): never another owner's account,
+        # never a second live order, never the live account itself.
+        if (refusal := _shadow_refusal(account, shadow_account)) is not None:
+            logger.warning("account %s: shadow account %s not used: %s", account.pk, shadow_account.pk, refusal)
             return None
         shadow = submit_decision(
             account=shadow_account,
@@ -337,6 +340,16 @@ def mirror_to_shadow(decision: Decision) -> Decision | None:
     except Exception:
         logger.exception("decision %s: its shadow paper decision failed", decision.pk)
         return None
+
+
+def _shadow_refusal(account: Account, shadow_account: Account) -> str | None:
+    if shadow_account.pk == account.pk:
+        return "it is the live account itself"
+    if not shadow_account.is_paper_trading:
+        return "it is not a paper account"
+    if shadow_account.owner_id != account.owner_id:
+        return "it belongs to another owner"
+    return None
 
 
 def _record_mismatch(decision: Decision, shadow: Decision) -> None:

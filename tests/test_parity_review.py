@@ -144,3 +144,36 @@ def test_the_book_age_is_on_the_exchange_clock(sim, live, monkeypatch):
     )
     record = ParityRecord.objects.get()
     assert record.book_age_ms is not None and abs(record.book_age_ms) < 1000 and not record.stale
+
+
+def _paired(**paper_fields: Any) -> tuple[Any, Any]:
+    from execution.services.parity.shadow_accounts import set_shadow_paper_account
+    from tests.factories import PaperAccountFactory
+
+    live = LiveV1AccountFactory()
+    paper = PaperAccountFactory(owner=live.owner)
+    set_shadow_paper_account(account=live, shadow=paper)
+    live.refresh_from_db()
+    return live, paper
+
+
+@pytest.mark.parametrize("change", ["owner", "live", "self"])
+def test_the_shadow_is_re_checked_at_mirror_time(sim, db, change):
+    """Paired correctly, then changed behind the pairing's back (e.g. in the admin): the live
+    decision is not mirrored to another owner's account, a live account, or itself."""
+    from decisions.models import Decision
+    from decisions.services import submit_decision
+    from tests.factories import UserFactory
+
+    live, paper = _paired()
+    accounts = type(paper).objects
+    if change == "owner":
+        accounts.filter(pk=paper.pk).update(owner=UserFactory())
+    elif change == "live":
+        accounts.filter(pk=paper.pk).update(is_paper_trading=False)
+    else:
+        accounts.filter(pk=live.pk).update(shadow_paper_account=live.pk)
+        live.refresh_from_db()
+    submit_decision(account=live, symbol="BTCUSDT", action="open_long", quantity=Decimal("0.02"), leverage=5)
+    assert Decision.objects.filter(account=live).count() == 1, "the decision was mirrored onto the live account itself"
+    assert not Decision.objects.filter(account=paper).exists(), "mirrored to an account it may no longer use"
