@@ -177,3 +177,36 @@ def test_the_shadow_is_re_checked_at_mirror_time(sim, db, change):
     submit_decision(account=live, symbol="BTCUSDT", action="open_long", quantity=Decimal("0.02"), leverage=5)
     assert Decision.objects.filter(account=live).count() == 1, "the decision was mirrored onto the live account itself"
     assert not Decision.objects.filter(account=paper).exists(), "mirrored to an account it may no longer use"
+
+
+@pytest.mark.parametrize("raw", ["\u00b2", "\u0661", "1\n", "99999999999999999999999"])
+def test_parity_report_refuses_a_non_ascii_or_huge_account_cleanly(db, raw):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--account"):
+        call_command("parity_report", "--account", raw, stdout=StringIO())
+
+
+@pytest.mark.parametrize("raw", ["\u0661d", "1d\n"])
+def test_since_takes_ascii_durations_only(raw):
+    from django.core.exceptions import ValidationError
+
+    from execution.services.parity.report import parse_since
+
+    with pytest.raises(ValidationError):
+        parse_since(raw)
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00"])
+def test_api_since_far_past_is_a_clear_answer(db, since):
+    from rest_framework.test import APIClient
+
+    account = LiveV1AccountFactory()
+    client = APIClient()
+    client.force_authenticate(account.owner)
+    reply = client.get(f"/api/accounts/{account.pk}/parity/", {"since": since})
+    assert reply.status_code in (200, 400), reply.content
+    if reply.status_code == 400:
+        assert "since" in reply.json()

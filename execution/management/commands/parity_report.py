@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -10,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import Account
 from execution.services.parity.report import ParityReport, parity_report, parse_since
 
+ACCOUNT_ID = re.compile(r"[0-9]{1,18}")
 HEADER = ("symbol", "kind", "count", "mean bps", "median bps", "p95 bps", "fee diff", "TP/SL delay ms")
 
 
@@ -42,7 +44,7 @@ class Command(BaseCommand):
     def _account(raw: str | None) -> int | None:
         if raw is None:
             return None
-        if not raw.isdigit():
+        if not ACCOUNT_ID.fullmatch(raw):  # ASCII digits only: str.isdigit() takes "²", which int() refuses
             raise CommandError(f"--account: {raw!r} is not an account id (a positive integer)", returncode=2)
         if not Account.objects.filter(pk=int(raw)).exists():
             raise CommandError(f"--account: no account with id {raw}", returncode=2)

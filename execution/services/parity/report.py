@@ -27,7 +27,7 @@ MARKET_KINDS = (ParityKind.ENTRY, ParityKind.CLOSE, ParityKind.FLIP)
 TRIGGER_KINDS = (ParityKind.TAKE_PROFIT, ParityKind.STOP_LOSS)
 # Histogram edges in bps; the first and last buckets are open (null low / high).
 HISTOGRAM_EDGES = tuple(Decimal(e) for e in ("-20", "-10", "-5", "-2", "-1", "0", "1", "2", "5", "10", "20"))
-RELATIVE_SINCE = re.compile(r"^(\d{1,4})([hd])$")
+RELATIVE_SINCE = re.compile(r"([0-9]{1,4})([hd])")  # fullmatch: ASCII digits, no trailing newline
 DECISION_MISMATCH = "parity.decision_mismatch"
 PLACES = Decimal("0.0001")
 RATE_PLACES = Decimal("0.00000001")
@@ -87,7 +87,7 @@ def parse_since(raw: str | None, *, now: datetime | None = None) -> datetime | N
     if raw is None or raw == "":
         return None
     now = now or timezone.now()
-    if match := RELATIVE_SINCE.match(raw):
+    if match := RELATIVE_SINCE.fullmatch(raw):
         amount, unit = int(match.group(1)), match.group(2)
         return now - (timedelta(days=amount) if unit == "d" else timedelta(hours=amount))
     try:
@@ -100,6 +100,12 @@ def parse_since(raw: str | None, *, now: datetime | None = None) -> datetime | N
         )
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
+    try:
+        # In UTC now: a time near datetime.min with a zone east of UTC has no UTC equivalent (the
+        # database adapters would raise OverflowError, a 500, on converting it).
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError({"since": f"{raw!r} is out of range"}) from None
     if parsed > now:
         raise ValidationError({"since": f"{raw!r} is in the future"})
     return parsed
