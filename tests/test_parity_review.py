@@ -210,3 +210,32 @@ def test_api_since_far_past_is_a_clear_answer(db, since):
     assert reply.status_code in (200, 400), reply.content
     if reply.status_code == 400:
         assert "since" in reply.json()
+
+
+def test_leg_parity_runs_after_the_siblings_cancel(monkeypatch):
+    """The sibling leg's cancel (a position is left unprotected or over-protected until it is
+    gone) comes before parity's reads and write."""
+    from types import SimpleNamespace
+
+    from execution.services.user_stream import applier
+
+    calls: list[str] = []
+    booked = SimpleNamespace(trade=object(), legs_made_final=True, applied=SimpleNamespace(reconcile=False))
+    monkeypatch.setattr(applier, "apply_execution", lambda **kwargs: booked)
+    monkeypatch.setattr(applier, "cancel_legs_left_resting", lambda **kwargs: calls.append("cancel") or [])
+    monkeypatch.setattr(applier, "record_leg_fill", lambda **kwargs: calls.append("parity"))
+    adapter = SimpleNamespace(get=lambda: SimpleNamespace(account=None))
+    applier._apply_order_update(1, SimpleNamespace(is_fill=True), adapter)  # type: ignore[arg-type]
+    assert calls == ["cancel", "parity"]
+
+
+def test_the_report_lists_the_newest_decision_mismatches(db, monkeypatch):
+    from accounts.audit import record_event
+    from execution.services.parity import report
+
+    account = LiveV1AccountFactory()
+    monkeypatch.setattr(report, "MISMATCH_LIMIT", 3)
+    for n in range(5):
+        record_event(account=account, kind=report.DECISION_MISMATCH, message=str(n), data={"decision": n})
+    listed = [m.decision for m in report.decision_mismatches(account_id=account.pk)]
+    assert listed == [2, 3, 4]

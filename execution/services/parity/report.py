@@ -29,6 +29,7 @@ TRIGGER_KINDS = (ParityKind.TAKE_PROFIT, ParityKind.STOP_LOSS)
 HISTOGRAM_EDGES = tuple(Decimal(e) for e in ("-20", "-10", "-5", "-2", "-1", "0", "1", "2", "5", "10", "20"))
 RELATIVE_SINCE = re.compile(r"([0-9]{1,4})([hd])")  # fullmatch: ASCII digits, no trailing newline
 DECISION_MISMATCH = "parity.decision_mismatch"
+MISMATCH_LIMIT = 1000
 PLACES = Decimal("0.0001")
 RATE_PLACES = Decimal("0.00000001")
 
@@ -212,7 +213,8 @@ def decision_mismatches(*, account_id: int | None = None, since: datetime | None
     if since is not None:
         events = events.filter(created_at__gte=since)
     mismatches = []
-    for event in events.order_by("created_at", "id")[:1000]:
+    newest = list(events.order_by("-created_at", "-id")[:MISMATCH_LIMIT])
+    for event in reversed(newest):  # the newest MISMATCH_LIMIT, listed oldest first
         data = event.data or {}
         mismatches.append(
             DecisionMismatch(

@@ -78,11 +78,11 @@ def apply_user_event(
 def _apply_order_update(account_id: int, event: OrderTradeUpdate, adapter: _LazyAdapter) -> Applied:
     if event.is_fill:
         booked = apply_execution(account_id=account_id, event=event)
-        record_leg_fill(account_id=account_id, event=event, trade=booked.trade)  # parity, after the commit
         if booked.legs_made_final:  # after the commit: the sibling (or every leg) cancelled there too
             failed = cancel_legs_left_resting(adapter=adapter.get(), account=adapter.get().account)
             if failed:
                 booked.applied.reconcile = True
+        record_leg_fill(account_id=account_id, event=event, trade=booked.trade)  # parity: after the sibling's cancel
         return booked.applied
     if event.execution_type in ("CANCELED", "EXPIRED") or event.status in CLOSED_STATUSES:
         return apply_order_closed(account_id=account_id, event=event, adapter=adapter.get())
