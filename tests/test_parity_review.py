@@ -124,24 +124,19 @@ def test_the_book_readers_use_short_timeouts_and_no_retry(sim, live):
 
 
 def test_the_book_age_is_on_the_exchange_clock(sim, live, monkeypatch):
-    """The venue's clock runs 10 s ahead of ours: its book times (E/T) are 10 s ahead, and so is
-    the client's offset-corrected clock. The send is timed on that clock: a fresh book is fresh."""
-    from dataclasses import replace
+    """Our clock runs 10 s behind the venue's; the client measured the offset (sync_time). The
+    send is timed on the offset-corrected clock, like the book's E/T: a fresh book is fresh."""
+    from types import SimpleNamespace
 
-    from execution.aster.client import AsterClient
-
-    ahead_ms = 10_000
-    real_now, real_book = AsterClient.now_ms, market_orders.book_covering
-    monkeypatch.setattr(AsterClient, "now_ms", lambda self: real_now(self) + ahead_ms)
-
-    def venue_book(*args: Any, **kwargs: Any) -> Any:
-        book = real_book(*args, **kwargs)
-        return replace(book, time_ms=book.time_ms + ahead_ms)
-
-    monkeypatch.setattr(market_orders, "book_covering", venue_book)
-    ExecutionService(live, sleep=no_sleep).execute_market_order(
-        symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
-    )
+    behind = 10.0
+    real_time = time.time
+    service = ExecutionService(live, sleep=no_sleep)
+    client = service.adapter.client  # type: ignore[attr-defined]
+    monkeypatch.setattr(client, "_clock", lambda: real_time() - behind)
+    monkeypatch.setattr(client, "_time_offset_ms", int(behind * 1000))  # what sync_time measures
+    skewed = SimpleNamespace(time=lambda: real_time() - behind, monotonic=time.monotonic, sleep=time.sleep)
+    monkeypatch.setattr(market_orders, "time", skewed)  # the module's local clock, skewed too
+    service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5)
     record = ParityRecord.objects.get()
     assert record.book_age_ms is not None and abs(record.book_age_ms) < 1000 and not record.stale
 

@@ -257,10 +257,15 @@ class LiveExecutionAdapter(ExecutionAdapter):
     # ------------------------------------------------------------------ orders
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
-        self.ensure_setup(order.symbol, order.leverage)
-        # Parity: paper's shadow of this fill, its book read started just before the send (never
-        # fails the order; recorded after the protection, by the order service).
-        return shadowed(self.account, order, self._send_market_order, now_ms=self.client.now_ms)
+        # Parity: paper's shadow of this fill, its book read started before the set-up and the
+        # send (never fails the order; recorded after the protection, by the order service).
+        return shadowed(
+            self.account,
+            order,
+            self._send_market_order,
+            now_ms=self.client.now_ms,
+            prepare=lambda: self.ensure_setup(order.symbol, order.leverage),
+        )
 
     def _send_market_order(self, order: MarketOrder) -> Fill:
         def send() -> OrderResult:

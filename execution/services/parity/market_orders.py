@@ -108,15 +108,19 @@ def shadowed(
     execute: Callable[[MarketOrder], Fill],
     *,
     now_ms: Callable[[], int],
+    prepare: Callable[[], None] = lambda: None,
 ) -> Fill:
     """Execute `order` with `execute`, having started the book read just before; park what the
     record needs (`record_parked_shadow` writes it after the protection). The order's outcome
     (its fill, or its exception) is exactly what `execute` gives. `now_ms`: the order client's
-    offset-corrected exchange clock."""
+    offset-corrected exchange clock. `prepare`: the order's set-up, run after the read started
+    (its cache reads give the reader thread the GIL to put its request on the wire first)."""
     if not settings.PARITY_ENABLED:
+        prepare()
         return execute(order)
-    sent_ms, started = now_ms(), time.monotonic()
     future, note = start_book_read(order)
+    prepare()
+    sent_ms, started = now_ms(), time.monotonic()
     fill = execute(order)  # an exception leaves the read to finish on its own; nothing is recorded
     park(ParkedShadow(account.pk, order, fill, future, sent_ms, started, note))
     return fill
