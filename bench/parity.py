@@ -7,10 +7,12 @@ the stream process does), so this is the order path as it runs in production.
     .venv/bin/python bench/parity.py [--orders 200]
 
 "Wire" is the moment the order's POST is handed to the HTTP session (as in bench/live.py).
-With parity on, the book read is submitted to a worker thread just before that, and joined
-(then the record written) after the fill: the first shows in decision-to-wire, the second in
-the whole order. Also printed: how long the join and write took after the fill, how often the
-join had to wait for the book, and the book's age against the send.
+With parity on, the book read is handed to a warm worker thread before the order's set-up and
+send, and joined (then the record written) after the fill was booked and its stop-loss placed:
+the first shows in decision-to-wire, the second only in the whole order. "Fill to protection"
+is from the market order's reply to the stop-loss POST handed to the session: the part of the
+order path the old design made wait for the book. Also printed: how long the join and write
+took, how often the join had to wait for the book, and the book's age against the send.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ from accounts.models import Account  # noqa: E402
 from execution.aster.simulator.demo_accounts import DEMO_V1  # noqa: E402
 from execution.aster.streams.frames import MarkPriceUpdate  # noqa: E402
 from execution.models import ParityRecord  # noqa: E402
-from execution.services import ExecutionService, price_cache  # noqa: E402
+from execution.services import (  # noqa: E402
+    ExecutionService,
+    orders,
+    price_cache,
+)
 from execution.services.adapters.live import LiveExecutionAdapter  # noqa: E402
 from execution.services.exchange import public_client, reset_exchange_clients  # noqa: E402
 from execution.services.parity import market_orders  # noqa: E402
@@ -104,43 +110,68 @@ def main() -> None:
         wire: list[float] = []
         send = adapter.client.session.request
 
+        filled: list[float] = []
+        protected: list[float] = []
+
         def timed_request(method: str, url: str, **kwargs: Any) -> Any:
-            if method == "POST" and url.endswith("/order"):
-                wire.append(time.perf_counter())
-            return send(method, url, **kwargs)
+            is_order = method == "POST" and url.endswith("/order")
+            stop = is_order and "STOP_MARKET" in str(kwargs.get("data") or kwargs.get("params") or "")
+            if is_order:
+                (protected if stop else wire).append(time.perf_counter())
+            reply = send(method, url, **kwargs)
+            if is_order and not stop:
+                filled.append(time.perf_counter())
+            return reply
 
         adapter.client.session.request = timed_request  # type: ignore[method-assign]
         after_fill: list[float] = []
         waited = 0
-        record = market_orders.record_market_shadow
+        joined = market_orders._joined
 
-        def timed_record(**kwargs: Any) -> Any:  # the join and the write, after the fill
+        def timed_join(shadow: Any) -> Any:  # the join, after the protection
             nonlocal waited
-            waited += not kwargs["watch"].future.done()
+            waited += shadow.future is not None and not shadow.future.done()
+            return joined(shadow)
+
+        record = orders.record_parked_shadow
+
+        def timed_record(**kwargs: Any) -> Any:  # the join and the write, after the protection
             started = time.perf_counter()
             try:
                 return record(**kwargs)
             finally:
-                after_fill.append(time.perf_counter() - started)
+                if settings.PARITY_ENABLED:
+                    after_fill.append(time.perf_counter() - started)
 
-        market_orders.record_market_shadow = timed_record  # type: ignore[assignment]
+        market_orders._joined = timed_join  # type: ignore[assignment]
+        orders.record_parked_shadow = timed_record  # type: ignore[assignment]
         service = ExecutionService(account, adapter=adapter)
         stop = threading.Event()
         feeder = threading.Thread(target=feed_marks, args=(stop,), daemon=True)
         feeder.start()
         time.sleep(0.5)  # the first batch of marks is in
-        results: dict[bool, tuple[list[float], list[float]]] = {True: ([], []), False: ([], [])}
+        results: dict[bool, tuple[list[float], list[float], list[float]]] = {
+            True: ([], [], []),
+            False: ([], [], []),
+        }
         try:
             for i in range(2 * (args.orders + WARM_UP)):
                 on = i % 2 == 0
                 settings.PARITY_ENABLED = on
                 started = time.perf_counter()
+                buy = (i // 2) % 2 == 0
                 service.execute_market_order(
-                    symbol="BTCUSDT", side="BUY" if (i // 2) % 2 == 0 else "SELL", quantity=Decimal("0.01"), leverage=5
+                    symbol="BTCUSDT",
+                    side="BUY" if buy else "SELL",
+                    quantity=Decimal("0.01"),
+                    leverage=5,
+                    stop_loss=Decimal("60000") if buy else None,  # the entry is protected; the close is not
                 )
                 if i >= 2 * WARM_UP:
                     results[on][0].append(wire[-1] - started)
                     results[on][1].append(time.perf_counter() - started)
+                    if buy:
+                        results[on][2].append(protected[-1] - filled[-1])
         finally:
             stop.set()
             feeder.join()
@@ -150,17 +181,19 @@ def main() -> None:
 
 
 def report(
-    results: dict[bool, tuple[list[float], list[float]]],
+    results: dict[bool, tuple[list[float], list[float], list[float]]],
     after_fill: list[float],
     waited: int,
     records: list[tuple[int | None, bool]],
 ) -> None:
-    (on_wire, on_total), (off_wire, off_total) = results[True], results[False]
+    (on_wire, on_total, on_protect), (off_wire, off_total, off_protect) = results[True], results[False]
     print(f"decision-to-wire, parity off  {summary(off_wire)}")
     print(f"decision-to-wire, parity on   {summary(on_wire)}")
+    print(f"fill to protection, off       {summary(off_protect)}")
+    print(f"fill to protection, on        {summary(on_protect)}")
     print(f"whole order, parity off       {summary(off_total)}")
     print(f"whole order, parity on        {summary(on_total)}")
-    print(f"after the fill: join + record {summary(after_fill)}; the join waited for the book {waited} times")
+    print(f"after the protection: join + record {summary(after_fill)}; the join waited for the book {waited} times")
     ages = sorted(age for age, _stale in records if age is not None)
     stale = sum(1 for _age, is_stale in records if is_stale)
     if ages:
@@ -183,6 +216,18 @@ def report(
         target="unchanged within noise (<= +0.5 ms)",
         met=wire_delta <= 0.5,
     )
+    emit_row(bench=BENCH, figure="fill to protection p50, parity off", value=ms(off_protect), unit="ms")
+    protect_delta = ms(on_protect) - ms(off_protect)
+    emit_row(
+        bench=BENCH,
+        figure="fill to protection p50, parity on",
+        value=ms(on_protect),
+        unit="ms",
+        ratio=ms(on_protect) / ms(off_protect),
+        ratio_of="fill to protection p50, parity off",
+        target="unchanged within noise (<= +0.5 ms)",
+        met=protect_delta <= 0.5,
+    )
     emit_row(bench=BENCH, figure="whole order p50, parity off", value=ms(off_total), unit="ms")
     emit_row(
         bench=BENCH,
@@ -192,7 +237,7 @@ def report(
         ratio=ms(on_total) / ms(off_total),
         ratio_of="whole order p50, parity off",
     )
-    emit_row(bench=BENCH, figure="after-fill join + record p50", value=ms(after_fill), unit="ms")
+    emit_row(bench=BENCH, figure="after-protection join + record p50", value=ms(after_fill), unit="ms")
     emit_row(bench=BENCH, figure="joins that waited for the book", value=float(waited), unit="orders")
     if ages:
         emit_row(bench=BENCH, figure="book age p50", value=percentile([float(a) for a in ages], 50), unit="ms")
