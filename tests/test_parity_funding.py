@@ -94,4 +94,5 @@ def test_a_missing_cached_rate_is_noted():
     open_position(account, "SOLUSDT", "LONG", "1")
     apply_user_event(account_id=account.pk, event=funding_event("-0.01"))
     record = ParityRecord.objects.get(kind="funding")
-    assert record.shadow_funding == 0 and "no cached mark or rate for SOLUSDT" in record.note
+    assert record.shadow_funding is None and "no cached mark or rate for SOLUSDT" in record.note
+    assert record.fee_diff == 0  # no shadow: not the live payment whole

@@ -234,3 +234,60 @@ def test_the_report_lists_the_newest_decision_mismatches(db, monkeypatch):
         record_event(account=account, kind=report.DECISION_MISMATCH, message=str(n), data={"decision": n})
     listed = [m.decision for m in report.decision_mismatches(account_id=account.pk)]
     assert listed == [2, 3, 4]
+
+
+def test_rows_without_a_shadow_stay_out_of_the_fee_sums(db):
+    """No book, a leg still waiting for paper's trigger, a settlement without a mark: their fee
+    difference is not the live fee whole, and the report's sums leave them out."""
+    from execution.services.parity.recording import save_record
+    from execution.services.parity.report import parity_report
+
+    account = LiveV1AccountFactory()
+    common = {"account_id": account.pk, "symbol": "BTCUSDT", "quantity": Decimal("1")}
+    save_record(
+        source_key="a",
+        kind="entry",
+        live_price=Decimal("100"),
+        shadow_price=Decimal("100"),
+        live_fee=Decimal("0.05"),
+        shadow_fee=Decimal("0.04"),
+        fee_diff=Decimal("0.01"),
+        **common,
+    )
+    save_record(
+        source_key="b",
+        kind="entry",
+        live_price=Decimal("100"),
+        live_fee=Decimal("0.05"),
+        fee_diff=Decimal("0.05"),
+        note="no book",
+        **common,
+    )  # as the old code wrote it
+    save_record(
+        source_key="c",
+        kind="stop_loss",
+        live_price=Decimal("90"),
+        live_fee=Decimal("0.05"),
+        fee_diff=Decimal("0.05"),
+        **common,
+    )  # waiting for the trigger
+    save_record(source_key="d", kind="funding", live_funding=Decimal("0.3"), fee_diff=Decimal("0.3"), **common)
+    groups = {g.kind: g for g in parity_report(account_id=account.pk).groups}
+    assert groups["entry"].fee_diff == Decimal("0.01") and groups["entry"].count == 2
+    assert groups["stop_loss"].fee_diff == 0 and groups["funding"].fee_diff == 0
+
+
+def test_a_leg_waiting_for_its_trigger_and_a_funding_without_a_mark_carry_no_fee_difference(db):
+    from types import SimpleNamespace
+
+    from execution.services.parity import funding
+    from tests.test_parity_funding import open_position
+
+    account = LiveV1AccountFactory()
+    open_position(account, "BTCUSDT", "LONG", "1")  # and no cached mark for it
+    usdt = SimpleNamespace(balance_change=Decimal("-0.5"))
+    event = SimpleNamespace(
+        reason="FUNDING_FEE", positions=[], event_time_ms=1_700_000_000_000, balance=lambda asset: usdt
+    )
+    fields = funding.funding_fields(account_id=account.pk, event=event)  # type: ignore[arg-type]
+    assert fields is not None and fields["shadow_funding"] is None and fields["fee_diff"] == 0

@@ -61,6 +61,8 @@ def funding_fields(*, account_id: int, event: AccountUpdate) -> dict[str, object
     note = f"no cached mark or rate for {', '.join(missing)}" if missing else ""
     if not held:
         note = "no open position here at the settlement"
+    # A settlement paper's rule could not price whole has no shadow: no half-priced difference.
+    shadow_funding = None if missing or not held else q(shadow)
     return {
         "account_id": account_id,
         "source_key": f"funding:{event.event_time_ms}",
@@ -68,8 +70,8 @@ def funding_fields(*, account_id: int, event: AccountUpdate) -> dict[str, object
         "kind": ParityKind.FUNDING,
         "quantity": sum((quantity for _symbol, _side, quantity in held), ZERO),
         "live_funding": q(live_paid),
-        "shadow_funding": q(shadow),
-        "fee_diff": q(live_paid - shadow),
+        "shadow_funding": shadow_funding,
+        "fee_diff": q(live_paid - shadow) if shadow_funding is not None else ZERO,
         "live_at": datetime.fromtimestamp(event.event_time_ms / 1000, tz=UTC),
         "note": note,
     }

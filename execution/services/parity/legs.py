@@ -71,7 +71,7 @@ def record_leg_fill(*, account_id: int, event: OrderTradeUpdate, trade: Trade | 
             "quantity": event.last_quantity,
             "live_price": event.last_price,
             "live_fee": live_fee,
-            "fee_diff": live_fee,
+            "fee_diff": Decimal("0"),  # until paper's side is known (the report leaves it out meanwhile)
             "live_at": datetime.fromtimestamp(live_ms / 1000, tz=UTC),
         }
         reading = _reading(leg)

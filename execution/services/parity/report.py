@@ -129,6 +129,8 @@ def parity_report(*, account_id: int | None = None, since: datetime | None = Non
             "slippage_bps",
             "live_fee",
             "fee_diff",
+            "shadow_price",
+            "shadow_funding",
             "trigger_delay_ms",
             "stale",
         )
@@ -159,11 +161,18 @@ def groups_of(rows: Sequence[dict[str, Any]]) -> list[Group]:
                 mean_bps=_places(sum(bps, Decimal("0")) / len(bps)) if bps else None,
                 median_bps=_places(statistics.median(bps)) if bps else None,
                 p95_bps=_places(percentile(bps, 95)) if bps else None,
-                fee_diff=sum((r["fee_diff"] for r in members), Decimal("0")),
+                fee_diff=sum((r["fee_diff"] for r in members if has_shadow(r)), Decimal("0")),
                 mean_trigger_delay_ms=round(sum(delays) / len(delays)) if delays else None,
             )
         )
     return groups
+
+
+def has_shadow(row: dict[str, Any]) -> bool:
+    """Paper's side is known: a shadow price (a fill), a shadow charge (a funding settlement).
+    Rows without one (no book, a leg still waiting for its trigger, a settlement without a mark)
+    stay out of the fee sums: their difference would be the live fee whole."""
+    return row["shadow_funding" if row["kind"] == ParityKind.FUNDING else "shadow_price"] is not None
 
 
 def percentile(ordered: Sequence[Decimal], pct: int) -> Decimal:
