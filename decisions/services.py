@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -131,7 +132,7 @@ def submit_decision(
             return replay
         raise
     executed = execute_decision(decision)
-    mirror_to_shadow(executed)  # after the live decision's own path; never fails it
+    schedule_mirror(executed)  # after the live decision's response: a Celery task; never fails it
     return Submission(executed, created=True)
 
 
@@ -305,6 +306,25 @@ def _finish(decision: Decision, status: str, reason: str, fields: list[str] | No
 
 SHADOW_KEY_PREFIX = "shadow-"
 DECISION_MISMATCH = "parity.decision_mismatch"
+
+
+def schedule_mirror(decision: Decision) -> None:
+    """The live decision does not wait for its paper shadow (a paper order reads the book over
+    REST): once its transaction (if any) committed, a Celery task (decisions.tasks) mirrors it.
+    A broker failure is logged: the live decision is already final."""
+    account = decision.account
+    if account.is_paper_trading or account.shadow_paper_account_id is None:
+        return
+    transaction.on_commit(partial(enqueue_mirror, decision.pk), robust=True)
+
+
+def enqueue_mirror(decision_id: int) -> None:
+    from decisions.tasks import mirror_decision_to_shadow  # the tasks module imports this one
+
+    try:
+        mirror_decision_to_shadow.delay(decision_id)
+    except Exception:
+        logger.exception("decision %s: its shadow paper decision could not be queued", decision_id)
 
 
 def mirror_to_shadow(decision: Decision) -> Decision | None:

@@ -13,6 +13,7 @@ from execution.models import ParityRecord
 from execution.services import ExecutionService
 from execution.services.parity import market_orders
 from tests.factories import LiveV1AccountFactory
+from tests.test_parity_shadow import mirrors_run_at_once  # noqa: F401  (a fixture)
 
 BTC_ASK0 = Decimal("65000.5")
 
@@ -152,6 +153,7 @@ def _paired(**paper_fields: Any) -> tuple[Any, Any]:
     return live, paper
 
 
+@pytest.mark.usefixtures("mirrors_run_at_once")
 @pytest.mark.parametrize("change", ["owner", "live", "self"])
 def test_the_shadow_is_re_checked_at_mirror_time(sim, db, change):
     """Paired correctly, then changed behind the pairing's back (e.g. in the admin): the live
@@ -291,3 +293,41 @@ def test_a_leg_waiting_for_its_trigger_and_a_funding_without_a_mark_carry_no_fee
     )
     fields = funding.funding_fields(account_id=account.pk, event=event)  # type: ignore[arg-type]
     assert fields is not None and fields["shadow_funding"] is None and fields["fee_diff"] == 0
+
+
+def test_the_live_decision_returns_without_waiting_for_its_shadow(
+    sim, db, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The shadow is queued after the live decision's commit (a Celery task), not run before
+    submit_decision returns; the task then mirrors it."""
+    from decisions import services as decision_services
+    from decisions import tasks
+    from decisions.models import Decision
+    from decisions.services import submit_decision
+    from execution.services.adapters.paper import PaperExecutionAdapter
+
+    live, paper = _paired()
+    real = PaperExecutionAdapter.execute_market_order
+
+    def slow(self: Any, order: Any) -> Any:
+        time.sleep(2)  # a paper book read over REST on a slow venue
+        return real(self, order)
+
+    monkeypatch.setattr(PaperExecutionAdapter, "execute_market_order", slow)
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.mirror_decision_to_shadow, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        started = time.monotonic()
+        decision = submit_decision(
+            account=live, symbol="BTCUSDT", action="open_long", quantity=Decimal("0.02"), leverage=5
+        ).decision
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"the live decision returned after {elapsed:.2f} s: it waited for the paper shadow"
+    assert not Decision.objects.filter(account=paper).exists()
+    for callback in callbacks:
+        callback()
+    assert queued == [decision.pk]
+    monkeypatch.setattr(PaperExecutionAdapter, "execute_market_order", real)
+    tasks.mirror_decision_to_shadow(decision.pk)  # what the worker runs
+    assert Decision.objects.get(account=paper).status == "executed"
+    _ = decision_services

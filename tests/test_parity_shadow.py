@@ -16,6 +16,26 @@ from execution.services.parity.report import parity_report
 from execution.services.parity.shadow_accounts import set_shadow_paper_account
 from tests.factories import LiveV1AccountFactory, PaperAccountFactory
 
+pytestmark = pytest.mark.usefixtures("mirrors_run_at_once")
+
+
+@pytest.fixture
+def mirrors_run_at_once(monkeypatch):
+    """The mirror runs after the live decision's commit, in a Celery task. Here (the test holds a
+    transaction, which production's submit_decision does not) the commit callback runs as it is
+    registered, and the task's body in process."""
+    from types import SimpleNamespace
+
+    from django.db import transaction
+
+    from decisions import tasks
+
+    def at_once(func, robust=False, using=None):
+        func()
+
+    monkeypatch.setattr(decision_services, "transaction", SimpleNamespace(atomic=transaction.atomic, on_commit=at_once))
+    monkeypatch.setattr(decision_services, "enqueue_mirror", tasks.mirror_decision_to_shadow)
+
 
 @pytest.fixture
 def pair(sim, db):
