@@ -122,6 +122,16 @@ def test_the_book_readers_use_short_timeouts_and_no_retry(sim, live):
     client = market_orders._book_client(sim.url)
     assert client.timeout == (market_orders.BOOK_CONNECT_TIMEOUT, market_orders.BOOK_READ_TIMEOUT)
     assert client.max_get_attempts == 1 and max(client.timeout) <= 1.0
+    book = client.order_book("BTCUSDT", limit=20)  # the lean reader, against the simulator
+    assert book.asks[0].price == BTC_ASK0 and book.time_ms > 0
+
+
+def test_the_lean_book_reader_reports_a_dead_venue_as_a_transport_error():
+    from execution.aster.errors import AsterTransportError
+
+    client = market_orders._book_client("http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(AsterTransportError):
+        client.order_book("BTCUSDT", limit=20)
 
 
 def test_the_book_age_is_on_the_exchange_clock(sim, live, monkeypatch):
