@@ -65,7 +65,9 @@ class ParityReportSerializer(serializers.Serializer[dict[str, Any]]):
     account = serializers.IntegerField()
     since = serializers.DateTimeField(allow_null=True)
     groups = ParityGroupSerializer(many=True)
-    histogram = ParityBucketSerializer(many=True, help_text="Slippage (bps) of every record with a shadow price.")
+    histogram = ParityBucketSerializer(
+        many=True, help_text="Slippage (bps) of the market fills (entry, close, flip) with a shadow price."
+    )
     calibration = ParityCalibrationSerializer()
     decisions = ParityDecisionSerializer(
         many=True, help_text="Decisions its shadow paper account and this account did not agree on."

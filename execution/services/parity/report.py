@@ -139,7 +139,11 @@ def parity_report(*, account_id: int | None = None, since: datetime | None = Non
         account=account_id,
         since=since,
         groups=groups_of(rows),
-        histogram=histogram_of([r["slippage_bps"] for r in rows if r["slippage_bps"] is not None]),
+        # Market fills only: a TP/SL's slippage is against paper's trigger-time price, not a book
+        # walk at the same moment; mixed in, it would blur the book walk's figure (by kind above).
+        histogram=histogram_of(
+            [r["slippage_bps"] for r in rows if r["kind"] in MARKET_KINDS and r["slippage_bps"] is not None]
+        ),
         calibration=calibration_of(rows),
         decisions=decision_mismatches(account_id=account_id, since=since),
     )
