@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from accounts.encrypted_fields import EncryptedSecretField
 
@@ -109,6 +109,7 @@ class Account(models.Model):
                 condition=Q(api_version__in=["", *ApiVersion.values]), name="account_api_version_valid"
             ),
             models.CheckConstraint(condition=Q(margin_type__in=MarginType.values), name="account_margin_type_valid"),
+            models.CheckConstraint(condition=~Q(shadow_paper_account=F("id")), name="account_not_its_own_shadow"),
         ]
 
     def __str__(self) -> str:
