@@ -156,7 +156,9 @@ def main() -> None:
         }
         try:
             for i in range(2 * (args.orders + WARM_UP)):
-                on = i % 2 == 0
+                # Orders come in same-side pairs (the first opens or closes, the second adds or
+                # closes the rest): which setting goes first alternates every two pairs.
+                on = (i % 2 == 0) == ((i // 4) % 2 == 0)
                 settings.PARITY_ENABLED = on
                 started = time.perf_counter()
                 buy = (i // 2) % 2 == 0
