@@ -9,6 +9,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -306,6 +307,7 @@ def _finish(decision: Decision, status: str, reason: str, fields: list[str] | No
 
 SHADOW_KEY_PREFIX = "shadow-"
 DECISION_MISMATCH = "parity.decision_mismatch"
+MIRROR_TASK = "decisions.mirror_to_shadow"  # decisions.tasks.mirror_decision_to_shadow
 
 
 def schedule_mirror(decision: Decision) -> None:
@@ -319,10 +321,9 @@ def schedule_mirror(decision: Decision) -> None:
 
 
 def enqueue_mirror(decision_id: int) -> None:
-    from decisions.tasks import mirror_decision_to_shadow  # the tasks module imports this one
-
+    # By name: decisions.tasks imports this module (no import cycle within the app).
     try:
-        mirror_decision_to_shadow.delay(decision_id)
+        current_app.send_task(MIRROR_TASK, args=[decision_id])
     except Exception:
         logger.exception("decision %s: its shadow paper decision could not be queued", decision_id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from decisions.models import Decision
-from decisions.services import mirror_to_shadow
+from decisions.services import MIRROR_TASK, mirror_to_shadow
 from decisions.services import settle_decisions as settle
 
 
@@ -15,7 +15,7 @@ def settle_decisions() -> int:
     return settle()
 
 
-@shared_task(name="decisions.mirror_to_shadow", ignore_result=True)
+@shared_task(name=MIRROR_TASK, ignore_result=True)
 def mirror_decision_to_shadow(decision_id: int) -> int | None:
     """A live decision, again on its account's shadow paper account (after the live response)."""
     decision = Decision.objects.select_related("account").filter(pk=decision_id).first()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -332,8 +333,9 @@ def test_the_live_decision_returns_without_waiting_for_its_shadow(
         return real(self, order)
 
     monkeypatch.setattr(PaperExecutionAdapter, "execute_market_order", slow)
-    queued: list[int] = []
-    monkeypatch.setattr(tasks.mirror_decision_to_shadow, "delay", queued.append)
+    queued: list[tuple[str, list[int]]] = []
+    broker = SimpleNamespace(send_task=lambda name, args: queued.append((name, args)))
+    monkeypatch.setattr(decision_services, "current_app", broker)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         started = time.monotonic()
         decision = submit_decision(
@@ -344,8 +346,7 @@ def test_the_live_decision_returns_without_waiting_for_its_shadow(
     assert not Decision.objects.filter(account=paper).exists()
     for callback in callbacks:
         callback()
-    assert queued == [decision.pk]
+    assert queued == [(tasks.mirror_decision_to_shadow.name, [decision.pk])]
     monkeypatch.setattr(PaperExecutionAdapter, "execute_market_order", real)
     tasks.mirror_decision_to_shadow(decision.pk)  # what the worker runs
     assert Decision.objects.get(account=paper).status == "executed"
-    _ = decision_services
