@@ -109,15 +109,15 @@ def test_a_book_older_than_the_bound_is_marked_stale(sim, live, settings, monkey
 
     account, _remote = live
     settings.PARITY_MAX_BOOK_AGE_MS = 1000
-    real = market_orders.book_covering
+    real = market_orders.read_book
 
-    def old_book(symbol: str, side: str, quantity: Decimal, client: Any = None) -> Any:
+    def old_book(order: Any, base_url: str) -> Any:
         from dataclasses import replace
 
-        book = real(symbol, side, quantity, client=client)
+        book = real(order, base_url).parse()
         return replace(book, time_ms=book.time_ms - 5000)
 
-    monkeypatch.setattr(market_orders, "book_covering", old_book)
+    monkeypatch.setattr(market_orders, "read_book", old_book)
     ExecutionService(account, sleep=no_sleep).execute_market_order(
         symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
     )
@@ -135,7 +135,7 @@ def test_a_failed_book_read_never_fails_the_order(sim, live, monkeypatch, caplog
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("depth down")
 
-    monkeypatch.setattr(market_orders, "book_covering", broken)
+    monkeypatch.setattr(market_orders, "read_book", broken)
     result = ExecutionService(account, sleep=no_sleep).execute_market_order(
         symbol="BTCUSDT", side="BUY", quantity="0.02", leverage=5
     )

@@ -54,7 +54,7 @@ def test_a_slow_book_read_delays_neither_the_booking_nor_the_stop_loss(sim, live
     is written after the protection (here: without a book, the read did not finish in time)."""
     settings.PARITY_BOOK_WAIT_SECONDS = 0.3
     release = threading.Event()
-    real = market_orders.book_covering
+    real = market_orders.read_book
     stop_at: list[float] = []
     place = sim.exchange.place_order
 
@@ -67,7 +67,7 @@ def test_a_slow_book_read_delays_neither_the_booking_nor_the_stop_loss(sim, live
             stop_at.append(time.monotonic())
         return place(account, params)
 
-    monkeypatch.setattr(market_orders, "book_covering", slow_book)
+    monkeypatch.setattr(market_orders, "read_book", slow_book)
     sim.exchange.place_order = place_order
     try:
         started = time.monotonic()
@@ -89,7 +89,7 @@ def test_hung_book_reads_do_not_starve_the_next_orders(sim, live, monkeypatch, s
     behind them; once the venue answers again the reads resume."""
     settings.PARITY_BOOK_WAIT_SECONDS = 0.1
     release = threading.Event()
-    real = market_orders.book_covering
+    real = market_orders.read_book
     calls = {"n": 0}
 
     def sometimes_hung(*args: Any, **kwargs: Any) -> Any:
@@ -98,7 +98,7 @@ def test_hung_book_reads_do_not_starve_the_next_orders(sim, live, monkeypatch, s
             release.wait(20)  # a venue that stops answering depth for a while
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(market_orders, "book_covering", sometimes_hung)
+    monkeypatch.setattr(market_orders, "read_book", sometimes_hung)
     svc = ExecutionService(live, sleep=no_sleep)
     try:
         for _ in range(market_orders.BOOK_READERS):

@@ -47,7 +47,6 @@ from execution.aster.replies import OrderBook
 from execution.metrics import PARITY_FAILURES
 from execution.models import ParityKind, ParityRecord, Position, PositionStatus, Trade
 from execution.services.exchange import weight_budget
-from execution.services.market_data import book_covering
 from execution.services.parity.arithmetic import shadow_of_book, slippage_bps
 from execution.services.parity.recording import failed, save_record
 from execution.services.position_math import q
@@ -59,6 +58,7 @@ logger = logging.getLogger(__name__)
 BOOK_READERS = 4  # concurrent book reads across the process's order paths
 BOOK_CONNECT_TIMEOUT = 0.5  # seconds: a book this late is no use to a shadow
 BOOK_READ_TIMEOUT = 1.0
+BOOK_LIMIT = 50  # levels read (weight 2): deeper than any fill this service sends is expected to walk
 PARKED_LIMIT = 256  # shadows whose order never reached the hook (an adapter used on its own)
 NO_BOOK_BUSY = "no book: every book reader was busy"
 NO_BOOK_LATE = "no book: the read did not finish in time"
@@ -79,7 +79,7 @@ class ParkedShadow:
     account_id: int
     order: MarketOrder
     fill: Fill
-    future: Future[OrderBook] | None
+    future: Future[OrderBook | RawDepth] | None
     sent_ms: int
     started: float  # time.monotonic() at the send
     note: str = ""
@@ -104,6 +104,11 @@ class LeanBookClient(AsterClient):
     _local = threading.local()
 
     def order_book(self, symbol: str, *, limit: int = 100) -> OrderBook:
+        return self.raw_depth(symbol, limit=limit).parse()
+
+    def raw_depth(self, symbol: str, *, limit: int) -> RawDepth:
+        """The depth reply, unparsed: the reader thread hands it over as it came, and the order
+        path's hook parses it after the protection (no parsing beside the order's own work)."""
         symbol = self._check_symbol(symbol)
         self.budget.acquire(_depth_weight(limit))
         self.requests_sent += 1
@@ -119,7 +124,7 @@ class LeanBookClient(AsterClient):
         self.budget.record_response(reply.status, dict(reply.getheaders()))
         if reply.status != 200:
             raise AsterTransportError(f"depth: HTTP {reply.status}", http_status=reply.status)
-        return OrderBook.parse(symbol, json.loads(body))
+        return RawDepth(symbol, body)
 
     def _connection(self) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
@@ -134,8 +139,17 @@ class LeanBookClient(AsterClient):
 LEAN_HEADERS = {"User-Agent": "execution-service/1.0 (parity)"}
 
 
+@dataclass(frozen=True)
+class RawDepth:
+    symbol: str
+    body: bytes
+
+    def parse(self) -> OrderBook:
+        return OrderBook.parse(self.symbol, json.loads(self.body))
+
+
 @lru_cache(maxsize=4)
-def _book_client(base_url: str) -> AsterClient:
+def _book_client(base_url: str) -> LeanBookClient:
     return LeanBookClient(
         base_url,
         connect_timeout=BOOK_CONNECT_TIMEOUT,
@@ -169,7 +183,7 @@ def shadowed(
     return fill
 
 
-def start_book_read(order: MarketOrder) -> tuple[Future[OrderBook] | None, str]:
+def start_book_read(order: MarketOrder) -> tuple[Future[OrderBook | RawDepth] | None, str]:
     """Hand the read to an idle reader; never queue it behind busy (maybe hung) ones."""
     if not _free_readers.acquire(blocking=False):
         return None, NO_BOOK_BUSY
@@ -183,8 +197,10 @@ def start_book_read(order: MarketOrder) -> tuple[Future[OrderBook] | None, str]:
     return future, ""
 
 
-def read_book(order: MarketOrder, base_url: str) -> OrderBook:
-    return book_covering(order.symbol, order.side, order.quantity, client=_book_client(base_url))
+def read_book(order: MarketOrder, base_url: str) -> OrderBook | RawDepth:
+    """In the reader thread: one depth read of BOOK_LIMIT levels (weight 2), handed over unparsed.
+    A fill deeper than that is recorded with the part the book covered (noted)."""
+    return _book_client(base_url).raw_depth(order.symbol, limit=BOOK_LIMIT)
 
 
 def park(shadow: ParkedShadow) -> None:
@@ -219,7 +235,8 @@ def _joined(shadow: ParkedShadow) -> tuple[OrderBook | None, str]:
         return None, shadow.note
     left = shadow.started + settings.PARITY_BOOK_WAIT_SECONDS - time.monotonic()
     try:
-        return shadow.future.result(timeout=max(0.0, left)), ""
+        read = shadow.future.result(timeout=max(0.0, left))
+        return (read.parse() if isinstance(read, RawDepth) else read), ""
     except TimeoutError:
         shadow.future.cancel()
         logger.warning("parity: the book read for %s did not finish in time", shadow.order.client_order_id)
