@@ -1,8 +1,10 @@
 """The shadow of a live market order (entry, close, flip).
 
-The book is read over REST on a warm worker thread, STARTED just before the order is sent: the
-depth request leaves before the order's own request, so the venue serves the book of the moment
-before the send (not the post-fill book, which lacks the liquidity the order took). The send time
+The book is read over REST on a warm worker thread, STARTED before the order's set-up and send:
+the depth request leaves before the order's own, so the venue normally serves the book from
+before the order (not the post-fill book, which lacks the liquidity the order took). Normally,
+not always: the two requests still race (on the in-process simulator with no matching time the
+read loses ~10% of the time; docs/design.md says what would make it deterministic). The send time
 is the exchange's clock (the client's offset-corrected `now_ms`), as is the book's time (its
 E/T), so `book_age_ms` = send - book is on one clock; beyond PARITY_MAX_BOOK_AGE_MS either way
 the shadow is marked stale.
