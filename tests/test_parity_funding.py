@@ -96,3 +96,21 @@ def test_a_missing_cached_rate_is_noted():
     record = ParityRecord.objects.get(kind="funding")
     assert record.shadow_funding is None and "no cached mark or rate for SOLUSDT" in record.note
     assert record.fee_diff == 0  # no shadow: not the live payment whole
+
+
+def test_cross_settlements_sent_per_symbol_are_compared_per_symbol():
+    """Two cross positions, one event per symbol at the same time (no P rows): each is matched to
+    its symbol (the paper charge nearest to what live paid), and neither is lost to the other's key."""
+    account = LiveV1AccountFactory()
+    open_position(account, "BTCUSDT", "LONG", "0.5")
+    open_position(account, "ETHUSDT", "SHORT", "2")
+    cache_mark("BTCUSDT", "65000", "0.0001")  # the long pays 3.25
+    cache_mark("ETHUSDT", "3500", "0.0002")  # the short receives 1.4
+    btc, eth = funding_event("-3.26"), funding_event("1.4")
+    eth = AccountUpdate(btc.event_time_ms, btc.transaction_time_ms, eth.reason, eth.balances, eth.positions)
+    apply_user_event(account_id=account.pk, event=btc)
+    apply_user_event(account_id=account.pk, event=eth)
+    records = {r.symbol: r for r in ParityRecord.objects.filter(kind="funding")}
+    assert set(records) == {"BTCUSDT", "ETHUSDT"}
+    assert (records["BTCUSDT"].shadow_funding, records["BTCUSDT"].fee_diff) == (Decimal("3.25"), Decimal("0.01"))
+    assert (records["ETHUSDT"].shadow_funding, records["ETHUSDT"].quantity) == (Decimal("-1.4"), Decimal("2"))

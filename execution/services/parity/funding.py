@@ -4,12 +4,14 @@ FUNDING_FEE: the USDT balance change) against what paper's funding rule
 charged the same open positions.
 
 The exchange names the position for an isolated one and none for cross margin: the positions
-compared are the event's, else every open position of the account here. The mark and the rate
+compared are the event's, else every open position of the account here. Whether a cross
+settlement comes as one event per symbol or one for all is not documented (ASTER_WS.md: "only
+`B`"); per symbol is the likelier (funding is booked per position), so a cross event is matched
+to the one symbol, or all (`*`), whose paper charge is nearest to what live paid. The mark and the rate
 are the price cache's at the event (the stream's markPrice `r` is the rate being settled until
 the next frame after the settlement): an approximation of paper's rule, which uses the settled
 rate from fundingRate history and the mark at its sweep. One record per settlement event
-(`funding:<event time>`); symbol `*` when it covers several positions. `fee_diff` = live paid -
-paper's charge."""
+(`funding:<symbol>:<event time>`, `*` for all). `fee_diff` = live paid - paper's charge."""
 
 from __future__ import annotations
 
@@ -49,29 +51,43 @@ def funding_fields(*, account_id: int, event: AccountUpdate) -> dict[str, object
         positions = positions.filter(symbol__in=named)
     held = list(positions.values_list("symbol", "side", "quantity"))
     cached = price_cache.cached_prices({symbol for symbol, _side, _quantity in held})
-    shadow = ZERO
+    charges: dict[str, Decimal] = {}
+    quantities: dict[str, Decimal] = {}
     missing = []
     for symbol, side, quantity in held:
+        quantities[symbol] = quantities.get(symbol, ZERO) + quantity
         price = cached.get(symbol)
         if price is None or price.mark_price is None or price.funding_rate is None:
             missing.append(symbol)
             continue
-        shadow += funding_payment(side, quantity, price.mark_price, price.funding_rate)
-    symbols = sorted({symbol for symbol, _side, _quantity in held})
+        charges[symbol] = charges.get(symbol, ZERO) + funding_payment(
+            side, quantity, price.mark_price, price.funding_rate
+        )
     note = f"no cached mark or rate for {', '.join(missing)}" if missing else ""
     if not held:
         note = "no open position here at the settlement"
-    # A settlement paper's rule could not price whole has no shadow: no half-priced difference.
-    shadow_funding = None if missing or not held else q(shadow)
+    symbol, shadow = _settled(live_paid, charges, quantities) if not missing and held else ("*", None)
+    if len(quantities) == 1:
+        symbol = next(iter(quantities))
     return {
         "account_id": account_id,
-        "source_key": f"funding:{event.event_time_ms}",
-        "symbol": symbols[0] if len(symbols) == 1 else "*",
+        "source_key": f"funding:{symbol}:{event.event_time_ms}",
+        "symbol": symbol,
         "kind": ParityKind.FUNDING,
-        "quantity": sum((quantity for _symbol, _side, quantity in held), ZERO),
+        "quantity": quantities.get(symbol, sum(quantities.values(), ZERO)),
         "live_funding": q(live_paid),
-        "shadow_funding": shadow_funding,
-        "fee_diff": q(live_paid - shadow) if shadow_funding is not None else ZERO,
+        # A settlement paper's rule could not price whole has no shadow: no half-priced difference.
+        "shadow_funding": q(shadow) if shadow is not None else None,
+        "fee_diff": q(live_paid - shadow) if shadow is not None else ZERO,
         "live_at": datetime.fromtimestamp(event.event_time_ms / 1000, tz=UTC),
         "note": note,
     }
+
+
+def _settled(live_paid: Decimal, charges: dict[str, Decimal], quantities: dict[str, Decimal]) -> tuple[str, Decimal]:
+    """Which settlement this event is: a cross event names no position, and whether the venue
+    sends one event per symbol or one for all is not documented (docs: "only the balance B").
+    The candidate (one symbol's charge, or all of them: `*`) nearest to what live paid; with a
+    single position, that one."""
+    candidates = {**charges, "*": sum(charges.values(), ZERO)} if len(charges) > 1 else dict(charges)
+    return min(candidates.items(), key=lambda item: (abs(live_paid - item[1]), item[0] != "*"))
