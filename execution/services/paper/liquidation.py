@@ -41,17 +41,21 @@ def liquidate_crossed(prices: dict[str, SymbolPrices], now: datetime) -> int:
 # `position_liquidation_lookup`: a LONG is crossed at or below its liquidation price, a SHORT at
 # or above. A candle's probe also requires the position to have been open when it started.
 LIQUIDATION_SEARCH_SQL = """
-    SELECT DISTINCT p.id, p.symbol
-    FROM unnest(%s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[], %s::timestamptz[])
-         AS r(symbol, side, low, high, since)
-    CROSS JOIN LATERAL (
-        SELECT p.id, p.symbol, p.account_id FROM execution_position p
-        WHERE p.status = 'open' AND p.liquidation_price IS NOT NULL
-          AND p.symbol = r.symbol AND p.side = r.side
-          AND p.liquidation_price >= r.low AND p.liquidation_price <= r.high
-          AND (r.since IS NULL OR p.opened_at <= r.since)
-    ) p
-    WHERE EXISTS (SELECT 1 FROM accounts_account a WHERE a.id = p.account_id AND a.is_paper_trading)
+    WITH candidates AS MATERIALIZED (
+        SELECT p.id, p.symbol, p.account_id
+        FROM unnest(%s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[], %s::timestamptz[])
+             AS r(symbol, side, low, high, since)
+        CROSS JOIN LATERAL (
+            SELECT p.id, p.symbol, p.account_id FROM execution_position p
+            WHERE p.status = 'open' AND p.liquidation_price IS NOT NULL
+              AND p.symbol = r.symbol AND p.side = r.side
+              AND p.liquidation_price >= r.low AND p.liquidation_price <= r.high
+              AND (r.since IS NULL OR p.opened_at <= r.since)
+            OFFSET 0  -- never pulled up into a join over the whole table: one probe per row of r
+        ) p
+    )
+    SELECT DISTINCT c.id, c.symbol FROM candidates c
+    WHERE EXISTS (SELECT 1 FROM accounts_account a WHERE a.id = c.account_id AND a.is_paper_trading)
 """
 
 

@@ -80,19 +80,24 @@ def trigger_probes(prices: dict[str, SymbolPrices]) -> list[tuple[str, str, str,
 
 # One index range probe per (symbol, kind, side) on the partial index `pendingorder_trigger_lookup`
 # (LATERAL: a nested loop over the probes, whatever the table's size); the account is looked at
-# only for the few rows the probes return. The statuses are literals so that the planner can
-# match the partial indexes also with generic (prepared) plans.
+# only for the few rows the probes return (MATERIALIZED: not once per probe). The statuses are
+# literals so that the planner can match the partial indexes also with generic (prepared) plans.
 TRIGGER_SEARCH_SQL = """
-    SELECT o.id, o.symbol, o.kind, o.side, o.trigger_price, o.working_type, o.created_at
-    FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[])
-         AS p(symbol, kind, side, low, high)
-    CROSS JOIN LATERAL (
+    WITH candidates AS MATERIALIZED (
         SELECT o.id, o.account_id, o.symbol, o.kind, o.side, o.trigger_price, o.working_type, o.created_at
-        FROM execution_pendingorder o
-        WHERE o.status = 'pending' AND o.symbol = p.symbol AND o.kind = p.kind AND o.side = p.side
-          AND o.trigger_price >= p.low AND o.trigger_price <= p.high
-    ) o
-    WHERE EXISTS (SELECT 1 FROM accounts_account a WHERE a.id = o.account_id AND a.is_paper_trading)
+        FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[])
+             AS p(symbol, kind, side, low, high)
+        CROSS JOIN LATERAL (
+            SELECT o.id, o.account_id, o.symbol, o.kind, o.side, o.trigger_price, o.working_type, o.created_at
+            FROM execution_pendingorder o
+            WHERE o.status = 'pending' AND o.symbol = p.symbol AND o.kind = p.kind AND o.side = p.side
+              AND o.trigger_price >= p.low AND o.trigger_price <= p.high
+            OFFSET 0  -- never pulled up into a join over the whole table: one probe per row of p
+        ) o
+    )
+    SELECT c.id, c.symbol, c.kind, c.side, c.trigger_price, c.working_type, c.created_at
+    FROM candidates c
+    WHERE EXISTS (SELECT 1 FROM accounts_account a WHERE a.id = c.account_id AND a.is_paper_trading)
 """
 
 
