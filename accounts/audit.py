@@ -309,6 +309,7 @@ def bulk_transition(
 
 # One event as a tuple in EVENT_COLUMNS order; `data` is already JSON text.
 EventRow = tuple[int | None, str, str, int | None, str, str, str, str, datetime]
+_encode_json = DjangoJSONEncoder().encode  # what ExecutionEvent.data's encoder writes
 
 
 def event_row(
@@ -324,7 +325,7 @@ def event_row(
     at: datetime,
 ) -> EventRow:
     """An event as a tuple (what `insert_event_rows` writes): the cheap way to build thousands."""
-    text = DjangoJSONEncoder().encode(data) if data else "{}"
+    text = _encode_json(data) if data else "{}"
     return (account_id, kind, subject_type, subject_id, from_status, to_status, message, text, at)
 
 
@@ -411,3 +412,35 @@ def _claim_sql(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, list(pks), from_status])
         return [(int(pk), int(account_id)) for pk, account_id in cursor.fetchall()]
+
+
+def transition_row(
+    obj: Any,
+    *,
+    to_status: str,
+    account_id: int,
+    at: datetime,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> EventRow:
+    """`transition_unsaved` for writers of thousands of rows: check the table, set the status
+    (and `updated_at`) in memory, and return the event as a tuple. The caller saves the row and
+    inserts the events (`insert_event_rows`) in the same transaction; a row not inserted yet has
+    no key here: the caller sets the tuple's subject_id once it has one."""
+    check_transition(obj, to_status)
+    from_status = obj.status
+    obj.status = to_status
+    if hasattr(obj, "updated_at"):
+        obj.updated_at = at
+    subject_type = obj._meta.model_name or ""
+    return event_row(
+        account_id=account_id,
+        kind=f"{subject_type}.{to_status}",
+        subject_type=subject_type,
+        subject_id=obj.pk,
+        from_status=from_status,
+        to_status=to_status,
+        message=message,
+        data=data,
+        at=at,
+    )
