@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 from django.core.cache import cache
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.audit import InvalidTransition, claim_transition
@@ -168,3 +169,48 @@ def test_a_sweep_through_the_service_still_fills_a_real_protected_order(market):
     report = sweep_paper_triggers(shard=shard_of("BTCUSDT", 4), shards=4)
     assert (report.triggered, report.filled) == (1, 1)
     assert PendingOrder.objects.get(kind="take_profit").status == "cancelled"
+
+
+def statements(captured) -> list[str]:
+    """The statements a block ran, without transaction bookkeeping (COPY is not captured)."""
+    skip = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(skip)]
+
+
+@pytest.mark.postgres
+def test_a_quiet_sweep_is_five_statements(market):
+    """The in-flight intents, the symbol lists (one statement), the liquidation and trigger
+    searches and the dead workers' claims; funding is read only when a funding time moved."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for symbol in SYMBOLS:
+        protected_long(PaperAccountFactory(), symbol, market)
+    sweep_paper_triggers()  # warm: funding markers, marking
+    with CaptureQueriesContext(connection) as captured:
+        assert sweep_paper_triggers().triggered == 0
+    assert len(statements(captured)) == 5
+
+
+@pytest.mark.postgres
+def test_fills_cost_a_fixed_number_of_statements_per_account(market):
+    """Claim: one statement; the claimed orders: one read; then per account: the lock, its
+    positions, its orders, the trades' keys, the orders, positions and account written (and two
+    COPYs, trades and events): seven statements whatever its number of fills."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def fill_sweep(accounts: int) -> int:
+        for _ in range(accounts):
+            account = PaperAccountFactory()
+            for symbol in SYMBOLS:
+                protected_long(account, symbol, market)
+        sweep_paper_triggers()  # warm: funding markers, marking
+        PendingOrder.objects.filter(status="pending").update(trigger_price=F("trigger_price") * Decimal("1.2"))
+        with CaptureQueriesContext(connection) as captured:
+            assert sweep_paper_triggers().filled == 4 * accounts
+        return len(statements(captured))
+
+    one, three = fill_sweep(1), fill_sweep(3)
+    assert one == 5 + 2 + 7
+    assert three - one == 2 * 7
