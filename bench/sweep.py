@@ -205,15 +205,18 @@ def restore() -> None:
 # --------------------------------------------------------------------------- one sweep
 
 
-def warm(client: LocalMarketClient, base: dict[str, Decimal], per_symbol: int) -> None:
-    """A quiet sweep: funding markers and the marking deadline set, connections and plans warm."""
+def warm(
+    client: LocalMarketClient, base: dict[str, Decimal], per_symbol: int, *, shard: int = 0, shards: int = 1
+) -> None:
+    """A quiet sweep: funding markers and the marking deadline set, connections and plans warm.
+    Marking (every PAPER_MARK_SECONDS, not every sweep) is left out of the figures."""
     set_marks(client, trigger_marks(base, per_symbol, 0))
     with patched(client):
         now = timezone.now()
         marks, _ = prices.current_prices(set(base), last_for=set(), now=now)
         funding.settle_funding(marks, now)
-        cache.set("paper-sweep:marked-at", now.timestamp() + 3600)  # marking: every PAPER_MARK_SECONDS
-        sweep.sweep_paper_triggers()
+        cache.set(sweep.marked_key(shard, shards), now.timestamp() + 3600)
+        sweep.sweep_paper_triggers(shard=shard, shards=shards)
 
 
 def run_sweep(client: LocalMarketClient, marks: dict[str, Decimal]) -> dict[str, float]:
@@ -256,7 +259,7 @@ def worker_main(shard: int, shards: int, marks_file: str, symbol_count: int) -> 
     """One worker process: warm up, say READY, wait for GO, sweep its shard, print the report."""
     client, _symbols, base = market(symbol_count)
     per_symbol = int(sys.stdin.readline())
-    warm(client, base, per_symbol)
+    warm(client, base, per_symbol, shard=shard, shards=shards)
     marks = {s: Decimal(v) for s, v in json.loads(Path(marks_file).read_text()).items()}
     set_marks(client, marks)
     print("READY", flush=True)

@@ -11,6 +11,7 @@ re-claimed by a later sweep.
 from __future__ import annotations
 
 import logging
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,7 +80,11 @@ def fill_claimed(order_ids: list[int], prices: dict[str, SymbolPrices], now: dat
             by_account[order.account_id].append(order)
         else:
             report.waiting.append(order.pk)
-    for account_id, account_orders in by_account.items():
+    accounts = list(by_account.items())
+    # Each account's fills take its lock: sweeps of other shards (other symbols, same accounts)
+    # would queue behind this one account after account if all went in the same order.
+    random.shuffle(accounts)
+    for account_id, account_orders in accounts:
         # Stops first: when both legs crossed within one candle, assume the worse happened.
         account_orders.sort(key=lambda o: (o.kind != PendingOrderKind.STOP_LOSS, o.pk))
         for outcome in fill_account_orders(account_id, account_orders, books, prices, now, report):
