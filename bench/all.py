@@ -49,7 +49,7 @@ class Bench:
 BENCHES = [
     Bench("paper", 100, ["--orders", "100", "--pending", "20000", "--symbols", "50", "--quick"]),
     Bench("live", 90, ["--orders", "100", "--quick"]),
-    Bench("sweep", 240, ["--rounds", "1"]),
+    Bench("sweep", 240, ["--rounds", "2"]),
     Bench("stream", 90, ["--triggers", "30", "--symbols", "50", "--cpu-seconds", "10"]),
     Bench("user_stream", 100, ["--accounts", "100", "--latency-accounts", "5", "--rounds", "2", "--idle-seconds", "5"]),
     Bench("reconcile", 60, ["--accounts", "200"]),

@@ -381,9 +381,10 @@ def main() -> None:
                 bench="sweep", figure=f"detect+claim, {size:,} pending, {label}", value=median(runs, "detect"), unit="s"
             )
         if args.explain:
-            for name, plan in explain(client, trigger_marks(base, per_symbol, size // 100)).items():
-                print(f"  plan of the {name} search at {size:,} pending (1 % triggered):")
-                print("    " + plan.replace("\n", "\n    "))
+            for name, triggered in variants.items():
+                for search, plan in explain(client, trigger_marks(base, per_symbol, triggered)).items():
+                    print(f"  plan of the {search} search at {size:,} pending ({triggered:,} triggered, {name}):")
+                    print("    " + plan.replace("\n", "\n    "))
     if 100_000 in results and 1_000_000 in results:
         small, large = median(results[100_000]["fixed"], "detect"), median(results[1_000_000]["fixed"], "detect")
         print(f"detect+claim growth 100k -> 1M pending, {args.fixed:,} triggered: {large / small:.2f}x (target <= 2x)")
