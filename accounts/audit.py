@@ -342,7 +342,11 @@ def insert_event_rows(rows: list[EventRow]) -> None:
                     copy.write_row(row)
             return
         placeholders = ", ".join(["%s"] * len(EVENT_COLUMNS))
-        cursor.executemany(f"INSERT INTO {table} ({', '.join(EVENT_COLUMNS)}) VALUES ({placeholders})", rows)
+        adapt = connection.ops.adapt_datetimefield_value  # stored as the ORM stores it (naive UTC text)
+        cursor.executemany(
+            f"INSERT INTO {table} ({', '.join(EVENT_COLUMNS)}) VALUES ({placeholders})",
+            [(*row[:8], adapt(row[8])) for row in rows],
+        )
 
 
 def claim_transition(

@@ -214,3 +214,27 @@ def test_fills_cost_a_fixed_number_of_statements_per_account(market):
     one, three = fill_sweep(1), fill_sweep(3)
     assert one == 5 + 2 + 7
     assert three - one == 2 * 7
+
+
+def test_events_written_as_tuples_read_back_like_the_orms(market):
+    """The tuple path (claim, batched fills) stores events as the ORM would: the same time,
+    the same JSON."""
+    from accounts.audit import event_row, insert_event_rows
+
+    account = PaperAccountFactory()
+    at = timezone.now()
+    insert_event_rows(
+        [
+            event_row(
+                account_id=account.pk,
+                kind="position.reduced",
+                subject_type="position",
+                subject_id=7,
+                data={"quantity": Decimal("0.5")},
+                at=at,
+            )
+        ]
+    )
+    event = ExecutionEvent.objects.get(kind="position.reduced")
+    assert (event.created_at, event.data, event.subject_id) == (at, {"quantity": "0.5"}, 7)
+    assert ExecutionEvent.objects.filter(created_at__gte=at, created_at__lte=at).count() == 1
