@@ -11,8 +11,8 @@ defaults, much longer). `--markdown FILE` rewrites the part of FILE between
 
 Databases: DATABASE_URL for every bench is BENCH_DATABASE_URL, else
 postgres://postgres@127.0.0.1:5432/bench (each bench empties its tables). Redis: only
-BENCH_REDIS_URL (a database the benches own), with the key prefix `bench`; without it no bench
-gets a REDIS_URL, so none can touch a shared Redis.
+BENCH_REDIS_URL (a database the benches own), with a key prefix per bench (`bench-<name>`);
+without it no bench gets a REDIS_URL, so none can touch a shared Redis.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ BENCHES = [
     Bench("user_stream", 100, ["--accounts", "100", "--latency-accounts", "5", "--rounds", "2", "--idle-seconds", "5"]),
     Bench("reconcile", 60, ["--accounts", "200"]),
     Bench("ceiling", 90, ["--quick"]),
-    Bench("parity", 60, ["--quick"]),
+    Bench("parity", 60, ["--orders", "60", "--quick"]),
 ]
 
 
@@ -82,14 +82,14 @@ def known_arguments(path: Path, arguments: list[str]) -> list[str]:
     return kept
 
 
-def bench_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+def bench_env(name: str = "") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL", "BENCH_REDIS_URL"}}
     env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE)
     env["DEBUG"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     if os.environ.get("BENCH_REDIS_URL"):
-        env["REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
-        env["REDIS_KEY_PREFIX"] = "bench"
+        env["REDIS_URL"] = env["BENCH_REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
+        env["REDIS_KEY_PREFIX"] = f"bench-{name}"  # each bench's keys apart, in a database the benches own
     return env
 
 
@@ -105,7 +105,7 @@ def run_bench(bench: Bench, *, full: bool, timeout: float) -> Outcome:
     process = subprocess.Popen(
         command,
         cwd=ROOT,
-        env=bench_env(),
+        env=bench_env(bench.name),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
