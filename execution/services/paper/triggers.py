@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -34,7 +34,34 @@ def crossed_q(low: Decimal, high: Decimal) -> Q:
     )
 
 
-def is_crossed(order: PendingOrder, price: Decimal) -> bool:
+class TriggerOrder(Protocol):
+    """What the trigger rule reads of an order (a PendingOrder, or a search's row)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def trigger_price(self) -> Decimal: ...
+    @property
+    def working_type(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class Candidate(NamedTuple):
+    """A row of the trigger search (a tuple: thousands of them cost nothing to build)."""
+
+    pk: int
+    symbol: str
+    kind: str
+    side: str
+    trigger_price: Decimal
+    working_type: str
+    created_at: datetime
+
+
+def is_crossed(order: TriggerOrder, price: Decimal) -> bool:
     """A SELL stop triggers at or below its price, a SELL take-profit at or above; BUY mirrors."""
     sell = order.side == "SELL"
     if order.kind == PendingOrderKind.STOP_LOSS:
@@ -42,7 +69,7 @@ def is_crossed(order: PendingOrder, price: Decimal) -> bool:
     return price >= order.trigger_price if sell else price <= order.trigger_price
 
 
-def is_triggered(order: PendingOrder, entry: SymbolPrices) -> bool:
+def is_triggered(order: TriggerOrder, entry: SymbolPrices) -> bool:
     """The exchange's rule for this order: its working type's price now, or within a completed
     minute candle that started after the order was created."""
     if order.working_type == WorkingType.CONTRACT_PRICE and (entry.last_missing or entry.last is None):
@@ -110,18 +137,11 @@ def find_triggered(prices: dict[str, SymbolPrices]) -> list[int]:
     return [order.pk for order in candidates if is_triggered(order, prices[order.symbol])]
 
 
-def _candidates_sql(prices: dict[str, SymbolPrices]) -> list[PendingOrder]:
+def _candidates_sql(prices: dict[str, SymbolPrices]) -> list[Candidate]:
     columns: list[list[Any]] = [list(column) for column in zip(*trigger_probes(prices), strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(TRIGGER_SEARCH_SQL, columns)
-        rows = cursor.fetchall()
-    # Unsaved-looking objects for `is_triggered` only (never saved): cheaper than the ORM's.
-    return [
-        PendingOrder(
-            id=pk, symbol=symbol, kind=kind, side=side, trigger_price=price, working_type=working, created_at=created
-        )
-        for pk, symbol, kind, side, price, working, created in rows
-    ]
+        return [Candidate(*row) for row in cursor.fetchall()]
 
 
 def _candidates_orm(prices: dict[str, SymbolPrices]) -> list[PendingOrder]:
