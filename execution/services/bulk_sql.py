@@ -38,18 +38,18 @@ NATIVE_FIELDS = (
 def db_value_getter(field: models.Field[Any, Any], *, add: bool) -> Callable[[models.Model], Any]:
     """How to read `field`'s database value from an object cheaply (`add`: an INSERT, where
     auto_now_add and auto_now fields take their value now, as `pre_save` does)."""
-    exact = type(field) in NATIVE_FIELDS or (
-        isinstance(field, models.ForeignKey) and type(field.target_field) in NATIVE_FIELDS
-    )
-    if exact and not isinstance(field, models.DateField):
-        attname = field.attname
+    attname = field.attname
+    if type(field) is models.DateTimeField:  # aware datetimes (USE_TZ) are adapted as they are
+        if add and (field.auto_now or field.auto_now_add):
+            return lambda obj: field.pre_save(obj, True)  # sets and returns now, as a save would
         return lambda obj: getattr(obj, attname)
-    if isinstance(field, models.DateTimeField) and not (field.auto_now or field.auto_now_add):
-        attname = field.attname
-        return lambda obj: getattr(obj, attname)  # aware datetimes (USE_TZ): adapted as they are
-    return lambda obj: field.get_db_prep_save(
-        field.pre_save(obj, add) if add else getattr(obj, field.attname), connection
-    )
+    # Exact types only: a subclass (an encrypted text field, say) may transform its value.
+    target = field.target_field if isinstance(field, models.ForeignKey) else field
+    if type(field) in NATIVE_FIELDS and type(target) in NATIVE_FIELDS:
+        return lambda obj: getattr(obj, attname)
+    if add:
+        return lambda obj: field.get_db_prep_save(field.pre_save(obj, True), connection)
+    return lambda obj: field.get_db_prep_save(getattr(obj, attname), connection)
 
 
 def bulk_update_rows(model: type[models.Model], objs: Sequence[models.Model], fields: Sequence[str]) -> int:
