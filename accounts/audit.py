@@ -302,3 +302,149 @@ def bulk_transition(
     elif events:
         insert_events(events)
     return [pk for pk, _account_id, _status in rows]
+
+
+# --------------------------------------------------------------------------- tuple-based bulk paths
+# For writers of thousands of rows (the paper sweep): events as plain tuples, no model objects.
+
+# One event as a tuple in EVENT_COLUMNS order; `data` is already JSON text.
+EventRow = tuple[int | None, str, str, int | None, str, str, str, str, datetime]
+_encode_json = DjangoJSONEncoder().encode  # what ExecutionEvent.data's encoder writes
+
+
+def event_row(
+    *,
+    account_id: int | None,
+    kind: str,
+    subject_type: str = "",
+    subject_id: int | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    message: str = "",
+    data: dict[str, Any] | None = None,
+    at: datetime,
+) -> EventRow:
+    """An event as a tuple (what `insert_event_rows` writes): the cheap way to build thousands."""
+    text = _encode_json(data) if data else "{}"
+    return (account_id, kind, subject_type, subject_id, from_status, to_status, message, text, at)
+
+
+def insert_event_rows(rows: list[EventRow]) -> None:
+    """Insert events given as tuples, in the caller's transaction: COPY on PostgreSQL, one
+    executemany INSERT elsewhere. No model object is built."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(ExecutionEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        placeholders = ", ".join(["%s"] * len(EVENT_COLUMNS))
+        adapt = connection.ops.adapt_datetimefield_value  # stored as the ORM stores it (naive UTC text)
+        cursor.executemany(
+            f"INSERT INTO {table} ({', '.join(EVENT_COLUMNS)}) VALUES ({placeholders})",
+            [(*row[:8], adapt(row[8])) for row in rows],
+        )
+
+
+def claim_transition(
+    model: type[models.Model],
+    *,
+    pks: list[int],
+    from_status: str,
+    to_status: str,
+    now: datetime,
+    values: dict[str, Any] | None = None,
+    message: str = "",
+) -> list[tuple[int, int]]:
+    """Move the rows of `pks` that are still `from_status` and not held by another transaction
+    to `to_status`, audited (one event per row moved, written as tuples). Exactly once across
+    concurrent callers: a row held by another claimer is skipped (SKIP LOCKED), and a row it
+    moved meanwhile no longer matches `from_status` when re-checked under the lock. Call inside
+    a transaction. `values`: further fields set on every row. Returns (pk, account_id) moved.
+
+    PostgreSQL: one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`.
+    Elsewhere (SQLite serialises writers): a SELECT, then the UPDATE of what it found."""
+    if to_status not in model.TRANSITIONS.get(from_status, frozenset()):  # type: ignore[attr-defined]
+        raise InvalidTransition(
+            f"{model.__name__} cannot go from {from_status!r} to {to_status!r}.",
+            details={"from": from_status, "to": to_status},
+        )
+    if not pks:
+        return []
+    changes: dict[str, Any] = {"status": to_status, **(values or {})}
+    if any(f.name == "updated_at" for f in model._meta.concrete_fields):
+        changes["updated_at"] = now
+    if connection.vendor == "postgresql":
+        moved = _claim_sql(model, pks=pks, from_status=from_status, changes=changes)
+    else:
+        moved = list(
+            model._default_manager.select_for_update(skip_locked=True)
+            .filter(pk__in=pks, status=from_status)
+            .values_list("pk", "account_id")
+        )
+        updated = model._default_manager.filter(pk__in=[pk for pk, _ in moved], status=from_status).update(**changes)
+        if updated != len(moved):
+            raise InvalidTransition(f"{model.__name__} rows left {from_status!r} while being claimed")
+    subject_type = model._meta.model_name or ""
+    kind = f"{subject_type}.{to_status}"
+    insert_event_rows(
+        [(account_id, kind, subject_type, pk, from_status, to_status, message, "{}", now) for pk, account_id in moved]
+    )
+    return moved
+
+
+def _claim_sql(
+    model: type[models.Model], *, pks: list[int], from_status: str, changes: dict[str, Any]
+) -> list[tuple[int, int]]:
+    opts = model._meta
+    qn = connection.ops.quote_name
+    table = qn(opts.db_table)
+    assignments, params = [], []
+    for name, value in changes.items():
+        field = opts.get_field(name)
+        assert isinstance(field, models.Field)
+        assignments.append(f"{qn(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    sql = (
+        f"UPDATE {table} SET {', '.join(assignments)} WHERE id IN "
+        f"(SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s ORDER BY id FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, account_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, list(pks), from_status])
+        return [(int(pk), int(account_id)) for pk, account_id in cursor.fetchall()]
+
+
+def transition_row(
+    obj: Any,
+    *,
+    to_status: str,
+    account_id: int,
+    at: datetime,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> EventRow:
+    """`transition_unsaved` for writers of thousands of rows: check the table, set the status
+    (and `updated_at`) in memory, and return the event as a tuple. The caller saves the row and
+    inserts the events (`insert_event_rows`) in the same transaction; a row not inserted yet has
+    no key here: the caller sets the tuple's subject_id once it has one."""
+    check_transition(obj, to_status)
+    from_status = obj.status
+    obj.status = to_status
+    if hasattr(obj, "updated_at"):
+        obj.updated_at = at
+    subject_type = obj._meta.model_name or ""
+    return event_row(
+        account_id=account_id,
+        kind=f"{subject_type}.{to_status}",
+        subject_type=subject_type,
+        subject_id=obj.pk,
+        from_status=from_status,
+        to_status=to_status,
+        message=message,
+        data=data,
+        at=at,
+    )

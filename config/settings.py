@@ -257,6 +257,11 @@ PAPER_MARK_SECONDS = _seconds_setting("PAPER_MARK_SECONDS", 15.0)
 # A triggered order whose worker died is claimed again after this long. Re-claiming one that a
 # slow worker is still filling is harmless (the fill re-checks the status under the account lock).
 PAPER_RECLAIM_SECONDS = _seconds_setting("PAPER_RECLAIM_SECONDS", 3 * PAPER_SWEEP_SECONDS)
+# The sweep in N parts by a stable hash of the symbol (execution.services.paper.symbols): the beat
+# enqueues one task per shard, so that N worker processes on any machines share one sweep.
+PAPER_SWEEP_SHARDS = env.int("PAPER_SWEEP_SHARDS", default=1)
+if not 1 <= PAPER_SWEEP_SHARDS <= 1024:
+    raise ImproperlyConfigured(f"PAPER_SWEEP_SHARDS must be 1..1024, got {PAPER_SWEEP_SHARDS}")
 # A `submitting` intent this old lost its process between sending and booking: reconciliation
 # resolves it by client order id, like an `unknown` one.
 EXECUTION_INTENT_STALE_SECONDS = _seconds_setting("EXECUTION_INTENT_STALE_SECONDS", 120.0)
