@@ -27,6 +27,7 @@ from django.db import connection, models
 from django.utils import timezone
 
 from accounts.models import Account, ExecutionEvent
+from accounts.row_sql import insert_columns, mark_saved, placeholder, qn
 
 _batches = threading.local()
 
@@ -195,28 +196,119 @@ def transition(
     two writers can never both apply the same change (say, book one fill twice)."""
     check_transition(obj, to_status)
     from_status = obj.status
-    fields = {"status", *update_fields}
+    names = ["status", *update_fields]
     if hasattr(obj, "updated_at"):
         obj.updated_at = timezone.now()
-        fields.add("updated_at")
+        names.append("updated_at")
+    names = list(dict.fromkeys(names))
     obj.status = to_status
-    values = {name: getattr(obj, name) for name in fields}
-    if type(obj)._default_manager.filter(pk=obj.pk, status=from_status).update(**values) != 1:
+    event = ExecutionEvent(
+        account=account,
+        kind=f"{obj._meta.model_name}.{to_status}",
+        subject_type=obj._meta.model_name or "",
+        subject_id=obj.pk,
+        from_status=from_status,
+        to_status=to_status,
+        message=message,
+        data=data or {},
+    )
+    batch = getattr(_batches, "events", None)
+    # Outside a batch on PostgreSQL the event rides in the UPDATE's round trip (a CTE that
+    # inserts it only if the compare-and-set matched); elsewhere it follows the UPDATE.
+    together = batch is None and connection.vendor == "postgresql"
+    if _compare_and_set(obj, names, from_status, event if together else None) != 1:
         obj.status = from_status
         raise InvalidTransition(
             f"{type(obj).__name__} #{obj.pk} is no longer {from_status!r}: another writer changed it",
             details={"from": from_status, "to": to_status},
         )
-    kind = f"{obj._meta.model_name}.{to_status}"
-    return record_event(
+    event._subject = obj  # type: ignore[attr-defined]
+    if batch is not None:
+        batch.append(event)
+    elif not together:
+        event.save()
+    return event
+
+
+def _compare_and_set(obj: Any, names: list[str], from_status: str, event: ExecutionEvent | None) -> int:
+    """`UPDATE ... SET <names> WHERE pk = ... AND status = <from_status>`; with `event`, the
+    event is inserted by the same statement for the row it updated. Returns the rows updated."""
+    opts = obj._meta
+    fields = [opts.get_field(name) for name in names]
+    values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in fields]
+    assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
+    update = f"UPDATE {qn(opts.db_table)} SET {assignments} WHERE {qn(opts.pk.column)} = %s AND {qn('status')} = %s"
+    params = [*values, obj.pk, from_status]
+    if event is not None:
+        columns, event_values = insert_columns(event)
+        update = (
+            f"WITH changed AS ({update} RETURNING {qn(opts.pk.column)}) "
+            f"INSERT INTO {qn(ExecutionEvent._meta.db_table)} ({', '.join(qn(f.column) for f in columns)}) "
+            f"SELECT {', '.join(placeholder(f) for f in columns)} FROM changed"
+        )
+        params += event_values
+        update += " RETURNING id"
+    with connection.cursor() as cursor:
+        cursor.execute(update, params)
+        count = int(cursor.rowcount)
+        if event is not None and count == 1:
+            mark_saved(event, cursor.fetchone()[0])
+        return count
+
+
+def create_audited(
+    obj: models.Model,
+    *,
+    account: Account,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> ExecutionEvent:
+    """Insert the new row `obj` (in its model's initial status: nothing is SET) and its
+    creation event `<model>.<status>`, in one round trip on PostgreSQL (a data-modifying CTE:
+    `WITH created AS (INSERT ... RETURNING id) INSERT INTO execution_executionevent ...`),
+    two statements elsewhere. Outside a batch only (the order path's reserve step)."""
+    status = obj.status  # type: ignore[attr-defined]
+    if status not in type(obj).TRANSITIONS:  # type: ignore[attr-defined]
+        raise InvalidTransition(f"{type(obj).__name__} cannot be created as {status!r}.", details={"to": status})
+    if getattr(_batches, "events", None) is not None:
+        raise RuntimeError("create_audited writes its event at once: not inside batched_events()")
+    opts = obj._meta
+    event = ExecutionEvent(
         account=account,
-        kind=kind,
-        subject=obj,
-        from_status=from_status,
-        to_status=to_status,
+        kind=f"{opts.model_name}.{status}",
+        subject_type=opts.model_name or "",
+        to_status=status,
         message=message,
-        data=data,
+        data=data or {},
     )
+    fields, values = insert_columns(obj)
+    pk = opts.pk.column
+    insert = (
+        f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES ({', '.join('%s' for _ in fields)}) RETURNING {qn(pk)}"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(insert, values)
+            mark_saved(obj, cursor.fetchone()[0])
+            event.subject_id = obj.pk
+            event.save()
+            return event
+        kept = [(f, v) for f, v in zip(*insert_columns(event), strict=True) if f.name != "subject_id"]
+        columns, event_values = [f for f, _v in kept], [v for _f, v in kept]
+        cursor.execute(
+            f"WITH created AS ({insert}) "
+            f"INSERT INTO {qn(ExecutionEvent._meta.db_table)} "
+            f"({', '.join(qn(f.column) for f in columns)}, {qn('subject_id')}) "
+            f"SELECT {', '.join(placeholder(f) for f in columns)}, created.{qn(pk)} FROM created "
+            f"RETURNING {qn('subject_id')}, {qn('id')}",
+            [*values, *event_values],
+        )
+        subject_id, event_id = cursor.fetchone()
+    mark_saved(obj, subject_id)
+    event.subject_id = subject_id
+    mark_saved(event, event_id)
+    return event
 
 
 def transition_unsaved(

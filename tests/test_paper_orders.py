@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from accounts.services import set_trading_state
 from execution.exceptions import InsufficientLiquidity, RiskCheckFailed
@@ -247,11 +248,13 @@ def test_order_path_query_count_does_not_grow_with_history(market, paper_account
     for _ in range(5):
         service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
         service.close_position("BTCUSDT")
-    # 13 statements of the order path (the 13th: the margin reserved by in-flight intents, read
-    # under the account lock), plus 4 SAVEPOINT/RELEASE that the test's transaction adds, plus
-    # the cached mark price when the price cache is the table (no REDIS_URL; with Redis it is
-    # no database statement).
-    with django_assert_max_num_queries(18 if not settings.REDIS_URL else 17):
+    # 11 statements of the order path with TP/SL (was 13): reserve = the account lock and one
+    # read (pipelined on PostgreSQL), the intent with its event (one CTE there; two statements on
+    # SQLite); apply = the lock and one read, the position, the wallet, the trade, the two legs
+    # and their siblings, the events. Plus 4 SAVEPOINT/RELEASE that the test's transaction adds,
+    # plus the cached mark price when the price cache is the table (no REDIS_URL).
+    statements = 11 if connection.vendor == "postgresql" else 10  # SQLite: no row locks
+    with django_assert_max_num_queries(statements + 4 + (0 if settings.REDIS_URL else 1)):
         service.execute_market_order(
             symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, take_profit="70000", stop_loss="60000"
         )

@@ -21,7 +21,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.audit import batched_events, record_event, transition
+from accounts.audit import batched_events, create_audited, record_event, transition
 from accounts.models import Account
 from execution.exceptions import (
     ExchangeRejected,
@@ -48,6 +48,7 @@ from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.ledger import lock_account
 from execution.services.market_data import MarketSnapshot, market_snapshot
+from execution.services.order_sql import lock_for_apply, lock_for_reserve
 from execution.services.position_math import closing_side, q
 from execution.services.protection import (
     ProtectionSpec,
@@ -265,24 +266,18 @@ class ExecutionService:
         reason: str,
     ) -> Intent:
         with transaction.atomic():
-            account = lock_account(self.account.pk)
-            self.account = account
-            positions = list(Position.objects.filter(account=account, status=PositionStatus.OPEN))
-            position = next((p for p in positions if p.symbol == request.symbol), None)
+            # One statement: the account locked, its open positions, the margin its unbooked
+            # intents hold and its last entry (order_sql.lock_for_reserve).
+            state = lock_for_reserve(self.account.pk, balance_as_of=pre_trade.balance_as_of)
+            account = self.account = state.account
+            position = next((p for p in state.positions if p.symbol == request.symbol), None)
             plan = plan_order(request, snapshot.rules, position)
             check_protection(plan, snapshot.mark_price)
-            context = risk_context(
-                account=account,
-                plan=plan,
-                snapshot=snapshot,
-                pre_trade=pre_trade,
-                position=position,
-                positions=positions,
-            )
+            context = risk_context(state=state, plan=plan, snapshot=snapshot, pre_trade=pre_trade, position=position)
             context = replace(context, safety_close=reason == TradeReason.PROTECTION_FAILURE)
             check_stop_before_liquidation(context)  # an input refusal: writes nothing
             run_policy_checks(context)
-            trade = Trade.objects.create(
+            trade = Trade(
                 account=account,
                 symbol=request.symbol,
                 side=request.side,
@@ -296,11 +291,10 @@ class ExecutionService:
                 client_order_id=client_order_id,
                 reason=reason,
             )
-            record_event(
+            # The intent and its `trade.submitting` event: one round trip on PostgreSQL.
+            create_audited(
+                trade,
                 account=account,
-                kind="trade.submitting",
-                subject=trade,
-                to_status=TradeStatus.SUBMITTING,
                 data={"side": trade.side, "quantity": trade.quantity, "mark_price": snapshot.mark_price},
             )
         return Intent(trade, plan, snapshot)
@@ -397,9 +391,10 @@ class ExecutionService:
         plan = intent.plan
         spec = ProtectionSpec(plan.take_profit, plan.stop_loss)
         with transaction.atomic(), batched_events():
-            account = lock_account(self.account.pk)
+            account, position = lock_for_apply(self.account.pk, intent.trade.symbol)  # one statement
             booked, pending = book_and_protect(
                 account=account,
+                position=position,
                 trade=intent.trade,
                 fill=fill,
                 leverage=plan.request.leverage,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from types import EllipsisType
 
 from django.db import transaction
 from django.utils import timezone
@@ -174,14 +175,22 @@ def add_missing_legs(
 
 
 def book_and_protect(
-    *, account: Account, trade: Trade, fill: Fill, leverage: int, spec: ProtectionSpec, now: datetime
+    *,
+    account: Account,
+    trade: Trade,
+    fill: Fill,
+    leverage: int,
+    spec: ProtectionSpec,
+    now: datetime,
+    position: Position | None | EllipsisType = ...,
 ) -> tuple[BookedFill, list[PendingOrder]]:
     """Book an intent's fill on the account's position (account locked by the caller) and record
     the TP/SL legs it asked for: the order path's apply step, and reconciliation's resolution of
-    an intent in doubt, do the same."""
+    an intent in doubt, do the same. `position`: the open position in the symbol if the caller
+    has read (and locked) it already, else it is read here."""
     booked = book_fill(
         account=account,
-        position=open_position(account, trade.symbol),
+        position=open_position(account, trade.symbol) if isinstance(position, EllipsisType) else position,
         trade=trade,
         quantity=fill.quantity,
         price=fill.price,

@@ -1,0 +1,133 @@
+"""The order path's locking reads: one round trip each (selectors for reserve and apply).
+
+Each step of the order path starts by locking the account row (one writer per account) and
+reading what it judges against: the lock, the positions, the reserved margin, the last entry
+were three to four ORM statements, each its own round trip. Here they are two statements:
+
+    SELECT 1 FROM accounts_account WHERE id = %s FOR UPDATE;          -- the lock, first
+    SELECT a.<account>, <reserved margin>, <last entry>, p.<position>
+    FROM accounts_account a LEFT JOIN execution_position p ON ... WHERE a.id = %s
+
+sent together on PostgreSQL (psycopg's pipeline mode: one round trip, the transaction's BEGIN
+included). They must stay two statements: under READ COMMITTED a statement reads from the
+snapshot it started with, so a read in the same statement as a lock that had to wait would not
+see what the lock's previous holder committed (two orders would both spend the same margin, or
+both open the same position). The second statement starts after the first one returned its
+lock, so it sees everything committed before.
+
+SQLite has no row locks (its transactions take the database's write lock up front): there the
+lock statement is skipped and the read runs alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from accounts.models import Account
+from accounts.row_sql import RowReader, convert_value, qn
+from execution.models import TRADE_IN_FLIGHT, TRADE_IN_FLIGHT_OR_FILLED, Position, PositionStatus, Trade, TradeReason
+
+_ACCOUNT = RowReader(Account, "a")
+_POSITION = RowReader(Position, "p")
+
+
+@dataclass(frozen=True)
+class ReserveState:
+    """The account (locked) and what the risk checks judge an order against."""
+
+    account: Account
+    positions: list[Position]  # open, every symbol
+    reserved_margin: Decimal  # held by intents in flight (and, with `balance_as_of`, filled since)
+    last_entry_at: datetime | None  # the last entry intent (only read when the account has a cooldown)
+
+
+def _locked_read(account_id: int, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Lock the account row, then run `sql` in a statement of its own (see the module's note):
+    one round trip on PostgreSQL (pipeline mode), the read alone on SQLite. Goes through
+    Django's cursors, so query logging and execute wrappers see both statements."""
+    if not connection.features.has_select_for_update:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    lock = f"SELECT 1 FROM {qn(Account._meta.db_table)} WHERE id = %s FOR UPDATE"
+    connection.ensure_connection()
+    raw = connection.connection
+    with connection.cursor() as locking, connection.cursor() as reading:
+        with connection.wrap_database_errors, raw.pipeline():
+            locking.execute(lock, [account_id])
+            reading.execute(sql, params)
+        with connection.wrap_database_errors:
+            return list(reading.fetchall())
+
+
+def _in(values: frozenset[str] | set[str] | tuple[str, ...]) -> tuple[str, list[str]]:
+    ordered = sorted(values)
+    return ", ".join("%s" for _ in ordered), ordered
+
+
+def lock_for_reserve(account_id: int, *, balance_as_of: datetime | None) -> ReserveState:
+    """Lock the account and read its open positions, the margin its unbooked intents hold
+    (those in flight; with a venue balance read at `balance_as_of`, also those filled since)
+    and, for an account with a cooldown, when its last entry was made. One statement."""
+    trades = qn(Trade._meta.db_table)
+    in_flight, in_flight_params = _in(TRADE_IN_FLIGHT)
+    unbooked = f"t.status IN ({in_flight})"
+    unbooked_params: list[Any] = list(in_flight_params)
+    if balance_as_of is not None:
+        unbooked = f"({unbooked} OR (t.status = %s AND t.filled_at >= %s))"
+        unbooked_params += ["filled", balance_as_of]
+    entries, entry_params = _in(TRADE_IN_FLIGHT_OR_FILLED)
+    sql = (
+        f"SELECT {_ACCOUNT.columns()}, "
+        f"(SELECT SUM(t.reserved_margin) FROM {trades} t WHERE t.account_id = a.id AND {unbooked}), "
+        f"CASE WHEN a.cooldown_seconds > 0 THEN (SELECT MAX(t.created_at) FROM {trades} t "
+        f"WHERE t.account_id = a.id AND t.reason = %s AND t.status IN ({entries})) END, "
+        f"{_POSITION.columns()} "
+        f"FROM {qn(Account._meta.db_table)} a "
+        f"LEFT JOIN {qn(Position._meta.db_table)} p ON p.account_id = a.id AND p.status = %s "
+        "WHERE a.id = %s ORDER BY p.id"
+    )
+    params = [*unbooked_params, TradeReason.ENTRY, *entry_params, PositionStatus.OPEN, account_id]
+    rows = _locked_read(account_id, sql, params)
+    if not rows:
+        raise Account.DoesNotExist(f"account {account_id} does not exist")
+    width = _ACCOUNT.width
+    first = rows[0]
+    reserved = convert_value(Trade._meta.get_field("reserved_margin"), first[width])
+    last_entry = convert_value(Trade._meta.get_field("created_at"), first[width + 1])
+    positions = [_POSITION.build(row[width + 2 :]) for row in rows if row[width + 2] is not None]
+    return ReserveState(
+        account=_ACCOUNT.build(first[:width]),
+        positions=positions,
+        reserved_margin=reserved if reserved is not None else Decimal("0"),
+        last_entry_at=last_entry,
+    )
+
+
+def lock_for_apply(account_id: int, symbol: str) -> tuple[Account, Position | None]:
+    """Lock the account, then read it and its open position in `symbol` (if any), locking the
+    position too: one round trip. (The position row is locked so that a writer that does not
+    take the account lock, marking to market, waits instead of being overwritten.)"""
+    positions = qn(Position._meta.db_table)
+    if connection.features.has_select_for_update:
+        # FOR UPDATE cannot reach the nullable side of an outer join: a LATERAL sub-select.
+        joined = (
+            f"LEFT JOIN LATERAL (SELECT * FROM {positions} WHERE account_id = a.id AND symbol = %s "
+            "AND status = %s FOR UPDATE) p ON TRUE"
+        )
+    else:
+        joined = f"LEFT JOIN {positions} p ON p.account_id = a.id AND p.symbol = %s AND p.status = %s"
+    accounts = qn(Account._meta.db_table)
+    sql = f"SELECT {_ACCOUNT.columns()}, {_POSITION.columns()} FROM {accounts} a {joined} WHERE a.id = %s"
+    rows = _locked_read(account_id, sql, [symbol, PositionStatus.OPEN, account_id])
+    if not rows:
+        raise Account.DoesNotExist(f"account {account_id} does not exist")
+    row = rows[0]
+    width = _ACCOUNT.width
+    position = _POSITION.build(row[width:]) if row[width] is not None else None
+    return _ACCOUNT.build(row[:width]), position
