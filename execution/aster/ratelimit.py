@@ -226,9 +226,16 @@ class RedisWeightBudget(_BudgetRules):
     def record_response(self, status: int, headers: Mapping[str, str]) -> None:
         used = headers.get(WEIGHT_HEADER) or headers.get(WEIGHT_HEADER.lower())
         seen = getattr(self._counted, "seen", None)
-        if status not in (418, 429) and used is not None and str(used).isdigit() and seen is not None:
-            if seen[0] == minute_of(self.clock()) and int(used) <= seen[1]:
-                return  # no news: the stored count is already at least this
+        no_news = (
+            status not in (418, 429)
+            and used is not None
+            and str(used).isdigit()
+            and seen is not None
+            and seen[0] == minute_of(self.clock())
+            and int(used) <= seen[1]
+        )
+        if no_news:
+            return  # the stored count is already at least this
         super().record_response(status, headers)
 
     def _key(self, minute: int) -> str:
