@@ -17,8 +17,10 @@ from decimal import Decimal
 from unittest import mock
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
+# Only this bench's keys, if REDIS_URL points at a Redis: its cache.clear() deletes under this prefix alone.
+os.environ.setdefault("REDIS_KEY_PREFIX", "bench-paper")
 
-from harness import setup_django
+from harness import emit_row, setup_django, summary
 
 
 def ensure_database() -> None:
@@ -34,17 +36,18 @@ def ensure_database() -> None:
 ensure_database()
 setup_django()
 
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from local_market import LocalMarketClient  # noqa: E402
 
 from accounts.models import Account  # noqa: E402
 from execution.aster.simulator.exchange import SimExchange, default_symbols  # noqa: E402
-from execution.models import PendingOrder, Position, Trade  # noqa: E402
+from execution.models import PendingOrder, Position  # noqa: E402
 from execution.services import ExecutionService  # noqa: E402
 from execution.services.paper import marking, prices, sweep  # noqa: E402
 
@@ -72,64 +75,130 @@ def patched(client: LocalMarketClient):
     return stack
 
 
-def bench_orders(client: LocalMarketClient, n: int) -> None:
+def bench_orders(n: int) -> None:
+    """The paper order against the raw floor, interleaved one for one in this process (so that a
+    busy machine slows both alike), then the statements and round trips of one order."""
     owner, _ = get_user_model().objects.get_or_create(username="bench")
     account = Account.objects.create(owner=owner, name="bench-orders", paper_balance=Decimal("1e12"))
     service = ExecutionService(account)
     sides = ["BUY", "SELL"]
-    for i in range(20):  # warm-up
+    floor = RawFloor(account)
+    for i in range(20):  # warm-up: connections, caches, prepared statements
         service.execute_market_order(symbol="BTCUSDT", side=sides[i % 2], quantity="0.01", leverage=5)
-    samples = []
+        floor.run()
+    orders, floors = [], []
+    settings.DEBUG = False  # as in production: no query logging (the counts below capture their own)
     for i in range(n):
         started = time.perf_counter()
         service.execute_market_order(symbol="BTCUSDT", side=sides[i % 2], quantity="0.01", leverage=5)
-        samples.append(time.perf_counter() - started)
-    with CaptureQueriesContext(connection) as plain_capture:
-        service.execute_market_order(symbol="ETHUSDT", side="BUY", quantity="0.1", leverage=5)
-    with CaptureQueriesContext(connection) as protected_capture:
-        service.execute_market_order(
-            symbol="SOLUSDT", side="BUY", quantity="1", leverage=5, take_profit="300", stop_loss="100"
+        orders.append(time.perf_counter() - started)
+        floors.append(floor.run())
+    floor.close()
+    plain = count_round_trips(
+        lambda: service.execute_market_order(symbol="ETHUSDT", side="BUY", quantity="0.1", leverage=5)
+    )
+    protected = count_round_trips(
+        lambda: service.execute_market_order(
+            symbol="SOLUSDT", side="BUY", quantity="1", leverage=5, take_profit="300", stop_loss="130"
         )
-    plain, protected = statements(plain_capture), statements(protected_capture)
-    floor = bench_floor(account, n)
-    mean = statistics.mean(samples)
-    print(
-        f"paper market orders through ExecutionService: {1 / mean:8.1f} orders/s "
-        f"(mean {mean * 1000:.2f} ms, p50 {statistics.median(samples) * 1000:.2f} ms, n={n})"
     )
-    print(
-        f"SQL queries per order: {plain} (with TP/SL: {protected}; target <= 12), "
-        "not counting the BEGIN/COMMIT of its two transactions"
+    order_p50, floor_p50 = statistics.median(orders), statistics.median(floors)
+    print(f"paper market order through ExecutionService: {summary(orders)}  ({1 / statistics.mean(orders):.0f}/s)")
+    print(f"raw floor (psycopg: BEGIN, INSERT trade, UPDATE position, COMMIT): {summary(floors)}")
+    print(f"order p50 / floor p50 = {order_p50 / floor_p50:.1f}x (target <= 3x)")
+    for name, (statements, trips, commits) in (("plain", plain), ("with TP/SL", protected)):
+        print(
+            f"SQL per order, {name}: {statements} statements, {trips - commits} round trips "
+            f"({trips} with the {commits} COMMITs; pipelined statements count once)"
+        )
+    emit_row(bench="paper", figure="paper order p50", value=order_p50 * 1000, unit="ms")
+    emit_row(bench="paper", figure="raw floor p50", value=floor_p50 * 1000, unit="ms")
+    ratio = order_p50 / floor_p50
+    emit_row(
+        bench="paper",
+        figure="paper order / raw floor (p50)",
+        value=ratio,
+        unit="x",
+        ratio=ratio,
+        ratio_of="raw floor p50",
+        target="<= 3x",
+        met=ratio <= 3,
     )
-    print(
-        f"floor: one transaction inserting a Trade and updating a Position: {floor * 1000:.2f} ms; "
-        f"order / floor = {mean / floor:.1f}x (target <= 3x)"
+    emit_row(bench="paper", figure="SQL statements per paper order with TP/SL", value=protected[0], unit="statements")
+    emit_row(
+        bench="paper",
+        figure="SQL round trips per paper order with TP/SL (without BEGIN/COMMIT)",
+        value=protected[1] - protected[2],
+        unit="round trips",
+        target="<= 6",
+        met=protected[1] - protected[2] <= 6,
+    )
+    emit_row(
+        bench="paper", figure="SQL round trips per paper order with TP/SL (all)", value=protected[1], unit="round trips"
     )
 
 
-def statements(capture: CaptureQueriesContext) -> int:
-    return sum(1 for q in capture.captured_queries if q["sql"] not in ("BEGIN", "COMMIT"))
+class RawFloor:
+    """The floor: a psycopg transaction on a persistent connection that inserts a trade and
+    updates a position (prepared after the first executions, as psycopg does by default)."""
 
+    def __init__(self, account: Account) -> None:
+        import psycopg
 
-def bench_floor(account: Account, n: int) -> float:
-    position = Position.objects.filter(account=account, status="open").first()
-    samples = []
-    for i in range(n):
+        self.conn = psycopg.connect(os.environ["DATABASE_URL"])
+        self.position = Position.objects.create(
+            account=account, symbol="FLOORUSDT", side="LONG", quantity=1, entry_price=1, leverage=1
+        )
+        self.account_id = account.pk
+        self.i = 0
+
+    def run(self) -> float:
+        self.i += 1
         started = time.perf_counter()
-        with transaction.atomic():
-            Trade.objects.create(
-                account=account,
-                symbol="BTCUSDT",
-                side="BUY",
-                requested_quantity=1,
-                quantity=1,
-                price=1,
-                client_order_id=f"floor-{i}",
-                status="filled",
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO execution_trade (account_id, symbol, side, requested_quantity, quantity, price, fee, "
+                "fee_asset, realized_pnl, reduce_only, reserved_margin, client_order_id, exchange_order_id, status, "
+                "reason, error_code, error_message, created_at, updated_at) "
+                "VALUES (%s, 'FLOORUSDT', 'BUY', 1, 1, 1, 0, 'USDT', 0, false, 0, %s, '', 'filled', 'entry', '', '', "
+                "now(), now())",
+                [self.account_id, f"floor-{self.i}"],
             )
-            Position.objects.filter(pk=position.pk).update(realized_pnl=Decimal(i))
-        samples.append(time.perf_counter() - started)
-    return statistics.mean(samples)
+            self.conn.execute(
+                "UPDATE execution_position SET realized_pnl = %s, updated_at = now() WHERE id = %s",
+                [Decimal(self.i), self.position.pk],
+            )
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def count_round_trips(call) -> tuple[int, int, int]:
+    """(statements without BEGIN/COMMIT, round trips with the COMMITs, transactions) of one call.
+
+    Statements sent in one psycopg pipeline (the account lock with the read after it, and the
+    BEGIN before them; the apply step's deferred writes) are one round trip together; every
+    other statement, and each COMMIT, is a round trip of its own."""
+    import psycopg
+
+    pipelines: list[int] = []
+    original = psycopg.Connection.pipeline
+
+    @contextlib.contextmanager
+    def counted(self):
+        before = len(connection.queries_log)
+        with original(self) as pipeline:
+            yield pipeline
+        pipelines.append(sum(1 for q in list(connection.queries_log)[before:] if q["sql"] not in ("BEGIN", "COMMIT")))
+
+    with mock.patch.object(psycopg.Connection, "pipeline", counted), CaptureQueriesContext(connection) as captured:
+        call()
+    sql = [q["sql"] for q in captured.captured_queries]
+    statements = sum(1 for s in sql if s not in ("BEGIN", "COMMIT"))
+    commits = sum(1 for s in sql if s == "COMMIT")
+    trips = statements - sum(size - 1 for size in pipelines if size) + commits
+    return statements, trips, commits
 
 
 def seed_pending(exchange: SimExchange, *, pending: int, symbols: list[str], triggered: int) -> None:
@@ -219,20 +288,27 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--pending", type=int, default=100_000)
     parser.add_argument("--symbols", type=int, default=200)
+    parser.add_argument("--only", choices=["orders", "sweep"], default=None)
     args = parser.parse_args()
     reset_tables()
-    client = LocalMarketClient(SimExchange(seed=1))
-    with patched(client):
-        bench_orders(client, args.orders)
-    triggered = args.pending // 100
-    small, small_detect = bench_sweep(args.pending // 10, args.symbols, triggered)
-    large, large_detect = bench_sweep(args.pending, args.symbols, triggered)
+    if args.only in (None, "orders"):
+        client = LocalMarketClient(SimExchange(seed=1))
+        with patched(client):
+            bench_orders(args.orders)
+    if args.only in (None, "sweep"):
+        bench_sweeps(args.pending, args.symbols)
+    reset_tables()
+
+
+def bench_sweeps(pending: int, symbols: int) -> None:
+    triggered = pending // 100
+    small, small_detect = bench_sweep(pending // 10, symbols, triggered)
+    large, large_detect = bench_sweep(pending, symbols, triggered)
     print(
-        f"sweep scaling: {args.pending:,} vs {args.pending // 10:,} pending with {triggered} triggered: "
+        f"sweep scaling: {pending:,} vs {pending // 10:,} pending with {triggered} triggered: "
         f"{large / small:.2f}x whole, {large_detect / small_detect:.2f}x detect+claim (target < 2x)"
     )
     print(f"large sweep: {large:.3f} s whole, {large_detect:.3f} s detect+claim (target < 1 s)")
-    reset_tables()
 
 
 if __name__ == "__main__":

@@ -258,3 +258,43 @@ def test_order_path_query_count_does_not_grow_with_history(market, paper_account
         service.execute_market_order(
             symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, take_profit="70000", stop_loss="60000"
         )
+
+
+@pytest.mark.postgres
+def test_a_paper_order_with_tp_sl_takes_at_most_six_round_trips_on_postgresql(market, paper_account, settings):
+    """Reserve: the lock with its read (one pipeline), the intent with its event (one CTE).
+    Apply: the lock with its read (taking the new rows' keys ahead), then every write in one
+    pipeline. The COMMITs (and this test's SAVEPOINTs) are not counted; the cached mark's read
+    is (the table backend; with Redis it is no database statement)."""
+    import contextlib
+    from unittest import mock
+
+    import psycopg
+    from django.test.utils import CaptureQueriesContext
+
+    service = ExecutionService(paper_account)
+    service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
+    service.close_position("BTCUSDT")
+    pipelines: list[int] = []
+    original = psycopg.Connection.pipeline
+
+    @contextlib.contextmanager
+    def counted(self):
+        before = len(connection.queries_log)
+        with original(self) as pipeline:
+            yield pipeline
+        pipelines.append(len(connection.queries_log) - before)
+
+    with mock.patch.object(psycopg.Connection, "pipeline", counted), CaptureQueriesContext(connection) as captured:
+        result = service.execute_market_order(
+            symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, take_profit="70000", stop_loss="60000"
+        )
+    assert len(result.pending_orders) == 2 and result.pending_orders[0].sibling == result.pending_orders[1]
+    statements = [
+        q["sql"]
+        for q in captured.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))
+    ]
+    round_trips = len(statements) - sum(size - 1 for size in pipelines if size)
+    assert pipelines == [2, 2, 6]  # reserve's lock+read, apply's lock+read, apply's writes
+    assert round_trips <= 6 - (0 if not settings.REDIS_URL else 1)

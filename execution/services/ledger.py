@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from accounts.audit import record_event, transition
 from accounts.models import Account
+from accounts.row_sql import save_fields, save_new
 from execution.models import (
     ACTIVE_PROTECTIVE,
     ARMED_PROTECTIVE,
@@ -249,7 +250,7 @@ def book_fill(
         )
     if account.is_paper_trading:
         account.paper_realized_pnl = q(account.paper_realized_pnl + net_realized)
-        account.save(update_fields=["paper_realized_pnl", "updated_at"])
+        save_fields(account, ["paper_realized_pnl"])
     _fill_trade(
         trade, quantity, price, fee, net_realized, resulting or closed_position, exchange_order_id, account, now
     )
@@ -322,7 +323,7 @@ def _reduce(
         return
     position.quantity = outcome.after.quantity
     refresh_risk_fields(position)
-    position.save(update_fields=[*fields, "updated_at"])
+    save_fields(position, fields)
     record_event(
         account=account,
         kind="position.reduced",
@@ -350,8 +351,9 @@ def _open_or_add(
         position.fees_paid = q(position.fees_paid + fee)
         position.realized_pnl = q(position.realized_pnl - fee)
         refresh_risk_fields(position)
-        position.save(
-            update_fields=[
+        save_fields(
+            position,
+            [
                 "quantity",
                 "entry_price",
                 "leverage",
@@ -361,8 +363,7 @@ def _open_or_add(
                 "liquidation_price",
                 "unrealized_pnl",
                 "mark_price",
-                "updated_at",
-            ]
+            ],
         )
         record_event(
             account=account,
@@ -388,7 +389,7 @@ def _open_or_add(
         opened_at=now,
     )
     refresh_risk_fields(created, mark_price=created.entry_price)
-    created.save()
+    save_new(created)  # queued in the order path's deferred writes, with a key taken ahead
     record_event(
         account=account,
         kind="position.opened",

@@ -26,11 +26,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 
 from accounts.models import Account
 from accounts.row_sql import RowReader, convert_value, qn
-from execution.models import TRADE_IN_FLIGHT, TRADE_IN_FLIGHT_OR_FILLED, Position, PositionStatus, Trade, TradeReason
+from execution.models import (
+    TRADE_IN_FLIGHT,
+    TRADE_IN_FLIGHT_OR_FILLED,
+    PendingOrder,
+    Position,
+    PositionStatus,
+    Trade,
+    TradeReason,
+)
 
 _ACCOUNT = RowReader(Account, "a")
 _POSITION = RowReader(Position, "p")
@@ -109,25 +117,54 @@ def lock_for_reserve(account_id: int, *, balance_as_of: datetime | None) -> Rese
     )
 
 
-def lock_for_apply(account_id: int, symbol: str) -> tuple[Account, Position | None]:
+@dataclass(frozen=True)
+class ApplyState:
+    account: Account
+    position: Position | None  # the open position in the symbol, locked
+    keys: dict[type[models.Model], list[int]]  # keys taken ahead for the rows the step may insert
+
+
+def _next_key(model: type[models.Model]) -> str:
+    return f"nextval(pg_get_serial_sequence('{model._meta.db_table}', '{model._meta.pk.column}'))"
+
+
+def lock_for_apply(account_id: int, symbol: str, *, opens_side: str | None, legs: int) -> ApplyState:
     """Lock the account, then read it and its open position in `symbol` (if any), locking the
     position too: one round trip. (The position row is locked so that a writer that does not
-    take the account lock, marking to market, waits instead of being overwritten.)"""
+    take the account lock, marking to market, waits instead of being overwritten.)
+
+    On PostgreSQL the same read takes, ahead, the keys of the rows the step may insert: a new
+    position when the fill may open one on `opens_side` (LONG/SHORT; None: a reduce-only fill)
+    and `legs` protective orders, so that the step's writes can all be sent at its end, in one
+    round trip (`accounts.row_sql.deferred_writes`). A key taken and not used leaves a gap."""
     positions = qn(Position._meta.db_table)
+    accounts = qn(Account._meta.db_table)
+    params: list[Any] = [symbol, PositionStatus.OPEN, account_id]
+    keys = ""
     if connection.features.has_select_for_update:
         # FOR UPDATE cannot reach the nullable side of an outer join: a LATERAL sub-select.
         joined = (
             f"LEFT JOIN LATERAL (SELECT * FROM {positions} WHERE account_id = a.id AND symbol = %s "
             "AND status = %s FOR UPDATE) p ON TRUE"
         )
+        position_key = f"CASE WHEN %s AND (p.id IS NULL OR p.side <> %s) THEN {_next_key(Position)} END"
+        leg_key = f"CASE WHEN %s THEN {_next_key(PendingOrder)} END"
+        keys = f", {position_key}, {leg_key}, {leg_key}"
+        params = [opens_side is not None, opens_side or "", legs >= 1, legs >= 2, *params]
     else:
         joined = f"LEFT JOIN {positions} p ON p.account_id = a.id AND p.symbol = %s AND p.status = %s"
-    accounts = qn(Account._meta.db_table)
-    sql = f"SELECT {_ACCOUNT.columns()}, {_POSITION.columns()} FROM {accounts} a {joined} WHERE a.id = %s"
-    rows = _locked_read(account_id, sql, [symbol, PositionStatus.OPEN, account_id])
+    sql = f"SELECT {_ACCOUNT.columns()}, {_POSITION.columns()}{keys} FROM {accounts} a {joined} WHERE a.id = %s"
+    rows = _locked_read(account_id, sql, params)
     if not rows:
         raise Account.DoesNotExist(f"account {account_id} does not exist")
     row = rows[0]
     width = _ACCOUNT.width
-    position = _POSITION.build(row[width:]) if row[width] is not None else None
-    return _ACCOUNT.build(row[:width]), position
+    position = _POSITION.build(row[width : width + _POSITION.width]) if row[width] is not None else None
+    taken: dict[type[models.Model], list[int]] = {}
+    if keys:
+        extra = row[width + _POSITION.width :]
+        taken = {
+            Position: [k for k in extra[:1] if k is not None],
+            PendingOrder: [k for k in extra[1:] if k is not None],
+        }
+    return ApplyState(account=_ACCOUNT.build(row[:width]), position=position, keys=taken)

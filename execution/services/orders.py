@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.audit import batched_events, create_audited, record_event, transition
 from accounts.models import Account
+from accounts.row_sql import deferred_writes
 from execution.exceptions import (
     ExchangeRejected,
     ExecutionError,
@@ -202,7 +203,7 @@ class ExecutionService:
         finally:
             # A close, a flip or new protection made legs final here: cancel them at the venue
             # too, after the new legs are placed (a position is never left without its stop).
-            if legs_made_final:
+            if legs_made_final and self.adapter.has_venue:
                 cancel_legs_left_resting(adapter=self.adapter, account=self.account)
         return result
 
@@ -390,17 +391,23 @@ class ExecutionService:
         final (a close, a flip, protection replaced), which may still rest at the venue."""
         plan = intent.plan
         spec = ProtectionSpec(plan.take_profit, plan.stop_loss)
-        with transaction.atomic(), batched_events():
-            account, position = lock_for_apply(self.account.pk, intent.trade.symbol)  # one statement
-            booked, pending = book_and_protect(
-                account=account,
-                position=position,
-                trade=intent.trade,
-                fill=fill,
-                leverage=plan.request.leverage,
-                spec=spec,
-                now=timezone.now(),
-            )
+        opens = None if plan.only_reduces else ("LONG" if intent.trade.side == "BUY" else "SHORT")
+        legs = (plan.take_profit is not None) + (plan.stop_loss is not None)
+        with transaction.atomic():
+            # One round trip to lock and read (taking ahead the keys of the rows it may insert),
+            # one to send the writes (deferred_writes, PostgreSQL), then the COMMIT.
+            state = lock_for_apply(self.account.pk, intent.trade.symbol, opens_side=opens, legs=legs)
+            account = state.account
+            with deferred_writes(state.keys), batched_events():
+                booked, pending = book_and_protect(
+                    account=account,
+                    position=state.position,
+                    trade=intent.trade,
+                    fill=fill,
+                    leverage=plan.request.leverage,
+                    spec=spec,
+                    now=timezone.now(),
+                )
         self.account = account
         result = ExecutionResult(
             trade=booked.trade, position=booked.position or booked.closed_position, pending_orders=pending

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account
+from accounts.row_sql import save_new, take_keys
 from execution.exceptions import ExecutionError, ProtectionFailed
 from execution.models import (
     ACTIVE_PROTECTIVE,
@@ -86,7 +87,7 @@ def create_legs(
     side = closing_side(position.side)
     # The stop first: if the venue refuses one leg, the one that limits the loss is already there.
     wanted = [(PendingOrderKind.STOP_LOSS, spec.stop_loss), (PendingOrderKind.TAKE_PROFIT, spec.take_profit)]
-    orders = PendingOrder.objects.bulk_create(
+    legs = [
         PendingOrder(
             account=account,
             position=position,
@@ -99,7 +100,14 @@ def create_legs(
         )
         for kind, price in wanted
         if price is not None
-    )
+    ]
+    if take_keys(legs):  # keys taken ahead (the order path's apply): linked before they are written
+        if len(legs) == 2:
+            legs[0].sibling, legs[1].sibling = legs[1], legs[0]
+        for leg in legs:
+            save_new(leg)
+        return legs
+    orders = PendingOrder.objects.bulk_create(legs)
     if len(orders) == 2:
         orders[0].sibling, orders[1].sibling = orders[1], orders[0]
         PendingOrder.objects.bulk_update(orders, ["sibling"])

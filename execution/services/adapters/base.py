@@ -137,6 +137,9 @@ class AccountModeRefusal:
 
 class ExecutionAdapter(ABC):
     mode: str = ""
+    # False: no venue holds orders (paper), so no leg ever rests there to be cancelled after a
+    # close, and the order path need not look for one.
+    has_venue: bool = True
 
     def __init__(self, account: Account) -> None:
         self.account = account

@@ -44,6 +44,7 @@ def simulate_market_fill(symbol: str, side: str, quantity: Decimal) -> Fill:
 
 class PaperExecutionAdapter(ExecutionAdapter):
     mode = "paper"
+    has_venue = False
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
         return simulate_market_fill(order.symbol, order.side, order.quantity)
