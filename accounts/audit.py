@@ -36,6 +36,8 @@ from accounts.row_sql import (
     new_row_fields,
     placeholder,
     qn,
+    save_new,
+    take_keys,
     update_sql,
     update_values,
 )
@@ -314,12 +316,11 @@ def create_audited(
     """Insert the new row `obj` (in its model's initial status: nothing is SET) and its
     creation event `<model>.<status>`, in one round trip on PostgreSQL (a data-modifying CTE:
     `WITH created AS (INSERT ... RETURNING id) INSERT INTO execution_executionevent ...`),
-    two statements elsewhere. Outside a batch only (the order path's reserve step)."""
+    two statements elsewhere; inside `deferred_writes()` with a key taken ahead, queued with the
+    block's other writes. Outside an event batch otherwise (the order path's reserve step)."""
     status = obj.status  # type: ignore[attr-defined]
     if status not in type(obj).TRANSITIONS:  # type: ignore[attr-defined]
         raise InvalidTransition(f"{type(obj).__name__} cannot be created as {status!r}.", details={"to": status})
-    if getattr(_batches, "events", None) is not None:
-        raise RuntimeError("create_audited writes its event at once: not inside batched_events()")
     opts = obj._meta
     event = ExecutionEvent(
         account=account,
@@ -329,6 +330,20 @@ def create_audited(
         message=message,
         data=data or {},
     )
+    queue = current_queue()
+    if queue is not None and (obj.pk is not None or take_keys([obj])):
+        # Inside deferred writes with a key taken ahead: the row and its event go with the
+        # block's other writes, in its one round trip.
+        save_new(obj)
+        event.subject_id = obj.pk
+        batch = getattr(_batches, "events", None)
+        if batch is not None:
+            batch.append(event)
+        else:
+            insert_events([event])
+        return event
+    if getattr(_batches, "events", None) is not None:
+        raise RuntimeError("create_audited writes its event at once: not inside batched_events()")
     values = insert_values(obj, new_row_fields(type(obj)))
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":

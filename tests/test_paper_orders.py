@@ -220,6 +220,9 @@ def test_book_too_thin_rejects_the_intent(market):
     trade = Trade.objects.get()
     assert trade.status == "rejected" and trade.error_code == "INSUFFICIENT_LIQUIDITY"
     assert not Position.objects.exists()
+    # One transaction for a paper order, audited as on a venue: the intent, then its refusal.
+    kinds = list(ExecutionEvent.objects.filter(subject_id=trade.pk).order_by("id").values_list("kind", flat=True))
+    assert kinds == ["trade.submitting", "trade.rejected"]
 
 
 def test_same_idempotency_key_returns_the_first_result(market, paper_account):
@@ -248,24 +251,25 @@ def test_order_path_query_count_does_not_grow_with_history(market, paper_account
     for _ in range(5):
         service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
         service.close_position("BTCUSDT")
-    # 11 statements of the order path with TP/SL (was 13): reserve = the account lock and one
-    # read (pipelined on PostgreSQL), the intent with its event (one CTE there; two statements on
-    # SQLite); apply = the lock and one read, the position, the wallet, the trade, the two legs
-    # and their siblings, the events. Plus 4 SAVEPOINT/RELEASE that the test's transaction adds,
-    # plus the cached mark price when the price cache is the table (no REDIS_URL).
-    statements = 11 if connection.vendor == "postgresql" else 10  # SQLite: no row locks
-    with django_assert_max_num_queries(statements + 4 + (0 if settings.REDIS_URL else 1)):
+    # A paper order with TP/SL is one transaction (was two, of 13 statements): on PostgreSQL the
+    # account lock and one read (pipelined), then 8 writes sent in one pipeline (the intent, its
+    # event, the position, the wallet, the fill, two legs already linked, the events): 10
+    # statements in 2 round trips. SQLite: no lock statement, 9. Plus the SAVEPOINT/RELEASE that
+    # the test's transaction adds, plus the cached mark's read when the price cache is the table.
+    statements = 10 if connection.vendor == "postgresql" else 9
+    with django_assert_max_num_queries(statements + 2 + (0 if settings.REDIS_URL else 1)):
         service.execute_market_order(
             symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, take_profit="70000", stop_loss="60000"
         )
 
 
 @pytest.mark.postgres
-def test_a_paper_order_with_tp_sl_takes_at_most_six_round_trips_on_postgresql(market, paper_account, settings):
-    """Reserve: the lock with its read (one pipeline), the intent with its event (one CTE).
-    Apply: the lock with its read (taking the new rows' keys ahead), then every write in one
-    pipeline. The COMMITs (and this test's SAVEPOINTs) are not counted; the cached mark's read
-    is (the table backend; with Redis it is no database statement)."""
+def test_a_paper_order_with_tp_sl_is_one_transaction_of_two_round_trips_on_postgresql(market, paper_account, settings):
+    """No network call separates a paper order's steps (its book is read first), so it is one
+    transaction: the lock with its read, taking the new rows' keys ahead (one pipeline), then
+    every write (the intent and its event, the position, the wallet, the fill, the legs, the
+    events) in one pipeline. The COMMIT (and this test's SAVEPOINT) are not counted; the cached
+    mark's read is (the table backend; with Redis it is no database statement)."""
     import contextlib
     from unittest import mock
 
@@ -296,5 +300,7 @@ def test_a_paper_order_with_tp_sl_takes_at_most_six_round_trips_on_postgresql(ma
         if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))
     ]
     round_trips = len(statements) - sum(size - 1 for size in pipelines if size)
-    assert pipelines == [2, 2, 6]  # reserve's lock+read, apply's lock+read, apply's writes
-    assert round_trips <= 6 - (0 if not settings.REDIS_URL else 1)
+    assert pipelines == [2, 8]  # the lock and the read; the writes
+    assert round_trips == 2 + (0 if settings.REDIS_URL else 1)
+    events = list(ExecutionEvent.objects.filter(subject_type="trade", subject_id=result.trade.pk).order_by("id"))
+    assert [e.kind for e in events] == ["trade.submitting", "trade.filled"]

@@ -146,6 +146,10 @@ def cancel_active_pending(
 ) -> list[PendingOrder]:
     """No protective order survives its position (except `keep`, the one being filled). Returns
     the legs cancelled; those resting on a venue are marked to be cancelled there after commit."""
+    if position.__dict__.pop("active_legs_under_lock", None) == 0:
+        # Counted by the order path's locking read in this transaction (order_sql), used once:
+        # no active leg to look for.
+        return []
     qs = PendingOrder.objects.select_for_update().filter(position=position, status__in=ACTIVE_PROTECTIVE)
     if keep is not None:
         qs = qs.exclude(pk=keep.pk)

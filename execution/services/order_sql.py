@@ -21,7 +21,7 @@ lock statement is skipped and the read runs alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +31,7 @@ from django.db import connection, models
 from accounts.models import Account
 from accounts.row_sql import RowReader, convert_value, qn
 from execution.models import (
+    ACTIVE_PROTECTIVE,
     TRADE_IN_FLIGHT,
     TRADE_IN_FLIGHT_OR_FILLED,
     PendingOrder,
@@ -52,6 +53,7 @@ class ReserveState:
     positions: list[Position]  # open, every symbol
     reserved_margin: Decimal  # held by intents in flight (and, with `balance_as_of`, filled since)
     last_entry_at: datetime | None  # the last entry intent (only read when the account has a cooldown)
+    keys: dict[type[models.Model], list[int]] = field(default_factory=dict)  # taken ahead (keys_for)
 
 
 def _locked_read(account_id: int, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -78,10 +80,45 @@ def _in(values: frozenset[str] | set[str] | tuple[str, ...]) -> tuple[str, list[
     return ", ".join("%s" for _ in ordered), ordered
 
 
-def lock_for_reserve(account_id: int, *, balance_as_of: datetime | None) -> ReserveState:
+def _active_legs() -> tuple[str, list[str]]:
+    """A column: how many active protective legs the joined position `p` has. Legs are written
+    only under the account lock, so the count holds for the transaction (a sweep's claim moves a
+    leg from pending to triggered, both active); 0 spares the ledger a look for legs to cancel."""
+    active, params = _in(ACTIVE_PROTECTIVE)
+    orders = qn(PendingOrder._meta.db_table)
+    return f"(SELECT COUNT(*) FROM {orders} o WHERE o.position_id = p.id AND o.status IN ({active}))", params
+
+
+def _keys_cte(*, trade: bool, position: bool, legs: int) -> tuple[str, list[Any]]:
+    """PostgreSQL: `WITH k AS MATERIALIZED (SELECT nextval(...) ...)`: the keys of the rows a
+    step may insert, taken once (not per joined row)."""
+    columns = [
+        f"CASE WHEN %s THEN {_next_key(Trade)} END",
+        f"CASE WHEN %s THEN {_next_key(Position)} END",
+        f"CASE WHEN %s THEN {_next_key(PendingOrder)} END",
+        f"CASE WHEN %s THEN {_next_key(PendingOrder)} END",
+    ]
+    return f"WITH k AS MATERIALIZED (SELECT {', '.join(columns)}) ", [trade, position, legs >= 1, legs >= 2]
+
+
+def _taken(values: tuple[Any, ...]) -> dict[type[models.Model], list[int]]:
+    trade, position, *legs = values
+    return {
+        Trade: [trade] if trade is not None else [],
+        Position: [position] if position is not None else [],
+        PendingOrder: [leg for leg in legs if leg is not None],
+    }
+
+
+def lock_for_reserve(
+    account_id: int, *, balance_as_of: datetime | None, keys_for: tuple[bool, int] | None = None
+) -> ReserveState:
     """Lock the account and read its open positions, the margin its unbooked intents hold
     (those in flight; with a venue balance read at `balance_as_of`, also those filled since)
-    and, for an account with a cooldown, when its last entry was made. One statement."""
+    and, for an account with a cooldown, when its last entry was made. One round trip.
+
+    `keys_for` (may open a position, legs): on PostgreSQL also take ahead the keys of the rows
+    a paper order may insert in this same transaction (its intent, a position, its legs)."""
     trades = qn(Trade._meta.db_table)
     in_flight, in_flight_params = _in(TRADE_IN_FLIGHT)
     unbooked = f"t.status IN ({in_flight})"
@@ -90,17 +127,31 @@ def lock_for_reserve(account_id: int, *, balance_as_of: datetime | None) -> Rese
         unbooked = f"({unbooked} OR (t.status = %s AND t.filled_at >= %s))"
         unbooked_params += ["filled", balance_as_of]
     entries, entry_params = _in(TRADE_IN_FLIGHT_OR_FILLED)
+    legs_column, legs_params = _active_legs()
+    keys, keys_columns, keys_join = "", "", ""
+    keys_params: list[Any] = []
+    if keys_for is not None and connection.features.has_select_for_update:
+        keys, keys_params = _keys_cte(trade=True, position=keys_for[0], legs=keys_for[1])
+        keys_columns, keys_join = ", k.*", " CROSS JOIN k"
     sql = (
-        f"SELECT {_ACCOUNT.columns()}, "
+        f"{keys}SELECT {_ACCOUNT.columns()}, "
         f"(SELECT SUM(t.reserved_margin) FROM {trades} t WHERE t.account_id = a.id AND {unbooked}), "
         f"CASE WHEN a.cooldown_seconds > 0 THEN (SELECT MAX(t.created_at) FROM {trades} t "
         f"WHERE t.account_id = a.id AND t.reason = %s AND t.status IN ({entries})) END, "
-        f"{_POSITION.columns()} "
-        f"FROM {qn(Account._meta.db_table)} a "
+        f"{_POSITION.columns()}, {legs_column}{keys_columns} "
+        f"FROM {qn(Account._meta.db_table)} a{keys_join} "
         f"LEFT JOIN {qn(Position._meta.db_table)} p ON p.account_id = a.id AND p.status = %s "
         "WHERE a.id = %s ORDER BY p.id"
     )
-    params = [*unbooked_params, TradeReason.ENTRY, *entry_params, PositionStatus.OPEN, account_id]
+    params = [
+        *keys_params,
+        *unbooked_params,
+        TradeReason.ENTRY,
+        *entry_params,
+        *legs_params,
+        PositionStatus.OPEN,
+        account_id,
+    ]
     rows = _locked_read(account_id, sql, params)
     if not rows:
         raise Account.DoesNotExist(f"account {account_id} does not exist")
@@ -108,13 +159,20 @@ def lock_for_reserve(account_id: int, *, balance_as_of: datetime | None) -> Rese
     first = rows[0]
     reserved = convert_value(Trade._meta.get_field("reserved_margin"), first[width])
     last_entry = convert_value(Trade._meta.get_field("created_at"), first[width + 1])
-    positions = [_POSITION.build(row[width + 2 :]) for row in rows if row[width + 2] is not None]
+    start, end = width + 2, width + 2 + _POSITION.width
+    positions = [_with_legs(_POSITION.build(row[start:end]), row[end]) for row in rows if row[start] is not None]
     return ReserveState(
         account=_ACCOUNT.build(first[:width]),
         positions=positions,
         reserved_margin=reserved if reserved is not None else Decimal("0"),
         last_entry_at=last_entry,
+        keys=_taken(tuple(first[end + 1 :])) if keys else {},
     )
+
+
+def _with_legs(position: Position, active_legs: int) -> Position:
+    position.active_legs_under_lock = int(active_legs)  # type: ignore[attr-defined]  # see _active_legs
+    return position
 
 
 @dataclass(frozen=True)
@@ -139,32 +197,30 @@ def lock_for_apply(account_id: int, symbol: str, *, opens_side: str | None, legs
     round trip (`accounts.row_sql.deferred_writes`). A key taken and not used leaves a gap."""
     positions = qn(Position._meta.db_table)
     accounts = qn(Account._meta.db_table)
-    params: list[Any] = [symbol, PositionStatus.OPEN, account_id]
-    keys = ""
+    legs_column, legs_params = _active_legs()
+    params: list[Any] = [*legs_params, symbol, PositionStatus.OPEN, account_id]
+    keys, keys_columns, keys_join = "", "", ""
     if connection.features.has_select_for_update:
         # FOR UPDATE cannot reach the nullable side of an outer join: a LATERAL sub-select.
         joined = (
             f"LEFT JOIN LATERAL (SELECT * FROM {positions} WHERE account_id = a.id AND symbol = %s "
             "AND status = %s FOR UPDATE) p ON TRUE"
         )
-        position_key = f"CASE WHEN %s AND (p.id IS NULL OR p.side <> %s) THEN {_next_key(Position)} END"
-        leg_key = f"CASE WHEN %s THEN {_next_key(PendingOrder)} END"
-        keys = f", {position_key}, {leg_key}, {leg_key}"
-        params = [opens_side is not None, opens_side or "", legs >= 1, legs >= 2, *params]
+        keys, keys_params = _keys_cte(trade=False, position=opens_side is not None, legs=legs)
+        keys_columns, keys_join = ", k.*", " CROSS JOIN k"
+        params = [*keys_params, *params]
     else:
         joined = f"LEFT JOIN {positions} p ON p.account_id = a.id AND p.symbol = %s AND p.status = %s"
-    sql = f"SELECT {_ACCOUNT.columns()}, {_POSITION.columns()}{keys} FROM {accounts} a {joined} WHERE a.id = %s"
+    sql = (
+        f"{keys}SELECT {_ACCOUNT.columns()}, {_POSITION.columns()}, {legs_column}{keys_columns} "
+        f"FROM {accounts} a{keys_join} {joined} WHERE a.id = %s"
+    )
     rows = _locked_read(account_id, sql, params)
     if not rows:
         raise Account.DoesNotExist(f"account {account_id} does not exist")
     row = rows[0]
     width = _ACCOUNT.width
-    position = _POSITION.build(row[width : width + _POSITION.width]) if row[width] is not None else None
-    taken: dict[type[models.Model], list[int]] = {}
-    if keys:
-        extra = row[width + _POSITION.width :]
-        taken = {
-            Position: [k for k in extra[:1] if k is not None],
-            PendingOrder: [k for k in extra[1:] if k is not None],
-        }
+    end = width + _POSITION.width
+    position = _with_legs(_POSITION.build(row[width:end]), row[end]) if row[width] is not None else None
+    taken = _taken(tuple(row[end + 1 :])) if keys else {}
     return ApplyState(account=_ACCOUNT.build(row[:width]), position=position, keys=taken)
