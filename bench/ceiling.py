@@ -105,7 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--quick", action="store_true", help="make bench: 3 s per run")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 3.0
     setup_django()
     from decimal import Decimal
 

@@ -231,7 +231,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="make bench: 2 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 2
     reset_tables()
     settings.DEBUG = False  # as in production: no query logging
     with simulator_process() as url:

@@ -1,9 +1,12 @@
-"""Paper engine throughput and the sweep at scale, on PostgreSQL.
+"""The paper order against the raw database floor, on PostgreSQL.
 
-    .venv/bin/python bench/paper.py [--orders 300] [--pending 100000] [--symbols 200]
+    .venv/bin/python bench/paper.py [--orders 300] [--quick]
 
-DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/bench (created if missing;
-its tables are emptied first). Market data is served in-process from a SimExchange.
+A paper market order through ExecutionService (market data served in-process from a
+SimExchange) and the raw floor (a psycopg transaction on a persistent connection that inserts a
+trade and updates a position), one for one in this process; then the SQL statements and round
+trips of one order. DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/bench (created
+if missing; its tables are emptied first). The sweep's bench is bench/sweep.py.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from decimal import Decimal
 from unittest import mock
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
-# Only this bench's keys, if REDIS_URL points at a Redis: its cache.clear() deletes under this prefix alone.
+# Any Redis key this bench writes (REDIS_URL set: the price cache) is under its own prefix.
 os.environ.setdefault("REDIS_KEY_PREFIX", "bench-paper")
 
 from harness import emit_row, setup_django, summary
@@ -38,18 +41,15 @@ setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
-from django.utils import timezone  # noqa: E402
 from local_market import LocalMarketClient  # noqa: E402
 
 from accounts.models import Account  # noqa: E402
-from execution.aster.simulator.exchange import SimExchange, default_symbols  # noqa: E402
-from execution.models import PendingOrder, Position  # noqa: E402
+from execution.aster.simulator.exchange import SimExchange  # noqa: E402
+from execution.models import Position  # noqa: E402
 from execution.services import ExecutionService  # noqa: E402
-from execution.services.paper import marking, prices, sweep  # noqa: E402
 
 
 def reset_tables() -> None:
@@ -201,114 +201,16 @@ def count_round_trips(call) -> tuple[int, int, int]:
     return statements, trips, commits
 
 
-def seed_pending(exchange: SimExchange, *, pending: int, symbols: list[str], triggered: int) -> None:
-    """pending/2 protected long positions spread over `symbols`; `triggered` stops already crossed."""
-    owner, _ = get_user_model().objects.get_or_create(username="bench")
-    positions_needed = pending // 2
-    accounts_needed = -(-positions_needed // len(symbols))
-    accounts = Account.objects.bulk_create(
-        Account(owner=owner, name=f"sweep-{i}", paper_balance=Decimal("1e9")) for i in range(accounts_needed)
-    )
-    rows = []
-    for index in range(positions_needed):
-        account, symbol = accounts[index // len(symbols)], symbols[index % len(symbols)]
-        mark = exchange.symbols[symbol].mark
-        rows.append(
-            Position(
-                account=account,
-                symbol=symbol,
-                side="LONG",
-                quantity=Decimal("0.1"),
-                entry_price=mark,
-                leverage=2,
-                margin=mark / 20,
-            )
-        )
-    positions = Position.objects.bulk_create(rows, batch_size=5000)
-    orders = []
-    for index, position in enumerate(positions):
-        mark = exchange.symbols[position.symbol].mark
-        stop = mark * Decimal("1.01") if index < triggered else mark * Decimal("0.5")
-        orders.append(
-            PendingOrder(
-                account_id=position.account_id,
-                position=position,
-                symbol=position.symbol,
-                kind="stop_loss",
-                side="SELL",
-                trigger_price=stop.quantize(Decimal("0.001")),
-                client_order_id=f"b{position.pk}-sl",
-            )
-        )
-        orders.append(
-            PendingOrder(
-                account_id=position.account_id,
-                position=position,
-                symbol=position.symbol,
-                kind="take_profit",
-                side="SELL",
-                trigger_price=(mark * 2).quantize(Decimal("0.001")),
-                client_order_id=f"b{position.pk}-tp",
-            )
-        )
-    PendingOrder.objects.bulk_create(orders, batch_size=5000)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE execution_pendingorder; ANALYZE execution_position;")
-
-
-def bench_sweep(pending: int, symbol_count: int, triggered: int) -> float:
-    reset_tables()
-    exchange = SimExchange(seed=1, symbols=default_symbols(max(0, symbol_count - 4)))
-    client = LocalMarketClient(exchange)
-    symbols = sorted(exchange.symbols)[:symbol_count]
-    seed_pending(exchange, pending=pending, symbols=symbols, triggered=triggered)
-    cache.clear()
-    with patched(client):
-        sweep.add_candles = lambda *a, **k: None  # candles: fetched once a minute, not per sweep
-        now = timezone.now()
-        marks, _skipped = prices.current_prices(set(symbols), with_last=False, now=now)
-        started = time.perf_counter()
-        marked = marking.mark_to_market(marks, now)  # every PAPER_MARK_SECONDS, not every sweep
-        mark_elapsed = time.perf_counter() - started
-        cache.set("paper-sweep:marked-at", now.timestamp())
-        started = time.perf_counter()
-        report = sweep.sweep_paper_triggers()
-        elapsed = time.perf_counter() - started
-    print(f"mark to market of {marked:,} open positions (every PAPER_MARK_SECONDS): {mark_elapsed:.3f} s")
-    print(
-        f"sweep over {pending:>7,} pending orders, {symbol_count} symbols, {report.triggered} triggered: "
-        f"{elapsed:6.3f} s = detect+claim {report.detect_seconds:.3f} s + fills {report.fill_seconds:.3f} s "
-        f"(filled {report.filled}, marked {report.marked}; {client.requests} market-data requests)"
-    )
-    return elapsed, report.detect_seconds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=300)
-    parser.add_argument("--pending", type=int, default=100_000)
-    parser.add_argument("--symbols", type=int, default=200)
-    parser.add_argument("--only", choices=["orders", "sweep"], default=None)
+    parser.add_argument("--quick", action="store_true", help="make bench: 100 orders")
     args = parser.parse_args()
     reset_tables()
-    if args.only in (None, "orders"):
-        client = LocalMarketClient(SimExchange(seed=1))
-        with patched(client):
-            bench_orders(args.orders)
-    if args.only in (None, "sweep"):
-        bench_sweeps(args.pending, args.symbols)
+    client = LocalMarketClient(SimExchange(seed=1))
+    with patched(client):
+        bench_orders(100 if args.quick else args.orders)
     reset_tables()
-
-
-def bench_sweeps(pending: int, symbols: int) -> None:
-    triggered = pending // 100
-    small, small_detect = bench_sweep(pending // 10, symbols, triggered)
-    large, large_detect = bench_sweep(pending, symbols, triggered)
-    print(
-        f"sweep scaling: {pending:,} vs {pending // 10:,} pending with {triggered} triggered: "
-        f"{large / small:.2f}x whole, {large_detect / small_detect:.2f}x detect+claim (target < 2x)"
-    )
-    print(f"large sweep: {large:.3f} s whole, {large_detect:.3f} s detect+claim (target < 1 s)")
 
 
 if __name__ == "__main__":
