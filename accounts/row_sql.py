@@ -283,6 +283,10 @@ def save_new(obj: M) -> M:
         queue.add(insert_with_key_sql(type(obj), connection.vendor), values)
         mark_saved(obj, obj.pk)
         return obj
+    if queue is not None:
+        # No key taken ahead: it is inserted now, so what was queued before it goes first (a
+        # position closed before its successor opens: one open position per symbol).
+        queue.flush()
     return insert_row(obj)
 
 

@@ -119,3 +119,20 @@ def test_the_locking_reads_return_what_the_orm_returns():
     assert applied.position.entry_price == Decimal("3000")
     if connection.vendor == "postgresql":  # a reduce-only fill with no legs takes no key
         assert all(keys == [] for keys in applied.keys.values())
+
+
+def test_a_row_without_a_key_taken_ahead_goes_after_what_was_queued_before_it():
+    """A flip closes the position and opens its successor: the close must reach the table first
+    (one open position per symbol), even when the new row is inserted at once."""
+    account = PaperAccountFactory()
+    old = Position.objects.create(
+        account=account, symbol="BTCUSDT", side="LONG", quantity=1, entry_price=100, leverage=2
+    )
+    with transaction.atomic(), deferred_writes({}), batched_events():
+        old.quantity, old.margin = Decimal("0"), Decimal("0")
+        transition(old, to_status="closed", account=account, update_fields=["quantity", "margin"])
+        new = save_new(
+            Position(account=account, symbol="BTCUSDT", side="SHORT", quantity=1, entry_price=100, leverage=2)
+        )
+    assert Position.objects.get(pk=old.pk).status == "closed"
+    assert Position.objects.get(pk=new.pk).status == "open"
