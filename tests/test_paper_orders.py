@@ -1,6 +1,7 @@
 """The paper order path through ExecutionService, with market data from a simulated exchange."""
 
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -304,3 +305,43 @@ def test_a_paper_order_with_tp_sl_is_one_transaction_of_two_round_trips_on_postg
     assert round_trips == 2 + (0 if settings.REDIS_URL else 1)
     events = list(ExecutionEvent.objects.filter(subject_type="trade", subject_id=result.trade.pk).order_by("id"))
     assert [e.kind for e in events] == ["trade.submitting", "trade.filled"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_paper_order_holds_the_account_lock_through_its_fill(market):
+    """Reserve, fill and apply are one transaction: a sweep (or anything that locks the account)
+    cannot slip in between the fill and its booking, so a close always finds its position."""
+    import threading
+
+    import psycopg
+    from django.db import connections
+
+    from execution.services.adapters.paper import BookFill
+
+    account = PaperAccountFactory(paper_balance=Decimal("100000"))
+    service = ExecutionService(account)
+    service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
+    original = BookFill.fill
+    seen: list[str] = []
+    url = connections["default"].settings_dict
+
+    def try_the_lock() -> None:
+        params = {"dbname": url["NAME"], "user": url["USER"], "host": url["HOST"] or "127.0.0.1", "port": url["PORT"]}
+        with psycopg.connect(**{k: v for k, v in params.items() if v}) as other:
+            try:
+                other.execute("SELECT 1 FROM accounts_account WHERE id = %s FOR UPDATE NOWAIT", [account.pk])
+                seen.append("free")
+            except psycopg.errors.LockNotAvailable:
+                seen.append("held")
+
+    def fill_while_another_writer_tries(self, order):
+        thread = threading.Thread(target=try_the_lock)
+        thread.start()
+        thread.join()
+        return original(self, order)
+
+    with mock.patch.object(BookFill, "fill", fill_while_another_writer_tries):
+        result = service.close_position("BTCUSDT")
+    assert seen == ["held"]
+    assert result.trade.status == "filled" and result.position.status == "closed"

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -179,8 +180,7 @@ class ExecutionService:
             pre_trade = self.adapter.pre_trade_data(request.symbol)
             prepared = self.adapter.prepare_fill(symbol=request.symbol, side=request.side, quantity=request.quantity)
         if prepared is not None:  # no venue (paper): reserve, fill and book in one transaction
-            with stage_timer("apply"):
-                done = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason, prepared)
+            done = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason, prepared)
             assert isinstance(done, tuple | ExecutionResult)
             if isinstance(done, ExecutionResult):
                 return done
@@ -356,20 +356,26 @@ class ExecutionService:
         lock is held for no network call."""
         legs = (request.take_profit is not None) + (request.stop_loss is not None)
         failure: ExecutionError | None = None
-        with transaction.atomic():
-            state = lock_for_reserve(
-                self.account.pk, balance_as_of=pre_trade.balance_as_of, keys_for=(not request.reduce_only, legs)
-            )
-            with deferred_writes(state.keys):
-                intent = self._reserve_locked(state, request, snapshot, pre_trade, client_order_id, reason)
-                try:
-                    fill = prepared.fill(self._market_order(intent))
-                except ExecutionError as exc:
-                    failure = exc
-                    self._record_outcome(intent.trade, TradeStatus.REJECTED, exc)
-                else:
-                    position = next((p for p in state.positions if p.symbol == request.symbol), None)
-                    booked = self._book(state.account, intent, fill, position)
+        applying = ExitStack()  # the apply stage's time runs to the COMMIT
+        try:
+            with transaction.atomic():
+                state = lock_for_reserve(
+                    self.account.pk, balance_as_of=pre_trade.balance_as_of, keys_for=(not request.reduce_only, legs)
+                )
+                with deferred_writes(state.keys):
+                    intent = self._reserve_locked(state, request, snapshot, pre_trade, client_order_id, reason)
+                    try:
+                        with stage_timer("exchange"):
+                            fill = prepared.fill(self._market_order(intent))
+                    except ExecutionError as exc:
+                        failure = exc
+                        self._record_outcome(intent.trade, TradeStatus.REJECTED, exc)
+                    else:
+                        applying.enter_context(stage_timer("apply"))
+                        position = next((p for p in state.positions if p.symbol == request.symbol), None)
+                        booked = self._book(state.account, intent, fill, position)
+        finally:
+            applying.close()
         if failure is not None:
             raise failure
         return booked
