@@ -182,8 +182,19 @@ class ApplyState:
     keys: dict[type[models.Model], list[int]]  # keys taken ahead for the rows the step may insert
 
 
+_sequences: dict[tuple[str, str], str] = {}
+
+
 def _next_key(model: type[models.Model]) -> str:
-    return f"nextval(pg_get_serial_sequence('{model._meta.db_table}', '{model._meta.pk.column}'))"
+    """`nextval('<the key's sequence>'::regclass)`; the sequence's name is looked up once per
+    process (pg_get_serial_sequence costs a catalog search on every call)."""
+    table, column = model._meta.db_table, model._meta.pk.column
+    sequence = _sequences.get((connection.alias, table))
+    if sequence is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
+            sequence = _sequences[(connection.alias, table)] = str(cursor.fetchone()[0])
+    return f"nextval('{sequence}'::regclass)"
 
 
 def lock_for_apply(account_id: int, symbol: str, *, opens_side: str | None, legs: int) -> ApplyState:
