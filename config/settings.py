@@ -113,6 +113,21 @@ def _configure_connections(database: dict[str, Any]) -> None:
         database.setdefault("OPTIONS", {})["pool"] = {"min_size": pool_min, "max_size": pool_max, "timeout": timeout}
     database["CONN_MAX_AGE"] = conn_max_age
     database["CONN_HEALTH_CHECKS"] = conn_max_age > 0
+    _configure_prepared_statements(database)
+
+
+def _configure_prepared_statements(database: dict[str, Any]) -> None:
+    """Server-side binding, and statements prepared after DB_PREPARE_THRESHOLD executions (the
+    server parses a hot statement once per connection). DB_PREPARED_STATEMENTS=0 turns both off:
+    needed behind a transaction-pooling PgBouncer older than 1.21 (docs/operations.md)."""
+    if not env.bool("DB_PREPARED_STATEMENTS", default=True):
+        return
+    threshold = env.int("DB_PREPARE_THRESHOLD", default=2)
+    if threshold < 0:
+        raise ImproperlyConfigured(f"DB_PREPARE_THRESHOLD must be >= 0 executions, got {threshold}.")
+    options = database.setdefault("OPTIONS", {})
+    options["server_side_binding"] = True
+    options["prepare_threshold"] = threshold
 
 
 _refuse_dev_defaults()
