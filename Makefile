@@ -1,4 +1,5 @@
 # `make run`: set up and run the service on the embedded default.  `make test`: set up and run the tests.
+# `make bench`: every benchmark, one table of figures (PostgreSQL needed).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,6 +29,11 @@ format: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
+
+# Every bench (bench/all.py), one table; < 10 min on 2 cores. BENCH_DATABASE_URL, BENCH_REDIS_URL (a Redis
+# database of its own; unset: no Redis). `make bench BENCH_ARGS="--markdown docs/benchmarks.md"` updates the docs.
+bench:
+	$(PY) bench/all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var db.sqlite3

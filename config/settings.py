@@ -113,6 +113,21 @@ def _configure_connections(database: dict[str, Any]) -> None:
         database.setdefault("OPTIONS", {})["pool"] = {"min_size": pool_min, "max_size": pool_max, "timeout": timeout}
     database["CONN_MAX_AGE"] = conn_max_age
     database["CONN_HEALTH_CHECKS"] = conn_max_age > 0
+    _configure_prepared_statements(database)
+
+
+def _configure_prepared_statements(database: dict[str, Any]) -> None:
+    """Server-side binding, and statements prepared after DB_PREPARE_THRESHOLD executions (the
+    server parses a hot statement once per connection). DB_PREPARED_STATEMENTS=0 turns both off:
+    needed behind a transaction-pooling PgBouncer older than 1.21 (docs/operations.md)."""
+    if not env.bool("DB_PREPARED_STATEMENTS", default=True):
+        return
+    threshold = env.int("DB_PREPARE_THRESHOLD", default=2)
+    if threshold < 0:
+        raise ImproperlyConfigured(f"DB_PREPARE_THRESHOLD must be >= 0 executions, got {threshold}.")
+    options = database.setdefault("OPTIONS", {})
+    options["server_side_binding"] = True
+    options["prepare_threshold"] = threshold
 
 
 _refuse_dev_defaults()
@@ -257,6 +272,11 @@ PAPER_MARK_SECONDS = _seconds_setting("PAPER_MARK_SECONDS", 15.0)
 # A triggered order whose worker died is claimed again after this long. Re-claiming one that a
 # slow worker is still filling is harmless (the fill re-checks the status under the account lock).
 PAPER_RECLAIM_SECONDS = _seconds_setting("PAPER_RECLAIM_SECONDS", 3 * PAPER_SWEEP_SECONDS)
+# The sweep in N parts by a stable hash of the symbol (execution.services.paper.symbols): the beat
+# enqueues one task per shard, so that N worker processes on any machines share one sweep.
+PAPER_SWEEP_SHARDS = env.int("PAPER_SWEEP_SHARDS", default=1)
+if not 1 <= PAPER_SWEEP_SHARDS <= 1024:
+    raise ImproperlyConfigured(f"PAPER_SWEEP_SHARDS must be 1..1024, got {PAPER_SWEEP_SHARDS}")
 # A `submitting` intent this old lost its process between sending and booking: reconciliation
 # resolves it by client order id, like an `unknown` one.
 EXECUTION_INTENT_STALE_SECONDS = _seconds_setting("EXECUTION_INTENT_STALE_SECONDS", 120.0)

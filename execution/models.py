@@ -191,7 +191,15 @@ class Position(models.Model):
 
     class Meta:
         ordering = ["-opened_at", "-id"]
-        indexes = [models.Index(fields=["status", "symbol"], name="position_status_symbol")]
+        indexes = [
+            models.Index(fields=["status", "symbol"], name="position_status_symbol"),
+            # The sweep's liquidation search: a price range per (symbol, side) among open positions.
+            models.Index(
+                fields=["symbol", "side", "liquidation_price"],
+                condition=Q(status="open", liquidation_price__isnull=False),
+                name="position_liquidation_lookup",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "symbol"], condition=Q(status="open"), name="one_open_position_per_symbol"
@@ -280,6 +288,12 @@ class PendingOrder(models.Model):
             ),
             models.Index(fields=["account", "status"], name="pendingorder_account_status"),
             models.Index(fields=["account"], condition=Q(venue_cancel_pending=True), name="pendingorder_venue_cancel"),
+            # The sweep's list of symbols needing a last price (a loose index scan, a few rows).
+            models.Index(
+                fields=["symbol"],
+                condition=Q(status="pending", working_type="CONTRACT_PRICE"),
+                name="pendingorder_contract_symbols",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(trigger_price__gt=0), name="pendingorder_trigger_positive"),

@@ -10,15 +10,37 @@ from celery import shared_task
 from execution.services.paper.sweep import sweep_paper_triggers as sweep
 
 
-@shared_task(name="execution.sweep_paper_triggers", ignore_result=True)
-def sweep_paper_triggers() -> dict[str, Any]:
-    """One paper sweep: mark to market, funding, liquidations, TP/SL triggers."""
+@shared_task(name="execution.sweep_paper_triggers", bind=True, ignore_result=True)
+def sweep_paper_triggers(self: Any) -> dict[str, Any]:
+    """Beat entry point: one paper sweep (mark to market, funding, liquidations, TP/SL
+    triggers). With PAPER_SWEEP_SHARDS = N > 1 on a worker, it enqueues one task per shard
+    (each expiring with the interval, like the beat's own); called as a plain function, or with
+    one shard, it sweeps everything here."""
+    from django.conf import settings
+
+    shards = settings.PAPER_SWEEP_SHARDS
+    if shards <= 1 or self.request.called_directly:
+        return _sweep_shard(0, 1)
+    for shard in range(shards):
+        sweep_paper_shard.apply_async((shard, shards), expires=settings.PAPER_SWEEP_SECONDS)
+    return {"queued": shards}
+
+
+@shared_task(name="execution.sweep_paper_shard", ignore_result=True)
+def sweep_paper_shard(shard: int, shards: int) -> dict[str, Any]:
+    """The part of one paper sweep for the symbols of `shard` of `shards`."""
+    return _sweep_shard(shard, shards)
+
+
+def _sweep_shard(shard: int, shards: int) -> dict[str, Any]:
     from execution.metrics import record_sweep_metrics
     from execution.services.health import PAPER_SWEEP, record_heartbeat
 
-    report = sweep()
+    report = sweep(shard=shard, shards=shards)
     record_sweep_metrics(report, source="sweep")
-    record_heartbeat(PAPER_SWEEP, seconds=report.seconds, detail={"triggered": report.triggered})
+    record_heartbeat(
+        PAPER_SWEEP, seconds=report.seconds, detail={"triggered": report.triggered, "shard": f"{shard}/{shards}"}
+    )
     return asdict(report)
 
 

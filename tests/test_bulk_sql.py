@@ -1,5 +1,6 @@
 """The one-statement bulk writes give the same rows as Django's bulk_create / bulk_update."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -67,3 +68,33 @@ def test_bulk_update_writes_decimals_nulls_and_datetimes():
         "closed",
         now,
     )
+
+
+def test_bulk_writes_give_auto_now_fields_what_a_save_gives(paper_account):
+    """The fast path reads plain values straight from the objects: an INSERT still stamps
+    created_at and updated_at now, an UPDATE writes the updated_at the writer set."""
+    before = timezone.now()
+    trade = Trade(
+        account=paper_account,
+        symbol="BTCUSDT",
+        side="SELL",
+        requested_quantity=Decimal("1"),
+        quantity=Decimal("1"),
+        price=Decimal("1"),
+        client_order_id="bulk-auto",
+        status="filled",
+    )
+    (created,) = bulk_insert_rows(Trade, [trade])
+    stored = Trade.objects.get(pk=created.pk)
+    assert before <= stored.created_at <= timezone.now() and stored.created_at == created.created_at
+    position = Position.objects.create(
+        account=paper_account,
+        symbol="ETHUSDT",
+        side="LONG",
+        quantity=Decimal("1"),
+        entry_price=Decimal("10"),
+        leverage=2,
+    )
+    position.updated_at = later = timezone.now() + timedelta(hours=1)
+    bulk_update_rows(Position, [position], ["updated_at"])
+    assert Position.objects.get(pk=position.pk).updated_at == later

@@ -129,3 +129,22 @@ def test_sqlite_ignores_the_pool_setting():
     assert result.returncode == 0, result.stderr
     _, options = json.loads(result.stdout)
     assert "pool" not in options
+
+
+def test_postgresql_binds_on_the_server_and_prepares_hot_statements_by_default():
+    result = check(DATABASE_URL="postgres://u@127.0.0.1:5432/x")
+    assert result.returncode == 0, result.stderr
+    _, options = json.loads(result.stdout)
+    assert options["server_side_binding"] is True and options["prepare_threshold"] == 2
+
+
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler():
+    result = check(DATABASE_URL="postgres://u@127.0.0.1:5432/x", DB_PREPARED_STATEMENTS="0")
+    assert result.returncode == 0, result.stderr
+    _, options = json.loads(result.stdout)
+    assert "server_side_binding" not in (options or {}) and "prepare_threshold" not in (options or {})
+
+
+def test_a_negative_prepare_threshold_is_refused():
+    result = check(DATABASE_URL="postgres://u@127.0.0.1:5432/x", DB_PREPARE_THRESHOLD="-1")
+    assert result.returncode != 0 and "DB_PREPARE_THRESHOLD" in result.stderr, result.stderr

@@ -1,10 +1,12 @@
 """The paper order path through ExecutionService, with market data from a simulated exchange."""
 
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from accounts.services import set_trading_state
 from execution.exceptions import InsufficientLiquidity, RiskCheckFailed
@@ -219,6 +221,9 @@ def test_book_too_thin_rejects_the_intent(market):
     trade = Trade.objects.get()
     assert trade.status == "rejected" and trade.error_code == "INSUFFICIENT_LIQUIDITY"
     assert not Position.objects.exists()
+    # One transaction for a paper order, audited as on a venue: the intent, then its refusal.
+    kinds = list(ExecutionEvent.objects.filter(subject_id=trade.pk).order_by("id").values_list("kind", flat=True))
+    assert kinds == ["trade.submitting", "trade.rejected"]
 
 
 def test_same_idempotency_key_returns_the_first_result(market, paper_account):
@@ -247,11 +252,96 @@ def test_order_path_query_count_does_not_grow_with_history(market, paper_account
     for _ in range(5):
         service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
         service.close_position("BTCUSDT")
-    # 13 statements of the order path (the 13th: the margin reserved by in-flight intents, read
-    # under the account lock), plus 4 SAVEPOINT/RELEASE that the test's transaction adds, plus
-    # the cached mark price when the price cache is the table (no REDIS_URL; with Redis it is
-    # no database statement).
-    with django_assert_max_num_queries(18 if not settings.REDIS_URL else 17):
+    # A paper order with TP/SL is one transaction (was two, of 13 statements): on PostgreSQL the
+    # account lock and one read (pipelined), then 8 writes sent in one pipeline (the intent, its
+    # event, the position, the wallet, the fill, two legs already linked, the events): 10
+    # statements in 2 round trips. SQLite: no lock statement, 9. Plus the SAVEPOINT/RELEASE that
+    # the test's transaction adds, plus the cached mark's read when the price cache is the table.
+    statements = 10 if connection.vendor == "postgresql" else 9
+    with django_assert_max_num_queries(statements + 2 + (0 if settings.REDIS_URL else 1)):
         service.execute_market_order(
             symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, take_profit="70000", stop_loss="60000"
         )
+
+
+@pytest.mark.postgres
+def test_a_paper_order_with_tp_sl_is_one_transaction_of_two_round_trips_on_postgresql(market, paper_account, settings):
+    """No network call separates a paper order's steps (its book is read first), so it is one
+    transaction: the lock with its read, taking the new rows' keys ahead (one pipeline), then
+    every write (the intent and its event, the position, the wallet, the fill, the legs, the
+    events) in one pipeline. The COMMIT (and this test's SAVEPOINT) are not counted; the cached
+    mark's read is (the table backend; with Redis it is no database statement)."""
+    import contextlib
+    from unittest import mock
+
+    import psycopg
+    from django.test.utils import CaptureQueriesContext
+
+    service = ExecutionService(paper_account)
+    service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
+    service.close_position("BTCUSDT")
+    pipelines: list[int] = []
+    original = psycopg.Connection.pipeline
+
+    @contextlib.contextmanager
+    def counted(self):
+        before = len(connection.queries_log)
+        with original(self) as pipeline:
+            yield pipeline
+        pipelines.append(len(connection.queries_log) - before)
+
+    with mock.patch.object(psycopg.Connection, "pipeline", counted), CaptureQueriesContext(connection) as captured:
+        result = service.execute_market_order(
+            symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5, take_profit="70000", stop_loss="60000"
+        )
+    assert len(result.pending_orders) == 2 and result.pending_orders[0].sibling == result.pending_orders[1]
+    statements = [
+        q["sql"]
+        for q in captured.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))
+    ]
+    round_trips = len(statements) - sum(size - 1 for size in pipelines if size)
+    assert pipelines == [2, 8]  # the lock and the read; the writes
+    assert round_trips == 2 + (0 if settings.REDIS_URL else 1)
+    events = list(ExecutionEvent.objects.filter(subject_type="trade", subject_id=result.trade.pk).order_by("id"))
+    assert [e.kind for e in events] == ["trade.submitting", "trade.filled"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_paper_order_holds_the_account_lock_through_its_fill(market):
+    """Reserve, fill and apply are one transaction: a sweep (or anything that locks the account)
+    cannot slip in between the fill and its booking, so a close always finds its position."""
+    import threading
+
+    import psycopg
+    from django.db import connections
+
+    from execution.services.adapters.paper import BookFill
+
+    account = PaperAccountFactory(paper_balance=Decimal("100000"))
+    service = ExecutionService(account)
+    service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
+    original = BookFill.fill
+    seen: list[str] = []
+    url = connections["default"].settings_dict
+
+    def try_the_lock() -> None:
+        params = {"dbname": url["NAME"], "user": url["USER"], "host": url["HOST"] or "127.0.0.1", "port": url["PORT"]}
+        with psycopg.connect(**{k: v for k, v in params.items() if v}) as other:
+            try:
+                other.execute("SELECT 1 FROM accounts_account WHERE id = %s FOR UPDATE NOWAIT", [account.pk])
+                seen.append("free")
+            except psycopg.errors.LockNotAvailable:
+                seen.append("held")
+
+    def fill_while_another_writer_tries(self, order):
+        thread = threading.Thread(target=try_the_lock)
+        thread.start()
+        thread.join()
+        return original(self, order)
+
+    with mock.patch.object(BookFill, "fill", fill_while_another_writer_tries):
+        result = service.close_position("BTCUSDT")
+    assert seen == ["held"]
+    assert result.trade.status == "filled" and result.position.status == "closed"

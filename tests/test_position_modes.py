@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 import responses
-from django.core.cache import cache
 
 from execution.exceptions import PolicyDenied
 from execution.models import ExecutionEvent, Trade
 from execution.services import ExecutionService
+from execution.services.setup_cache import SETUP
 from tests.factories import LiveV1AccountFactory, LiveV3AccountFactory
 from tests.market import BASE
 from tests.test_live_execution import FakeLiveVenue, no_sleep
@@ -72,7 +72,7 @@ def test_a_closing_order_is_refused_too(venue):
     account = LiveV1AccountFactory()
     buy(account)
     in_hedge_mode(venue)  # switched by hand on the exchange afterwards
-    cache.delete(f"live:setup:{account.pk}:modes:{account.margin_type}")
+    SETUP.delete(f"live:setup:{account.pk}:modes:{account.margin_type}")  # an hour later
     with pytest.raises(PolicyDenied, match="hedge mode"):
         ExecutionService(account, sleep=no_sleep).close_position("BTCUSDT")
     assert len(venue.order_posts()) == 1  # only the first entry
@@ -95,7 +95,7 @@ def test_the_refusal_is_cached_briefly_and_a_fixed_account_trades_again(venue):
     assert venue.calls().count(("GET", "/fapi/v1/positionSide/dual")) == 1  # the second was refused from the cache
     # The owner closes the position and switches by hand; once the short cache lapses it trades.
     venue.rsps.replace(responses.GET, f"{BASE}/fapi/v1/positionSide/dual", json={"dualSidePosition": False})
-    cache.delete(f"live:setup:{account.pk}:modes:{account.margin_type}")  # MODE_RETRY_SECONDS later
+    SETUP.delete(f"live:setup:{account.pk}:modes:{account.margin_type}")  # MODE_RETRY_SECONDS later
     assert buy(account).trade.status == "filled"
 
 

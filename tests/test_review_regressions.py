@@ -205,6 +205,9 @@ def test_a_paper_close_that_loses_the_race_to_a_liquidation_opens_the_opposite_p
         return fill
 
     monkeypatch.setattr(PaperExecutionAdapter, "execute_market_order", fill_while_the_sweep_liquidates)
+    # A paper order is now one transaction (its book read first: no window between execute and
+    # apply); the two-step path, which this race needs, is the one without a prepared fill.
+    monkeypatch.setattr(PaperExecutionAdapter, "prepare_fill", lambda self, **order: None)
     from execution.exceptions import ExchangeRejected
 
     with pytest.raises(ExchangeRejected) as nothing_left:  # not a success: nothing was left to close

@@ -194,3 +194,9 @@ def test_metrics_port_out_of_range_is_refused():
     result = run_manage("check", DEBUG="1", METRICS_PORT="70000")
     assert result.returncode != 0
     assert "METRICS_PORT must be 0..65535" in result.stderr
+
+
+def test_paper_sweep_shards_out_of_range_is_refused():
+    result = run_manage("check", DEBUG="1", PAPER_SWEEP_SHARDS="0")
+    assert result.returncode != 0
+    assert "PAPER_SWEEP_SHARDS must be 1..1024" in result.stderr

@@ -165,14 +165,78 @@ return math.max(current, observed)
 """
 
 
+# KEYS[1] = blocked-until key, KEYS[2] = this minute's weight key; ARGV = now, weight, threshold.
+# The whole check-and-count of `acquire` in one round trip, atomic across workers. Returns
+# {0, used after counting} | {1, blocked until} | {2, used (the request would pass the threshold)};
+# numbers as strings (Lua would truncate a float).
+_ACQUIRE_SCRIPT = """
+local blocked = tonumber(redis.call('GET', KEYS[1]) or '0')
+if blocked > tonumber(ARGV[1]) then
+  return {1, tostring(blocked)}
+end
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+if used + tonumber(ARGV[2]) > tonumber(ARGV[3]) then
+  return {2, tostring(used)}
+end
+used = redis.call('INCRBY', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], 120)
+return {0, tostring(used)}
+"""
+
+
 class RedisWeightBudget(_BudgetRules):
-    """The same rules, with state in Redis under `prefix` (one prefix per exchange host/IP)."""
+    """The same rules, with state in Redis under `prefix` (one prefix per exchange host/IP).
+
+    One Redis round trip per request: `acquire` is one Lua script (banned? over the threshold?
+    count it), and `record_response` writes the exchange's figure only when it is above what
+    this process last counted in the same minute (the stored count only grows within a minute,
+    so a figure at or below it would change nothing)."""
 
     def __init__(self, redis_client: object, *, prefix: str, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._redis = redis_client
         self._prefix = prefix
         self._observe_script = redis_client.register_script(_OBSERVE_SCRIPT)  # type: ignore[attr-defined]
+        self._acquire_script = redis_client.register_script(_ACQUIRE_SCRIPT)  # type: ignore[attr-defined]
+        self._counted = threading.local()  # (minute, the count this thread's last acquire saw)
+
+    def acquire(self, weight: int) -> None:
+        now = self.clock()
+        minute = minute_of(now)
+        keys = [f"{self._prefix}:blocked_until", self._key(minute)]
+        status, value = self._acquire_script(keys=keys, args=[repr(now), weight, self.threshold])
+        if int(status) == 1:
+            blocked_until = float(value)
+            raise AsterRateLimited(
+                f"rate limited: no requests until {blocked_until:.0f} (in {blocked_until - now:.1f} s)",
+                retry_at=blocked_until,
+            )
+        if int(status) == 2:
+            wait = seconds_to_next_minute(now)
+            if wait > self.max_wait:
+                raise AsterRateLimited(
+                    f"request weight budget nearly spent ({int(value)}/{self.limit} this minute)",
+                    retry_at=now + wait,
+                )
+            self.sleep(wait)
+            minute = minute_of(self.clock())
+            value = self._add(minute, weight)
+        self._counted.seen = (minute, int(value))
+
+    def record_response(self, status: int, headers: Mapping[str, str]) -> None:
+        used = headers.get(WEIGHT_HEADER) or headers.get(WEIGHT_HEADER.lower())
+        seen = getattr(self._counted, "seen", None)
+        no_news = (
+            status not in (418, 429)
+            and used is not None
+            and str(used).isdigit()
+            and seen is not None
+            and seen[0] == minute_of(self.clock())
+            and int(used) <= seen[1]
+        )
+        if no_news:
+            return  # the stored count is already at least this
+        super().record_response(status, headers)
 
     def _key(self, minute: int) -> str:
         return f"{self._prefix}:weight:{minute}"

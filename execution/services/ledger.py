@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from accounts.audit import record_event, transition
 from accounts.models import Account
+from accounts.row_sql import save_fields, save_new
 from execution.models import (
     ACTIVE_PROTECTIVE,
     ARMED_PROTECTIVE,
@@ -145,6 +146,10 @@ def cancel_active_pending(
 ) -> list[PendingOrder]:
     """No protective order survives its position (except `keep`, the one being filled). Returns
     the legs cancelled; those resting on a venue are marked to be cancelled there after commit."""
+    if position.__dict__.pop("active_legs_under_lock", None) == 0:
+        # Counted by the order path's locking read in this transaction (order_sql), used once:
+        # no active leg to look for.
+        return []
     qs = PendingOrder.objects.select_for_update().filter(position=position, status__in=ACTIVE_PROTECTIVE)
     if keep is not None:
         qs = qs.exclude(pk=keep.pk)
@@ -249,7 +254,7 @@ def book_fill(
         )
     if account.is_paper_trading:
         account.paper_realized_pnl = q(account.paper_realized_pnl + net_realized)
-        account.save(update_fields=["paper_realized_pnl", "updated_at"])
+        save_fields(account, ["paper_realized_pnl"])
     _fill_trade(
         trade, quantity, price, fee, net_realized, resulting or closed_position, exchange_order_id, account, now
     )
@@ -322,7 +327,7 @@ def _reduce(
         return
     position.quantity = outcome.after.quantity
     refresh_risk_fields(position)
-    position.save(update_fields=[*fields, "updated_at"])
+    save_fields(position, fields)
     record_event(
         account=account,
         kind="position.reduced",
@@ -350,8 +355,9 @@ def _open_or_add(
         position.fees_paid = q(position.fees_paid + fee)
         position.realized_pnl = q(position.realized_pnl - fee)
         refresh_risk_fields(position)
-        position.save(
-            update_fields=[
+        save_fields(
+            position,
+            [
                 "quantity",
                 "entry_price",
                 "leverage",
@@ -361,8 +367,7 @@ def _open_or_add(
                 "liquidation_price",
                 "unrealized_pnl",
                 "mark_price",
-                "updated_at",
-            ]
+            ],
         )
         record_event(
             account=account,
@@ -388,7 +393,7 @@ def _open_or_add(
         opened_at=now,
     )
     refresh_risk_fields(created, mark_price=created.entry_price)
-    created.save()
+    save_new(created)  # queued in the order path's deferred writes, with a key taken ahead
     record_event(
         account=account,
         kind="position.opened",

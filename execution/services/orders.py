@@ -15,14 +15,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.audit import batched_events, record_event, transition
+from accounts.audit import batched_events, create_audited, record_event, transition
 from accounts.models import Account
+from accounts.row_sql import deferred_writes
 from execution.exceptions import (
     ExchangeRejected,
     ExecutionError,
@@ -44,10 +46,11 @@ from execution.models import (
     TradeReason,
     TradeStatus,
 )
-from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreTradeData
+from execution.services.adapters.base import ExecutionAdapter, Fill, MarketOrder, PreparedFill, PreTradeData
 from execution.services.adapters.factory import get_execution_adapter
 from execution.services.ledger import lock_account
 from execution.services.market_data import MarketSnapshot, market_snapshot
+from execution.services.order_sql import ReserveState, lock_for_apply, lock_for_reserve
 from execution.services.parity.market_orders import record_parked_shadow
 from execution.services.position_math import closing_side, q
 from execution.services.protection import (
@@ -176,24 +179,18 @@ class ExecutionService:
         with stage_timer("reserve"):
             snapshot = market_snapshot(request.symbol)  # network: before any transaction
             pre_trade = self.adapter.pre_trade_data(request.symbol)
-            intent = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason)
-        if isinstance(intent, ExecutionResult):
-            return intent
-        with stage_timer("exchange"):
-            try:
-                fill = self._execute(intent)
-            except OrderOutcomeUnknown:
-                fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
-        try:
-            with stage_timer("apply"):
-                result, legs_made_final = self._apply(intent, fill)
-        except InvalidTransition:
-            # Reconciliation resolved this intent while the order path was still asking the venue
-            # (its transaction rolled back whole): report what was booked, book nothing twice.
-            logger.warning("intent %s was resolved elsewhere meanwhile", intent.trade.client_order_id)
-            replay = self._replay(intent.trade.client_order_id)
-            assert replay is not None
-            return self._filled_or_raise(replay)
+            prepared = self.adapter.prepare_fill(symbol=request.symbol, side=request.side, quantity=request.quantity)
+        if prepared is not None:  # no venue (paper): reserve, fill and book in one transaction
+            done = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason, prepared)
+            assert isinstance(done, tuple | ExecutionResult)
+            if isinstance(done, ExecutionResult):
+                return done
+            result, legs_made_final = done
+        else:
+            placed = self._place_at_venue(request, snapshot, pre_trade, client_order_id, reason)
+            if isinstance(placed, ExecutionResult):
+                return placed
+            result, legs_made_final = placed
         self._filled_or_raise(result)  # a paper reduce-only fill that found nothing left: cancelled
         try:
             if result.pending_orders:
@@ -202,10 +199,40 @@ class ExecutionService:
         finally:
             # A close, a flip or new protection made legs final here: cancel them at the venue
             # too, after the new legs are placed (a position is never left without its stop).
-            if legs_made_final:
+            if legs_made_final and self.adapter.has_venue:
                 cancel_legs_left_resting(adapter=self.adapter, account=self.account)
-        record_parked_shadow(account_id=self.account.pk, client_order_id=intent.trade.client_order_id)  # parity
+        record_parked_shadow(account_id=self.account.pk, client_order_id=client_order_id)  # parity, after protection
         return result
+
+    def _place_at_venue(
+        self,
+        request: OrderRequest,
+        snapshot: MarketSnapshot,
+        pre_trade: PreTradeData,
+        client_order_id: str,
+        reason: str,
+    ) -> ExecutionResult | tuple[ExecutionResult, bool]:
+        """Reserve (committed: the intent exists before anything is sent), send, book."""
+        with stage_timer("reserve"):
+            intent = self._reserve_or_replay(request, snapshot, pre_trade, client_order_id, reason, None)
+        if isinstance(intent, ExecutionResult):
+            return intent
+        assert isinstance(intent, Intent)
+        with stage_timer("exchange"):
+            try:
+                fill = self._execute(intent)
+            except OrderOutcomeUnknown:
+                fill = self._resolve_unknown(intent)  # never a resubmission: a query by client id
+        try:
+            with stage_timer("apply"):
+                return self._apply(intent, fill)
+        except InvalidTransition:
+            # Reconciliation resolved this intent while the order path was still asking the venue
+            # (its transaction rolled back whole): report what was booked, book nothing twice.
+            logger.warning("intent %s was resolved elsewhere meanwhile", intent.trade.client_order_id)
+            replay = self._replay(intent.trade.client_order_id)
+            assert replay is not None
+            return self._filled_or_raise(replay)
 
     @staticmethod
     def _filled_or_raise(result: ExecutionResult) -> ExecutionResult:
@@ -245,8 +272,11 @@ class ExecutionService:
         pre_trade: PreTradeData,
         client_order_id: str,
         reason: str,
-    ) -> Intent | ExecutionResult:
+        prepared: PreparedFill | None,
+    ) -> Intent | tuple[ExecutionResult, bool] | ExecutionResult:
         try:
+            if prepared is not None:
+                return self._place_locally(request, snapshot, pre_trade, client_order_id, reason, prepared)
             return self._reserve(request, snapshot, pre_trade, client_order_id, reason)
         except IntegrityError:
             # Two deliveries of one idempotency key raced; the other one wrote the intent.
@@ -267,45 +297,90 @@ class ExecutionService:
         reason: str,
     ) -> Intent:
         with transaction.atomic():
-            account = lock_account(self.account.pk)
-            self.account = account
-            positions = list(Position.objects.filter(account=account, status=PositionStatus.OPEN))
-            position = next((p for p in positions if p.symbol == request.symbol), None)
-            plan = plan_order(request, snapshot.rules, position)
-            check_protection(plan, snapshot.mark_price)
-            context = risk_context(
-                account=account,
-                plan=plan,
-                snapshot=snapshot,
-                pre_trade=pre_trade,
-                position=position,
-                positions=positions,
-            )
-            context = replace(context, safety_close=reason == TradeReason.PROTECTION_FAILURE)
-            check_stop_before_liquidation(context)  # an input refusal: writes nothing
-            run_policy_checks(context)
-            trade = Trade.objects.create(
-                account=account,
-                symbol=request.symbol,
-                side=request.side,
-                requested_quantity=plan.quantity,
-                quantity=plan.quantity,
-                leverage=request.leverage,
-                reduce_only=plan.only_reduces,
-                reserved_margin=q(required_margin(context)),  # held until the intent leaves flight
-                take_profit=plan.take_profit,  # whoever resolves the intent protects its position
-                stop_loss=plan.stop_loss,
-                client_order_id=client_order_id,
-                reason=reason,
-            )
-            record_event(
-                account=account,
-                kind="trade.submitting",
-                subject=trade,
-                to_status=TradeStatus.SUBMITTING,
-                data={"side": trade.side, "quantity": trade.quantity, "mark_price": snapshot.mark_price},
-            )
+            # One round trip: the account locked, its open positions, the margin its unbooked
+            # intents hold and its last entry (order_sql.lock_for_reserve); one more to write.
+            state = lock_for_reserve(self.account.pk, balance_as_of=pre_trade.balance_as_of)
+            return self._reserve_locked(state, request, snapshot, pre_trade, client_order_id, reason)
+
+    def _reserve_locked(
+        self,
+        state: ReserveState,
+        request: OrderRequest,
+        snapshot: MarketSnapshot,
+        pre_trade: PreTradeData,
+        client_order_id: str,
+        reason: str,
+    ) -> Intent:
+        """Plan and check the order against `state` (read under the account lock) and write the
+        intent with its `trade.submitting` event (one round trip on PostgreSQL, or queued)."""
+        account = self.account = state.account
+        position = next((p for p in state.positions if p.symbol == request.symbol), None)
+        plan = plan_order(request, snapshot.rules, position)
+        check_protection(plan, snapshot.mark_price)
+        context = risk_context(state=state, plan=plan, snapshot=snapshot, pre_trade=pre_trade, position=position)
+        context = replace(context, safety_close=reason == TradeReason.PROTECTION_FAILURE)
+        check_stop_before_liquidation(context)  # an input refusal: writes nothing
+        run_policy_checks(context)
+        trade = Trade(
+            account=account,
+            symbol=request.symbol,
+            side=request.side,
+            requested_quantity=plan.quantity,
+            quantity=plan.quantity,
+            leverage=request.leverage,
+            reduce_only=plan.only_reduces,
+            reserved_margin=q(required_margin(context)),  # held until the intent leaves flight
+            take_profit=plan.take_profit,  # whoever resolves the intent protects its position
+            stop_loss=plan.stop_loss,
+            client_order_id=client_order_id,
+            reason=reason,
+        )
+        create_audited(
+            trade,
+            account=account,
+            data={"side": trade.side, "quantity": trade.quantity, "mark_price": snapshot.mark_price},
+        )
         return Intent(trade, plan, snapshot)
+
+    def _place_locally(
+        self,
+        request: OrderRequest,
+        snapshot: MarketSnapshot,
+        pre_trade: PreTradeData,
+        client_order_id: str,
+        reason: str,
+        prepared: PreparedFill,
+    ) -> tuple[ExecutionResult, bool]:
+        """No venue (paper), and the fill's data read already: reserve, fill and book in ONE
+        transaction, audited step by step as on a venue (`trade.submitting`, then `filled` or
+        `rejected`). On PostgreSQL: one round trip to lock and read (taking ahead the keys of the
+        rows it may insert), one for every write (deferred_writes), then the COMMIT. The account
+        lock is held for no network call."""
+        legs = (request.take_profit is not None) + (request.stop_loss is not None)
+        failure: ExecutionError | None = None
+        applying = ExitStack()  # the apply stage's time runs to the COMMIT
+        try:
+            with transaction.atomic():
+                state = lock_for_reserve(
+                    self.account.pk, balance_as_of=pre_trade.balance_as_of, keys_for=(not request.reduce_only, legs)
+                )
+                with deferred_writes(state.keys):
+                    intent = self._reserve_locked(state, request, snapshot, pre_trade, client_order_id, reason)
+                    try:
+                        with stage_timer("exchange"):
+                            fill = prepared.fill(self._market_order(intent))
+                    except ExecutionError as exc:
+                        failure = exc
+                        self._record_outcome(intent.trade, TradeStatus.REJECTED, exc)
+                    else:
+                        applying.enter_context(stage_timer("apply"))
+                        position = next((p for p in state.positions if p.symbol == request.symbol), None)
+                        booked = self._book(state.account, intent, fill, position)
+        finally:
+            applying.close()
+        if failure is not None:
+            raise failure
+        return booked
 
     def _record_denial(self, request: OrderRequest, denial: RiskCheckFailed) -> None:
         logger.info("order denied for account %s: %s", self.account.pk, denial)
@@ -332,9 +407,10 @@ class ExecutionService:
 
     # ------------------------------------------------------------------ 2. execute
 
-    def _execute(self, intent: Intent) -> Fill:
+    @staticmethod
+    def _market_order(intent: Intent) -> MarketOrder:
         trade, plan = intent.trade, intent.plan
-        order = MarketOrder(
+        return MarketOrder(
             symbol=trade.symbol,
             side=trade.side,
             quantity=plan.quantity,
@@ -342,8 +418,11 @@ class ExecutionService:
             leverage=plan.request.leverage,
             reduce_only=plan.only_reduces,
         )
+
+    def _execute(self, intent: Intent) -> Fill:
+        trade = intent.trade
         try:
-            return self.adapter.execute_market_order(order)
+            return self.adapter.execute_market_order(self._market_order(intent))
         except OrderOutcomeUnknown as exc:
             self._mark(trade, TradeStatus.UNKNOWN, exc)
             raise
@@ -357,15 +436,19 @@ class ExecutionService:
             trade.refresh_from_db(fields=["status"])
             if trade.status not in TRADE_IN_FLIGHT:
                 return  # reconciliation resolved it meanwhile: its outcome stands
-            trade.error_code, trade.error_message = error.code, error.message
-            transition(
-                trade,
-                to_status=status,
-                account=self.account,
-                message=error.message,
-                update_fields=["error_code", "error_message"],
-                data={"code": error.code},
-            )
+            self._record_outcome(trade, status, error)
+
+    def _record_outcome(self, trade: Trade, status: str, error: ExecutionError) -> None:
+        """The intent leaves flight without a fill (the caller holds the account lock)."""
+        trade.error_code, trade.error_message = error.code, error.message
+        transition(
+            trade,
+            to_status=status,
+            account=self.account,
+            message=error.message,
+            update_fields=["error_code", "error_message"],
+            data={"code": error.code},
+        )
 
     def _resolve_unknown(self, intent: Intent) -> Fill:
         """Ask the exchange what became of an ambiguous submission, by its client order id,
@@ -397,11 +480,27 @@ class ExecutionService:
         """Book the fill and record the TP/SL legs. Also says whether existing legs were made
         final (a close, a flip, protection replaced), which may still rest at the venue."""
         plan = intent.plan
+        opens = None if plan.only_reduces else ("LONG" if intent.trade.side == "BUY" else "SHORT")
+        legs = (plan.take_profit is not None) + (plan.stop_loss is not None)
+        with transaction.atomic():
+            # One round trip to lock and read (taking ahead the keys of the rows it may insert),
+            # one to send the writes (deferred_writes, PostgreSQL), then the COMMIT.
+            state = lock_for_apply(self.account.pk, intent.trade.symbol, opens_side=opens, legs=legs)
+            with deferred_writes(state.keys):
+                return self._book(state.account, intent, fill, state.position)
+
+    def _book(
+        self, account: Account, intent: Intent, fill: Fill, position: Position | None
+    ) -> tuple[ExecutionResult, bool]:
+        """Book `fill` on `position` (read under the account lock, which the caller holds) with
+        the TP/SL legs the intent asked for. Also says whether existing legs were made final (a
+        close, a flip, protection replaced), which may still rest at the venue."""
+        plan = intent.plan
         spec = ProtectionSpec(plan.take_profit, plan.stop_loss)
-        with transaction.atomic(), batched_events():
-            account = lock_account(self.account.pk)
+        with batched_events():
             booked, pending = book_and_protect(
                 account=account,
+                position=position,
                 trade=intent.trade,
                 fill=fill,
                 leverage=plan.request.leverage,
@@ -409,6 +508,9 @@ class ExecutionService:
                 now=timezone.now(),
             )
         self.account = account
+        for held in (booked.position, booked.closed_position):  # its count of legs was for this transaction
+            if held is not None:
+                held.__dict__.pop("active_legs_under_lock", None)
         result = ExecutionResult(
             trade=booked.trade, position=booked.position or booked.closed_position, pending_orders=pending
         )

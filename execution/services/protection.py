@@ -11,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from types import EllipsisType
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import batched_events, record_event, transition
 from accounts.models import Account
+from accounts.row_sql import save_new, take_keys
 from execution.exceptions import ExecutionError, ProtectionFailed
 from execution.models import (
     ACTIVE_PROTECTIVE,
@@ -85,7 +87,7 @@ def create_legs(
     side = closing_side(position.side)
     # The stop first: if the venue refuses one leg, the one that limits the loss is already there.
     wanted = [(PendingOrderKind.STOP_LOSS, spec.stop_loss), (PendingOrderKind.TAKE_PROFIT, spec.take_profit)]
-    orders = PendingOrder.objects.bulk_create(
+    legs = [
         PendingOrder(
             account=account,
             position=position,
@@ -98,7 +100,14 @@ def create_legs(
         )
         for kind, price in wanted
         if price is not None
-    )
+    ]
+    if take_keys(legs):  # keys taken ahead (the order path's apply): linked before they are written
+        if len(legs) == 2:
+            legs[0].sibling, legs[1].sibling = legs[1], legs[0]
+        for leg in legs:
+            save_new(leg)
+        return legs
+    orders = PendingOrder.objects.bulk_create(legs)
     if len(orders) == 2:
         orders[0].sibling, orders[1].sibling = orders[1], orders[0]
         PendingOrder.objects.bulk_update(orders, ["sibling"])
@@ -174,14 +183,22 @@ def add_missing_legs(
 
 
 def book_and_protect(
-    *, account: Account, trade: Trade, fill: Fill, leverage: int, spec: ProtectionSpec, now: datetime
+    *,
+    account: Account,
+    trade: Trade,
+    fill: Fill,
+    leverage: int,
+    spec: ProtectionSpec,
+    now: datetime,
+    position: Position | None | EllipsisType = ...,
 ) -> tuple[BookedFill, list[PendingOrder]]:
     """Book an intent's fill on the account's position (account locked by the caller) and record
     the TP/SL legs it asked for: the order path's apply step, and reconciliation's resolution of
-    an intent in doubt, do the same."""
+    an intent in doubt, do the same. `position`: the open position in the symbol if the caller
+    has read (and locked) it already, else it is read here."""
     booked = book_fill(
         account=account,
-        position=open_position(account, trade.symbol),
+        position=open_position(account, trade.symbol) if isinstance(position, EllipsisType) else position,
         trade=trade,
         quantity=fill.quantity,
         price=fill.price,

@@ -37,10 +37,11 @@ from django.conf import settings
 from execution.aster.streams.connection import StreamConnection, SubscriptionError
 from execution.aster.streams.frames import LastPriceUpdate, MarkPriceUpdate, StreamFrameError, parse_market_frame
 from execution.metrics import record_sweep_metrics
-from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, StreamKind, WorkingType
+from execution.models import StreamKind
 from execution.services import price_cache
 from execution.services.exchange import public_client
 from execution.services.paper import sweep
+from execution.services.paper import symbols as sweep_symbols
 from execution.services.paper.sweep import SweepReport
 from execution.services.parity.legs import complete_trigger_shadows
 from execution.streams.process import StreamSupervisor
@@ -381,24 +382,10 @@ def react_where_paper_trades(symbols: set[str]) -> SweepReport:
 
 
 def paper_symbols() -> PaperSymbols:
-    """The symbols a price reaction can do anything for (two small DISTINCT queries)."""
-    pending = (
-        PendingOrder.objects.filter(status=PendingOrderStatus.PENDING, account__is_paper_trading=True)
-        .order_by()  # the model's ordering would leak into DISTINCT
-        .values_list("symbol", "working_type")
-        .distinct()
-    )
-    positions = (
-        Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True)
-        .order_by()
-        .values_list("symbol", flat=True)
-        .distinct()
-    )
-    rows = list(pending)
-    return PaperSymbols(
-        reactive=frozenset(symbol for symbol, _ in rows) | frozenset(positions),
-        last_price=frozenset(symbol for symbol, working_type in rows if working_type == WorkingType.CONTRACT_PRICE),
-    )
+    """The symbols a price reaction can do anything for (the sweep's lists: a few index probes
+    per symbol, whatever the number of orders)."""
+    lists = sweep_symbols.paper_symbols()
+    return PaperSymbols(reactive=lists.all, last_price=lists.contract)
 
 
 def listed_symbols() -> frozenset[str]:

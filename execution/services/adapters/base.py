@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from accounts.models import Account
 from execution.services.brackets import default_tiers
@@ -135,14 +136,31 @@ class AccountModeRefusal:
     exchange_msg: str = ""
 
 
+class PreparedFill(Protocol):
+    """A fill worked out locally from data read beforehand (`ExecutionAdapter.prepare_fill`)."""
+
+    def fill(self, order: MarketOrder) -> Fill:
+        """The order's fill; raises ExecutionError (e.g. InsufficientLiquidity) as the adapter would."""
+        ...
+
+
 class ExecutionAdapter(ABC):
     mode: str = ""
+    # False: no venue holds orders (paper), so no leg ever rests there to be cancelled after a
+    # close, and the order path need not look for one.
+    has_venue: bool = True
 
     def __init__(self, account: Account) -> None:
         self.account = account
 
     def pre_trade_data(self, symbol: str) -> PreTradeData:
         return PreTradeData(available_balance=None, tiers=default_tiers())
+
+    def prepare_fill(self, *, symbol: str, side: str, quantity: Decimal) -> PreparedFill | None:
+        """What a venue-less adapter needs to fill an order of at most `quantity` without a
+        network call (paper: the order book), read before any transaction; then the order path
+        reserves, fills and books in ONE transaction. None (a venue): the order is sent."""
+        return None
 
     @abstractmethod
     def execute_market_order(self, order: MarketOrder) -> Fill:

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import Account, MarginType
@@ -47,6 +46,7 @@ from execution.services.brackets import DEFAULT_TIERS, tiers_from_exchange
 from execution.services.exchange import client_for_account
 from execution.services.parity.market_orders import shadowed
 from execution.services.position_math import MaintenanceTier, q
+from execution.services.setup_cache import SETUP
 
 logger = logging.getLogger(__name__)
 SETUP_TTL = 3600
@@ -58,6 +58,9 @@ SETUP_BLOCKED_CODES = frozenset({-4047, -4048})
 # service does not trade such an account (POSITION_MODE) and asks again after this many seconds.
 POSITION_MODE_BLOCKED_CODES = frozenset({-4067, -4068})
 MODE_RETRY_SECONDS = 30
+# A refused order whose code says the account's set-up is not what this process remembers
+# (position side, leverage, margin type): its set-up flags are forgotten and checked again.
+SETUP_DRIFT_CODES = frozenset({-4060, -4061, -4062, -2027, -2028, -4047, -4048})
 MODE_OK = "one-way, single-asset or cross"
 FILL_POLLS = (0.2, 0.5, 1.0)
 RATE_LIMIT_TRIES = 3
@@ -101,13 +104,12 @@ class LiveExecutionAdapter(ExecutionAdapter):
         """The exchange's available balance (reused for LIVE_BALANCE_CACHE_SECONDS), the
         symbol's leverage brackets (cached an hour) and whether the account's position and
         margin modes can be traded (an hour when they can, MODE_RETRY_SECONDS when not)."""
-        keys = [self._balance_key(), _brackets_key(symbol), self._modes_key()]
-        cached = cache.get_many(keys)  # one cache round trip
-        refusal = self._account_modes(cached.get(self._modes_key()))
-        available, as_of = self._available_balance(cached.get(self._balance_key()))
+        # Held in this process (setup_cache): no cache round trip on the order path.
+        refusal = self._account_modes(SETUP.get(self._modes_key()))
+        available, as_of = self._available_balance(SETUP.get(self._balance_key()))
         return PreTradeData(
             available_balance=available,
-            tiers=self._tiers(symbol, cached.get(_brackets_key(symbol))),
+            tiers=self._tiers(symbol, SETUP.get(_brackets_key(symbol))),
             balance_as_of=as_of,
             account_mode_refusal=refusal,
         )
@@ -132,10 +134,10 @@ class LiveExecutionAdapter(ExecutionAdapter):
         except AsterError as exc:
             raise exchange_error(exc, what="account position mode") from exc
         if refusal is None:
-            cache.set(self._modes_key(), MODE_OK, timeout=SETUP_TTL)
+            SETUP.set(self._modes_key(), MODE_OK, ttl=SETUP_TTL)
         else:
             logger.warning("account %s: %s", self.account.pk, refusal.message)
-            cache.set(self._modes_key(), refusal, timeout=MODE_RETRY_SECONDS)
+            SETUP.set(self._modes_key(), refusal, ttl=MODE_RETRY_SECONDS)
         return refusal
 
     def _one_way_refusal(self) -> AccountModeRefusal | None:
@@ -204,7 +206,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
         usdt = next((b for b in balances if b.asset == "USDT"), None)
         value = (usdt.available_balance if usdt else Decimal("0"), as_of)
         if lifetime:
-            cache.set(self._balance_key(), value, timeout=lifetime)
+            SETUP.set(self._balance_key(), value, ttl=lifetime)
         return value
 
     def _balance_key(self) -> str:
@@ -212,7 +214,11 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     def forget_balance(self) -> None:
         """The next order reads the balance again (after a refusal that may be about margin)."""
-        cache.delete(self._balance_key())
+        SETUP.delete(self._balance_key())
+
+    def forget_setup(self) -> None:
+        """The next order checks the account's modes, margin type and leverage again."""
+        SETUP.delete_prefix(f"live:setup:{self.account.pk}:")
 
     def _tiers(self, symbol: str, tiers: tuple[MaintenanceTier, ...] | None) -> tuple[MaintenanceTier, ...]:
         """The symbol's leverage brackets (`tiers`: the cached ones, if any), cached an hour."""
@@ -224,7 +230,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
             except AsterError as exc:
                 logger.warning("leverageBracket for %s unavailable (%s): using the default table", symbol, exc)
                 return DEFAULT_TIERS
-            cache.set(key, tiers, timeout=SETUP_TTL)
+            SETUP.set(key, tiers, ttl=SETUP_TTL)
         return tuple(tiers)
 
     # ------------------------------------------------------------------ account set-up
@@ -234,15 +240,15 @@ class LiveExecutionAdapter(ExecutionAdapter):
         is settled before the reserve step (pre_trade_data)."""
         prefix = f"live:setup:{self.account.pk}"
         margin_key, leverage_key = f"{prefix}:{symbol}:margin", f"{prefix}:{symbol}:leverage"
-        done = cache.get_many([margin_key, leverage_key])  # one cache round trip on the order path
+        done = {margin_key: SETUP.get(margin_key), leverage_key: SETUP.get(leverage_key)}
         try:
             if done.get(margin_key) != self.account.margin_type:
                 margin_type = self.account.margin_type
                 self._setup_step(lambda: self.client.set_margin_type(symbol, margin_type), what=f"{symbol} margin type")
-                cache.set(margin_key, self.account.margin_type, timeout=SETUP_TTL)
+                SETUP.set(margin_key, self.account.margin_type, ttl=SETUP_TTL)
             if done.get(leverage_key) != leverage:
                 self.client.set_leverage(symbol, leverage)
-                cache.set(leverage_key, leverage, timeout=SETUP_TTL)
+                SETUP.set(leverage_key, leverage, ttl=SETUP_TTL)
         except AsterError as exc:
             raise exchange_error(exc, what=f"account set-up for {symbol}") from exc
 
@@ -284,6 +290,8 @@ class LiveExecutionAdapter(ExecutionAdapter):
             result = self._waiting_out_short_limits(send) if order.reduce_only else send()
         except AsterError as exc:
             self.forget_balance()
+            if exc.code in SETUP_DRIFT_CODES:  # the venue account is not set up as remembered
+                self.forget_setup()
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
         settled = self._settled(remote_order(result))
         if settled.is_open:

@@ -8,10 +8,12 @@ to a venue), and positions are the database's (the paper ledger is the venue).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 
+from execution.aster.replies import OrderBook
 from execution.exceptions import InsufficientLiquidity
 from execution.services.adapters.base import (
     ExecutionAdapter,
@@ -30,7 +32,20 @@ from execution.services.position_math import q
 
 def simulate_market_fill(symbol: str, side: str, quantity: Decimal) -> Fill:
     """A taker fill at the volume-weighted price of the book levels it consumes, with the taker fee."""
-    book = book_covering(symbol, side, quantity)
+    return fill_from_book(book_covering(symbol, side, quantity), symbol, side, quantity)
+
+
+@dataclass(frozen=True)
+class BookFill:
+    """The order book read before the order's transaction, deep enough for its quantity."""
+
+    book: OrderBook
+
+    def fill(self, order: MarketOrder) -> Fill:
+        return fill_from_book(self.book, order.symbol, order.side, order.quantity)
+
+
+def fill_from_book(book: OrderBook, symbol: str, side: str, quantity: Decimal) -> Fill:
     check_fresh(book.time_ms, what=f"the {symbol} order book")
     filled, quote = walk_book(levels_for(book, side), quantity)
     if filled < quantity:
@@ -44,9 +59,15 @@ def simulate_market_fill(symbol: str, side: str, quantity: Decimal) -> Fill:
 
 class PaperExecutionAdapter(ExecutionAdapter):
     mode = "paper"
+    has_venue = False
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
         return simulate_market_fill(order.symbol, order.side, order.quantity)
+
+    def prepare_fill(self, *, symbol: str, side: str, quantity: Decimal) -> BookFill:
+        # The only network call of a paper order's fill, made before its one transaction. The
+        # order's quantity after planning (lot rounding, a reduce-only cap) is at most this.
+        return BookFill(book_covering(symbol, side, quantity))
 
     def place_protective_orders(self, requests: Sequence[ProtectiveOrderRequest]) -> list[ProtectiveOrderAck]:
         # Paper TP/SL live only in the database (PendingOrder rows); nothing to send.

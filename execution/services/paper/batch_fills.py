@@ -2,23 +2,26 @@
 
 The sweep's fast path: one account lock, one read of the orders, positions and their legs,
 the plans (`fill_plan.plan_trigger_fill`, the same decisions the per-order writer books)
-applied in memory, then bulk inserts and updates and one batch of audit events. Every status
-change goes through `transition_unsaved`; the rows are then written in bulk in the same
+applied in memory, then bulk inserts and updates and one COPY of audit events. Every status
+change goes through `accounts.audit.transition_row` (the table checked, the event built as a
+tuple: no model object per event); the rows are then written in bulk in the same
 transaction. Its rows and events are the per-order writer's (a property test compares them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from accounts.audit import batched_events, record_event, transition_unsaved
+from accounts.audit import EventRow, event_row, insert_event_rows, transition_row
 from accounts.models import Account
 from execution.aster.replies import OrderBook
 from execution.models import (
@@ -53,22 +56,41 @@ POSITION_FIELDS = [
 ]
 
 
+class Claimed(Protocol):
+    """What the batch needs of a claimed order before it reads it under the lock."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+
+
 @dataclass
 class Batch:
     account: Account
     now: datetime
     orders: dict[int, PendingOrder]
     positions: dict[str, Position]
+    at: datetime = field(default_factory=timezone.now)  # the events' and rows' write time
     legs_by_position: dict[int, list[PendingOrder]] = field(default_factory=dict)
-    trades: list[tuple[Trade, PendingOrder]] = field(default_factory=list)
+    # Each new trade with the index of its event in `events` (its key is known once inserted).
+    trades: list[tuple[Trade, PendingOrder, int]] = field(default_factory=list)
     touched_orders: dict[int, PendingOrder] = field(default_factory=dict)
     touched_positions: dict[int, Position] = field(default_factory=dict)
+    events: list[EventRow] = field(default_factory=list)
     realized: Decimal = Decimal("0")
+
+    def transition(self, obj: Any, status: str, message: str = "", data: dict[str, Any] | None = None) -> None:
+        self.events.append(
+            transition_row(obj, to_status=status, account_id=self.account.pk, at=self.at, message=message, data=data)
+        )
 
     def set_order(
         self, order: PendingOrder, status: str, message: str = "", data: dict[str, Any] | None = None
     ) -> None:
-        transition_unsaved(order, to_status=status, account=self.account, message=message, data=data)
+        self.transition(order, status, message, data)
         if status in (PendingOrderStatus.FILLED, PendingOrderStatus.CANCELLED):
             order.closed_at = self.now
         self.touched_orders[order.pk] = order
@@ -76,13 +98,13 @@ class Batch:
 
 def fill_account_batch(
     account_id: int,
-    orders: list[PendingOrder],
+    orders: Sequence[Claimed],
     books: dict[tuple[str, str], OrderBook],
     prices: dict[str, SymbolPrices],
     now: datetime,
 ) -> list[str]:
     """Fill the account's claimed orders (in the given order: stops first). Returns outcomes."""
-    with transaction.atomic(), batched_events():
+    with transaction.atomic():
         batch = _load(account_id, orders, now)
         outcomes = [
             _apply(batch, order.pk, books[(order.symbol, order.side)], prices.get(order.symbol)) for order in orders
@@ -91,7 +113,7 @@ def fill_account_batch(
     return outcomes
 
 
-def _load(account_id: int, orders: list[PendingOrder], now: datetime) -> Batch:
+def _load(account_id: int, orders: Sequence[Claimed], now: datetime) -> Batch:
     account = lock_account(account_id)
     symbols = {o.symbol for o in orders}
     positions = {
@@ -141,12 +163,7 @@ def _book(batch: Batch, order: PendingOrder, position: Position, plan: TriggerFi
     if plan.closes_position:
         position.quantity, position.margin, position.unrealized_pnl = Decimal("0"), Decimal("0"), Decimal("0")
         position.liquidation_price, position.closed_at = None, batch.now
-        transition_unsaved(
-            position,
-            to_status=PositionStatus.CLOSED,
-            account=batch.account,
-            data={"realized_pnl": position.realized_pnl},
-        )
+        batch.transition(position, PositionStatus.CLOSED, data={"realized_pnl": position.realized_pnl})
         del batch.positions[position.symbol]
         for other in batch.legs_by_position.get(position.pk, []):  # no protective order survives its position
             if other.pk != order.pk and other.status in ACTIVE_PROTECTIVE:
@@ -154,11 +171,15 @@ def _book(batch: Batch, order: PendingOrder, position: Position, plan: TriggerFi
     else:
         position.quantity = plan.effect.after.quantity
         refresh_risk_fields(position)
-        record_event(
-            account=batch.account,
-            kind="position.reduced",
-            subject=position,
-            data={"closed": plan.effect.closed_quantity, "quantity": position.quantity},
+        batch.events.append(
+            event_row(
+                account_id=batch.account.pk,
+                kind="position.reduced",
+                subject_type="position",
+                subject_id=position.pk,
+                data={"closed": plan.effect.closed_quantity, "quantity": position.quantity},
+                at=batch.at,
+            )
         )
         sibling = batch.orders.get(order.sibling_id) if order.sibling_id else None
         if sibling is not None and sibling.status in ACTIVE_PROTECTIVE:
@@ -180,24 +201,26 @@ def _book(batch: Batch, order: PendingOrder, position: Position, plan: TriggerFi
         reason=protective_fill_reason(order.kind),
     )
     # The intent and its fill at once: submitting -> filled, audited like the ledger's fill.
-    transition_unsaved(
+    batch.transition(
         trade,
-        to_status=TradeStatus.FILLED,
-        account=batch.account,
+        TradeStatus.FILLED,
         data={"quantity": trade.quantity, "price": trade.price, "fee": trade.fee, "realized_pnl": trade.realized_pnl},
     )
-    batch.trades.append((trade, order))
+    batch.trades.append((trade, order, len(batch.events) - 1))
     batch.set_order(order, PendingOrderStatus.FILLED, data={"price": plan.price, "quantity": plan.quantity})
     batch.realized += net
 
 
 def _write(batch: Batch) -> None:
     # The trades first: their keys are what the orders' `trade` and the batched events point to.
-    trades = bulk_insert_rows(Trade, [trade for trade, _ in batch.trades])
-    for trade, (_, order) in zip(trades, batch.trades, strict=True):
+    bulk_insert_rows(Trade, [trade for trade, _, _ in batch.trades])
+    for trade, order, event in batch.trades:
         order.trade = trade
+        row = batch.events[event]
+        batch.events[event] = (*row[:3], trade.pk, *row[4:])  # the trade's key
     bulk_update_rows(PendingOrder, list(batch.touched_orders.values()), ORDER_FIELDS)
     bulk_update_rows(Position, list(batch.touched_positions.values()), POSITION_FIELDS)
     if batch.realized:
         batch.account.paper_realized_pnl = q(batch.account.paper_realized_pnl + batch.realized)
         batch.account.save(update_fields=["paper_realized_pnl", "updated_at"])
+    insert_event_rows(batch.events)

@@ -11,10 +11,13 @@ re-claimed by a later sweep.
 from __future__ import annotations
 
 import logging
+import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -55,17 +58,33 @@ class FillReport:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
 
+class ClaimedOrder(NamedTuple):
+    """A claimed order as the fills first see it (a tuple: read once, before any lock; the
+    writers read the rows they change again under the account lock)."""
+
+    pk: int
+    account_id: int
+    symbol: str
+    side: str
+    kind: str
+    size: Decimal  # its quantity, or its position's (closes the whole position)
+
+
 def fill_claimed(order_ids: list[int], prices: dict[str, SymbolPrices], now: datetime) -> FillReport:
     report = FillReport()
-    orders = list(PendingOrder.objects.filter(pk__in=order_ids).select_related("position"))
+    orders = claimed_orders(order_ids)
     books = books_for(orders)  # network: before any transaction
-    by_account: dict[int, list[PendingOrder]] = defaultdict(list)
+    by_account: dict[int, list[ClaimedOrder]] = defaultdict(list)
     for order in orders:
         if (order.symbol, order.side) in books:
             by_account[order.account_id].append(order)
         else:
             report.waiting.append(order.pk)
-    for account_id, account_orders in by_account.items():
+    accounts = list(by_account.items())
+    # Each account's fills take its lock: sweeps of other shards (other symbols, same accounts)
+    # would queue behind this one account after account if all went in the same order.
+    random.shuffle(accounts)
+    for account_id, account_orders in accounts:
         # Stops first: when both legs crossed within one candle, assume the worse happened.
         account_orders.sort(key=lambda o: (o.kind != PendingOrderKind.STOP_LOSS, o.pk))
         for outcome in fill_account_orders(account_id, account_orders, books, prices, now, report):
@@ -73,12 +92,21 @@ def fill_claimed(order_ids: list[int], prices: dict[str, SymbolPrices], now: dat
     return report
 
 
-def books_for(orders: list[PendingOrder]) -> Books:
+def claimed_orders(order_ids: list[int]) -> list[ClaimedOrder]:
+    rows = PendingOrder.objects.filter(pk__in=order_ids).values_list(
+        "pk", "account_id", "symbol", "side", "kind", "quantity", "position__quantity"
+    )
+    return [
+        ClaimedOrder(pk, account_id, symbol, side, kind, quantity or position_quantity or Decimal("0"))
+        for pk, account_id, symbol, side, kind, quantity, position_quantity in rows
+    ]
+
+
+def books_for(orders: Sequence[ClaimedOrder]) -> Books:
     """One order book per (symbol, side), deep enough for the largest order."""
     needed: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for order in orders:
-        size = order.quantity or (order.position.quantity if order.position else Decimal("0"))
-        needed[(order.symbol, order.side)] = max(needed[(order.symbol, order.side)], size)
+        needed[(order.symbol, order.side)] = max(needed[(order.symbol, order.side)], order.size)
     books = {}
     for (symbol, side), size in needed.items():
         try:
@@ -90,7 +118,7 @@ def books_for(orders: list[PendingOrder]) -> Books:
 
 def fill_account_orders(
     account_id: int,
-    orders: list[PendingOrder],
+    orders: Sequence[batch_fills.Claimed],
     books: Books,
     prices: dict[str, SymbolPrices],
     now: datetime,

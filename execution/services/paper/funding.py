@@ -26,24 +26,31 @@ from execution.services.position_math import funding_payment, q
 
 def settle_funding(prices: dict[str, SymbolPrices], now: datetime) -> int:
     """Charge or credit funding at each funding time a paper position was open through."""
+    keys = {symbol: f"paper-sweep:funding:{symbol}" for symbol in prices}
+    seen = cache.get_many(list(keys.values()))
+    # Only the symbols whose next funding time moved since the last check are read: the read
+    # below walks every open position of its symbols, which at scale costs more than the sweep.
+    due = [
+        symbol
+        for symbol, entry in prices.items()
+        if not (entry.next_funding_time_ms and seen.get(keys[symbol]) == entry.next_funding_time_ms)
+    ]
+    if not due:
+        return 0
     payments = 0
     symbols = (
-        Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True, symbol__in=prices)
+        Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True, symbol__in=due)
         .values("symbol")
         .annotate(since=Min(Coalesce("last_funding_time", "opened_at")))
     )
     for row in symbols:
         symbol, since = row["symbol"], row["since"]
-        key = f"paper-sweep:funding:{symbol}"
-        next_funding = prices[symbol].next_funding_time_ms
-        if next_funding and cache.get(key) == next_funding:
-            continue  # the next funding time has not moved since the last check: nothing was settled
         start_ms = int(since.timestamp() * 1000) + 1
         for event in _funding_history(symbol, start_ms):
             funding_time = datetime.fromtimestamp(event.funding_time_ms / 1000, tz=now.tzinfo)
             if funding_time <= now:
                 payments += _pay_funding(symbol, funding_time, event.funding_rate, prices[symbol].mark)
-        cache.set(key, next_funding, timeout=24 * 3600)
+        cache.set(keys[symbol], prices[symbol].next_funding_time_ms, timeout=24 * 3600)
     return payments
 
 

@@ -26,11 +26,11 @@ from execution.services.position_math import q, unrealized_pnl
 MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=28, decimal_places=10)
 
 
-def mark_to_market_if_due(prices: dict[str, SymbolPrices], now: datetime) -> int:
+def mark_to_market_if_due(prices: dict[str, SymbolPrices], now: datetime, *, key: str = "paper-sweep:marked-at") -> int:
     """Mark every PAPER_MARK_SECONDS, not every sweep: it rewrites every open position, which
     at scale costs more than the trigger search itself. Triggers and liquidations always use
-    the fresh prices; only the displayed mark and uPnL lag by up to that interval."""
-    key = "paper-sweep:marked-at"
+    the fresh prices; only the displayed mark and uPnL lag by up to that interval. `key`: one
+    per sweep shard (each marks its own symbols)."""
     last = cache.get(key)
     if last is not None and now.timestamp() - last < settings.PAPER_MARK_SECONDS:
         return 0

@@ -24,13 +24,13 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from execution.models import PendingOrder, PendingOrderStatus, Position, PositionStatus, WorkingType
 from execution.services.paper.fills import fill_claimed
 from execution.services.paper.funding import settle_funding
 from execution.services.paper.liquidation import liquidate_crossed
 from execution.services.paper.marking import mark_open_positions, mark_to_market_if_due
 from execution.services.paper.prices import SymbolPrices, add_candles, cached_symbol_prices, current_prices
 from execution.services.paper.stale_intents import cancel_stale_paper_intents
+from execution.services.paper.symbols import paper_symbols
 from execution.services.paper.triggers import claim, find_triggered
 
 __all__ = ["SweepReport", "mark_open_positions", "react_to_prices", "sweep_paper_triggers"]
@@ -55,31 +55,38 @@ class SweepReport:
     fill_seconds: float = 0.0  # order books and fills of the claimed orders
 
 
-def sweep_paper_triggers(*, now: datetime | None = None) -> SweepReport:
+def sweep_paper_triggers(*, now: datetime | None = None, shard: int = 0, shards: int = 1) -> SweepReport:
+    """One sweep, or (`shards` > 1) the part of it for the symbols of `shard` (`symbols.shard_of`):
+    N shard sweeps on any number of workers together do one whole sweep. Two sweeps of the same
+    shard at once are safe (the claim is exactly once); the paper intents left in flight are
+    shard 0's."""
     started = time.perf_counter()
     now = now or timezone.now()
     report = SweepReport()
-    report.stale_intents = cancel_stale_paper_intents(now)
-    pending_symbols, contract_symbols = _pending_symbols()
-    position_symbols = set(
-        Position.objects.filter(status=PositionStatus.OPEN, account__is_paper_trading=True)
-        .order_by()
-        .values_list("symbol", flat=True)
-        .distinct()
-    )
-    symbols = pending_symbols | position_symbols
+    if shard == 0:
+        report.stale_intents = cancel_stale_paper_intents(now)
+    lists = paper_symbols().shard(shard, shards)
+    symbols = set(lists.all)
+    contract_symbols = set(lists.contract)
     report.symbols = len(symbols)
     if symbols:
         prices, report.skipped_symbols = current_prices(symbols, last_for=contract_symbols, now=now)
         add_candles(prices, last_for=contract_symbols, now=now)
         mark_started = time.perf_counter()
-        report.marked = mark_to_market_if_due(prices, now)
+        report.marked = mark_to_market_if_due(prices, now, key=marked_key(shard, shards))
         report.mark_seconds = time.perf_counter() - mark_started
         report.funding_payments = settle_funding(prices, now)
-        _detect_claim_fill(prices, now, report, started=started, reclaim_stale=True)
+        _detect_claim_fill(
+            prices, now, report, started=started, reclaim_stale=True, shard_symbols=symbols if shards > 1 else None
+        )
     report.seconds = time.perf_counter() - started
     report.fill_seconds = report.seconds - report.detect_seconds if report.triggered else 0.0
     return report
+
+
+def marked_key(shard: int, shards: int) -> str:
+    """The cache key of the last mark to market of a shard (each shard marks its own symbols)."""
+    return "paper-sweep:marked-at" if shards <= 1 else f"paper-sweep:marked-at:{shard}/{shards}"
 
 
 def react_to_prices(symbols: set[str], *, now: datetime | None = None) -> SweepReport:
@@ -93,17 +100,7 @@ def react_to_prices(symbols: set[str], *, now: datetime | None = None) -> SweepR
     report = SweepReport(symbols=len(symbols))
     if not symbols:
         return report
-    contract_symbols = set(
-        PendingOrder.objects.filter(
-            status=PendingOrderStatus.PENDING,
-            account__is_paper_trading=True,
-            symbol__in=symbols,
-            working_type=WorkingType.CONTRACT_PRICE,
-        )
-        .order_by()
-        .values_list("symbol", flat=True)
-        .distinct()
-    )
+    contract_symbols = set(paper_symbols().contract & symbols)
     prices = cached_symbol_prices(symbols, last_for=contract_symbols, now=now, require_last=False)
     report.skipped_symbols = sorted(symbols - prices.keys())
     _detect_claim_fill(prices, now, report, started=started, reclaim_stale=False)
@@ -113,7 +110,13 @@ def react_to_prices(symbols: set[str], *, now: datetime | None = None) -> SweepR
 
 
 def _detect_claim_fill(
-    prices: dict[str, SymbolPrices], now: datetime, report: SweepReport, *, started: float, reclaim_stale: bool
+    prices: dict[str, SymbolPrices],
+    now: datetime,
+    report: SweepReport,
+    *,
+    started: float,
+    reclaim_stale: bool,
+    shard_symbols: set[str] | None = None,
 ) -> None:
     """The steps the sweep and the reaction share: liquidation, the trigger search, the
     exactly-once claim, and the fills of what this caller claimed."""
@@ -121,26 +124,10 @@ def _detect_claim_fill(
         report.detect_seconds = time.perf_counter() - started
         return
     report.liquidated = liquidate_crossed(prices, now)
-    claimed = claim(find_triggered(prices), now, reclaim_stale=reclaim_stale)
+    claimed = claim(find_triggered(prices), now, reclaim_stale=reclaim_stale, symbols=shard_symbols)
     report.triggered = len(claimed)
     report.detect_seconds = time.perf_counter() - started
     if claimed:
         fills = fill_claimed(claimed, prices, now)
         report.filled, report.cancelled, report.failed = fills.filled, fills.cancelled, fills.failed
         report.batch_fallbacks = fills.batch_fallbacks
-
-
-def _pending_symbols() -> tuple[set[str], set[str]]:
-    """The symbols of pending paper orders, and those of them with a CONTRACT_PRICE order."""
-    rows = (
-        PendingOrder.objects.filter(status=PendingOrderStatus.PENDING, account__is_paper_trading=True)
-        .order_by()  # the model's ordering would leak into DISTINCT
-        .values_list("symbol", "working_type")
-        .distinct()
-    )
-    symbols, contract_symbols = set(), set()
-    for symbol, working_type in rows:
-        symbols.add(symbol)
-        if working_type == WorkingType.CONTRACT_PRICE:
-            contract_symbols.add(symbol)
-    return symbols, contract_symbols

@@ -1,0 +1,110 @@
+"""The live adapter's set-up flags (position and asset modes, margin type, leverage) and the
+short balance are held in the process: no cache round trip per order, and forgotten when they
+may no longer be true."""
+
+import pytest
+import responses
+
+from execution.exceptions import ExchangeRejected
+from execution.services import ExecutionService
+from execution.services.exchange import reset_exchange_clients
+from execution.services.setup_cache import SETUP, ProcessCache
+from tests.factories import LiveV1AccountFactory
+from tests.market import BASE
+from tests.test_live_execution import FakeLiveVenue, no_sleep
+
+pytestmark = pytest.mark.django_db
+SETUP_CALLS = {
+    ("GET", "/fapi/v1/positionSide/dual"),
+    ("GET", "/fapi/v1/multiAssetsMargin"),
+    ("POST", "/fapi/v1/marginType"),
+    ("POST", "/fapi/v1/leverage"),
+}
+
+
+@pytest.fixture
+def venue():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield FakeLiveVenue(rsps)
+
+
+def order(account, *, leverage=5, side="BUY"):
+    return ExecutionService(account, sleep=no_sleep).execute_market_order(
+        symbol="BTCUSDT", side=side, quantity="0.01", leverage=leverage
+    )
+
+
+def setup_calls(venue):
+    return [call for call in venue.calls() if call in SETUP_CALLS]
+
+
+def test_the_set_up_is_checked_once_then_remembered_in_the_process(venue):
+    account = LiveV1AccountFactory(margin_type="ISOLATED")
+    order(account)
+    first = setup_calls(venue)
+    assert sorted(set(first)) == sorted(SETUP_CALLS)
+    order(account, side="SELL")
+    order(account)
+    assert setup_calls(venue) == first  # nothing more: the flags are held here
+    assert venue.calls().count(("GET", "/fapi/v2/balance")) == 1  # reused for LIVE_BALANCE_CACHE_SECONDS
+
+
+def test_a_changed_margin_type_or_leverage_is_set_again(venue):
+    account = LiveV1AccountFactory(margin_type="ISOLATED")
+    order(account)
+    before = len(setup_calls(venue))
+    order(account, leverage=7)
+    assert setup_calls(venue)[before:] == [("POST", "/fapi/v1/leverage")]
+    account.margin_type = "CROSSED"
+    account.save()
+    before = len(setup_calls(venue))
+    order(account, leverage=7)
+    # The modes are checked again for the new margin type (a cross account skips Multi-Assets).
+    assert setup_calls(venue)[before:] == [("GET", "/fapi/v1/positionSide/dual"), ("POST", "/fapi/v1/marginType")]
+
+
+def test_no_need_to_change_counts_as_set_and_is_remembered(venue):
+    venue.rsps.replace(
+        responses.POST,
+        f"{BASE}/fapi/v1/marginType",
+        status=400,
+        json={"code": -4046, "msg": "No need to change margin type."},
+    )
+    account = LiveV1AccountFactory(margin_type="ISOLATED")
+    order(account)
+    order(account, side="SELL")
+    assert venue.calls().count(("POST", "/fapi/v1/marginType")) == 1
+
+
+def test_a_refusal_that_says_the_set_up_drifted_forgets_it(venue):
+    account = LiveV1AccountFactory()
+    order(account)
+    assert venue.calls().count(("GET", "/fapi/v1/positionSide/dual")) == 1
+    # Switched to hedge mode behind the service's back: the venue refuses the one-way order.
+    venue.order_replies.append((400, {"code": -4061, "msg": "Order's position side does not match user's setting."}))
+    with pytest.raises(ExchangeRejected):
+        order(account, side="SELL")
+    order(account, side="SELL")
+    assert venue.calls().count(("GET", "/fapi/v1/positionSide/dual")) == 2  # checked again
+    assert venue.calls().count(("POST", "/fapi/v1/leverage")) == 2
+
+
+def test_reset_exchange_clients_forgets_every_remembered_value(venue):
+    account = LiveV1AccountFactory()
+    order(account)
+    reset_exchange_clients()
+    order(account, side="SELL")
+    assert venue.calls().count(("GET", "/fapi/v1/positionSide/dual")) == 2
+
+
+def test_the_process_cache_expires_and_deletes_by_prefix():
+    now = [100.0]
+    store = ProcessCache(clock=lambda: now[0])
+    store.set("live:setup:1:a", "x", ttl=10)
+    store.set("live:setup:12:a", "y", ttl=10)
+    store.set("live:setup:2:a", "z", ttl=1)
+    now[0] += 2
+    assert store.get("live:setup:2:a") is None and store.get("live:setup:1:a") == "x"
+    store.delete_prefix("live:setup:1:")
+    assert store.get("live:setup:1:a") is None and store.get("live:setup:12:a") == "y"
+    assert SETUP is not store
