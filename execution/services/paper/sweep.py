@@ -69,6 +69,7 @@ def sweep_paper_triggers(*, now: datetime | None = None, shard: int = 0, shards:
     symbols = set(lists.all)
     contract_symbols = set(lists.contract)
     report.symbols = len(symbols)
+    prices: dict[str, SymbolPrices] = {}
     if symbols:
         prices, report.skipped_symbols = current_prices(symbols, last_for=contract_symbols, now=now)
         add_candles(prices, last_for=contract_symbols, now=now)
@@ -76,9 +77,9 @@ def sweep_paper_triggers(*, now: datetime | None = None, shard: int = 0, shards:
         report.marked = mark_to_market_if_due(prices, now, key=marked_key(shard, shards))
         report.mark_seconds = time.perf_counter() - mark_started
         report.funding_payments = settle_funding(prices, now)
-        _detect_claim_fill(
-            prices, now, report, started=started, reclaim_stale=True, shard_symbols=symbols if shards > 1 else None
-        )
+    # Also with no symbol listed: an order left `triggered` by a dead worker is in no list (it is
+    # not pending, and often has no open position), and only the sweep re-claims it.
+    _detect_claim_fill(prices, now, report, started=started, reclaim_stale=True, shard=shard, shards=shards)
     report.seconds = time.perf_counter() - started
     report.fill_seconds = report.seconds - report.detect_seconds if report.triggered else 0.0
     return report
@@ -116,15 +117,20 @@ def _detect_claim_fill(
     *,
     started: float,
     reclaim_stale: bool,
-    shard_symbols: set[str] | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> None:
     """The steps the sweep and the reaction share: liquidation, the trigger search, the
-    exactly-once claim, and the fills of what this caller claimed."""
-    if not prices:
+    exactly-once claim (with `reclaim_stale`, also the dead workers' claims of this shard), and
+    the fills of what this caller claimed."""
+    if not prices and not reclaim_stale:
         report.detect_seconds = time.perf_counter() - started
         return
-    report.liquidated = liquidate_crossed(prices, now)
-    claimed = claim(find_triggered(prices), now, reclaim_stale=reclaim_stale, symbols=shard_symbols)
+    found: list[int] = []
+    if prices:
+        report.liquidated = liquidate_crossed(prices, now)
+        found = find_triggered(prices)
+    claimed = claim(found, now, reclaim_stale=reclaim_stale, shard=shard, shards=shards)
     report.triggered = len(claimed)
     report.detect_seconds = time.perf_counter() - started
     if claimed:
