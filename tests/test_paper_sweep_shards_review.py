@@ -1,19 +1,84 @@
 """Review of the sharded sweep (issue 17, perfsweep): defects a fresh-eyes review proved, each
 with the test that reproduced it (from the review's worktree, unchanged in substance)."""
 
+from collections import deque
 from datetime import timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from execution import tasks
 from execution.models import PendingOrder, Position
+from execution.services.health import check_paper_sweep
 from execution.services.paper.sweep import sweep_paper_triggers
 from execution.services.paper.symbols import shard_of
 from tests.factories import PaperAccountFactory
 
 pytestmark = pytest.mark.django_db
+
+
+# --------------------------------------------------------------------------- the beat's fan-out
+
+
+def test_under_load_the_fan_out_starves_every_shard_but_the_first(settings):
+    """Celery semantics modelled: one FIFO queue, prefetch 1 (CELERY_WORKER_PREFETCH_MULTIPLIER),
+    a message past its `expires` is discarded when a worker takes it. One worker, 2 shards, each
+    shard sweep taking 1.2 intervals (a 1M-pending shard on a busy box): the real beat task
+    enqueued the shards in the same order every beat, so shard 1's message had always expired
+    by the time the worker was free, and only shard 0 ever ran."""
+    settings.PAPER_SWEEP_SHARDS = 2
+    interval = settings.PAPER_SWEEP_SECONDS
+    clock = 0.0
+    queue: deque[tuple[float, tuple[int, int], float]] = deque()
+
+    def enqueue(args, expires):
+        queue.append((clock, args, expires))
+
+    ran: list[int] = []
+    worker_free_at = 0.0
+    with mock.patch.object(tasks.sweep_paper_shard, "apply_async", side_effect=enqueue):
+        for beat in range(40):
+            clock = beat * interval
+            tasks.sweep_paper_triggers.apply()  # the beat's message, run at once (fan-out is fast)
+            while queue and worker_free_at <= clock + interval:
+                start = max(worker_free_at, queue[0][0])
+                sent, args, expires = queue.popleft()
+                if start > sent + expires:
+                    continue  # expired: Celery revokes it without running
+                ran.append(args[0])
+                worker_free_at = start + 1.2 * interval
+    assert set(ran) == {0, 1}, f"shards run: {sorted(set(ran))} (shard runs: {len(ran)})"
+
+
+def test_the_health_check_is_green_while_a_shard_never_runs(settings, market):
+    settings.PAPER_SWEEP_SHARDS = 2
+    mark = market.exchange.symbols["BTCUSDT"].mark
+    account = PaperAccountFactory()
+    position = Position.objects.create(
+        account=account,
+        symbol="BTCUSDT",
+        side="LONG",
+        quantity=Decimal("1"),
+        entry_price=mark,
+        leverage=2,
+        margin=mark / 2,
+    )
+    PendingOrder.objects.create(
+        account=account,
+        position=position,
+        symbol="BTCUSDT",
+        kind="stop_loss",
+        side="SELL",
+        trigger_price=(mark * Decimal("1.05")).quantize(Decimal("0.0001")),
+        client_order_id="r-sl",
+    )
+    stuck = shard_of("BTCUSDT", 2)
+    tasks.sweep_paper_shard(1 - stuck, 2)  # only the other shard runs
+    assert PendingOrder.objects.get(client_order_id="r-sl").status == "pending"  # crossed, never swept
+    assert not check_paper_sweep(timezone.now())["ok"], "readiness says the sweep is healthy"
 
 
 # --------------------------------------------------------------------------- stale claims
@@ -86,3 +151,110 @@ def test_the_whole_sweep_re_claims_a_stale_order_when_nothing_else_is_listed(mar
     assert (report.symbols, report.triggered) == (0, 1)
     stale.refresh_from_db()
     assert stale.status == "cancelled"
+
+
+# --------------------------------------------------------------------------- leases and heartbeats
+
+
+def crossed_stop(symbol, market):
+    """A paper stop already crossed by the simulator's mark (the next sweep of its shard fills it)."""
+    mark = market.exchange.symbols[symbol].mark
+    account = PaperAccountFactory()
+    position = Position.objects.create(
+        account=account, symbol=symbol, side="LONG", quantity=Decimal("1"), entry_price=mark, leverage=2, margin=mark
+    )
+    return PendingOrder.objects.create(
+        account=account,
+        position=position,
+        symbol=symbol,
+        kind="stop_loss",
+        side="SELL",
+        trigger_price=(mark * Decimal("1.05")).quantize(Decimal("0.0001")),
+        client_order_id=f"c-{symbol}",
+    )
+
+
+def test_a_running_shard_is_neither_queued_again_nor_swept_twice(settings, market):
+    from execution.models import Heartbeat
+    from execution.services.paper.shards import release_lease, take_lease
+
+    settings.PAPER_SWEEP_SHARDS = 2
+    stop = crossed_stop("BTCUSDT", market)
+    busy = shard_of("BTCUSDT", 2)
+    token = take_lease(busy, 2)  # another worker is sweeping BTCUSDT's shard
+    assert token is not None and take_lease(busy, 2) is None
+
+    with mock.patch.object(tasks.sweep_paper_shard, "apply_async") as send:
+        assert tasks.sweep_paper_triggers.apply().get() == {"queued": 1, "running": 1}
+    assert [c.args[0] for c in send.call_args_list] == [(1 - busy, 2)]
+    assert "skipped" in tasks.sweep_paper_shard(busy, 2)  # a second message of the running shard
+    assert PendingOrder.objects.get(pk=stop.pk).status == "pending"
+    assert not Heartbeat.objects.filter(name=f"paper_sweep:{busy}/2").exists()
+
+    release_lease(busy, 2, token)
+    assert tasks.sweep_paper_shard(busy, 2)["filled"] == 1
+    assert Heartbeat.objects.filter(name=f"paper_sweep:{busy}/2").exists()
+    assert take_lease(busy, 2) is not None  # released after the sweep
+
+
+def test_a_failed_sweep_releases_its_lease(settings, market):
+    from execution.services.paper.shards import take_lease
+
+    with mock.patch.object(tasks, "sweep", side_effect=RuntimeError("boom")), pytest.raises(RuntimeError):
+        tasks.sweep_paper_shard(0, 2)
+    assert take_lease(0, 2) is not None
+
+
+def test_a_dead_workers_lease_lapses_with_its_claims(settings):
+    """A worker killed mid-sweep never releases its lease: it lapses after PAPER_RECLAIM_SECONDS
+    (in whole seconds, at least one: the Redis cache truncates timeouts), when its claims do."""
+    import time
+
+    from execution.services.paper.shards import lease_seconds, take_lease
+
+    settings.PAPER_RECLAIM_SECONDS = 0.2
+    assert lease_seconds() == 1
+    assert take_lease(1, 2) is not None and take_lease(1, 2) is None
+    time.sleep(1.1)
+    assert take_lease(1, 2) is not None
+
+
+def test_a_release_never_frees_another_sweeps_lease():
+    from django.core.cache import cache as the_cache
+
+    from execution.services.paper.shards import lease_key, release_lease, take_lease
+
+    mine = take_lease(0, 2)
+    the_cache.set(lease_key(0, 2), "another sweep's", timeout=60)  # mine lapsed; another took it
+    release_lease(0, 2, mine)
+    assert the_cache.get(lease_key(0, 2)) == "another sweep's"
+
+
+def test_each_shard_has_its_own_heartbeat_and_readiness_needs_every_one(settings, market):
+    from datetime import timedelta
+
+    from execution.models import Heartbeat
+
+    settings.PAPER_SWEEP_SHARDS = 3
+    assert check_paper_sweep(timezone.now())["error"] == (
+        "paper_sweep:0/3 has never run; paper_sweep:1/3 has never run; paper_sweep:2/3 has never run"
+    )
+    for shard in range(3):
+        tasks.sweep_paper_shard(shard, 3)
+    assert sorted(Heartbeat.objects.values_list("name", flat=True)) == [f"paper_sweep:{k}/3" for k in range(3)]
+    check = check_paper_sweep(timezone.now())
+    assert (check["ok"], check["shards"], check["late_shards"]) == (True, 3, 0)
+
+    Heartbeat.objects.filter(name="paper_sweep:1/3").update(beat_at=timezone.now() - timedelta(minutes=5))
+    check = check_paper_sweep(timezone.now())
+    assert (check["ok"], check["late_shards"]) == (False, 1)
+    assert check["error"].startswith("paper_sweep:1/3 last ran 300 s ago")
+
+
+def test_with_one_shard_the_heartbeat_keeps_its_name(settings, market):
+    from execution.models import Heartbeat
+
+    settings.PAPER_SWEEP_SHARDS = 1
+    tasks.sweep_paper_triggers.apply()
+    assert list(Heartbeat.objects.values_list("name", flat=True)) == ["paper_sweep"]
+    assert check_paper_sweep(timezone.now())["ok"]
