@@ -258,3 +258,50 @@ def test_with_one_shard_the_heartbeat_keeps_its_name(settings, market):
     tasks.sweep_paper_triggers.apply()
     assert list(Heartbeat.objects.values_list("name", flat=True)) == ["paper_sweep"]
     assert check_paper_sweep(timezone.now())["ok"]
+
+
+# --------------------------------------------------------------------------- the price reaction
+
+
+def test_a_price_reaction_lists_the_batchs_symbols_only(market):
+    """The reaction (every second, for the few symbols whose price moved) ran the symbol lists
+    of every symbol with work to know which of its symbols need a last price."""
+    from execution.services.paper import sweep as sweep_module
+    from tests.test_price_readers import feed
+
+    stop = crossed_stop("BTCUSDT", market)
+    PendingOrder.objects.filter(pk=stop.pk).update(working_type="CONTRACT_PRICE")
+    crossed_stop("ETHUSDT", market)  # another symbol with work, not in the batch
+    feed(market, "BTCUSDT")  # marks only: this order follows the last price
+    with mock.patch.object(sweep_module, "paper_symbols", side_effect=AssertionError("lists every symbol")):
+        assert sweep_module.react_to_prices({"BTCUSDT"}).triggered == 0
+        feed(market, "BTCUSDT", last=True)
+        assert sweep_module.react_to_prices({"BTCUSDT"}).filled == 1
+    assert PendingOrder.objects.get(pk=stop.pk).status == "filled"
+    assert PendingOrder.objects.get(symbol="ETHUSDT").status == "pending"
+
+
+def test_the_contract_symbols_among_a_batch(market):
+    from execution.services.paper.symbols import contract_symbols_among
+    from tests.factories import LiveV1AccountFactory
+
+    def contract_stop(account, symbol, status="pending"):
+        return PendingOrder.objects.create(
+            account=account,
+            symbol=symbol,
+            kind="stop_loss",
+            side="SELL",
+            working_type="CONTRACT_PRICE",
+            trigger_price=Decimal("1"),
+            status=status,
+            client_order_id=f"k-{account.pk}-{symbol}-{status}",
+        )
+
+    paper, live = PaperAccountFactory(), LiveV1AccountFactory()
+    contract_stop(paper, "BTCUSDT")
+    contract_stop(paper, "SOLUSDT")  # not in the batch
+    contract_stop(live, "ETHUSDT")  # a live account's
+    contract_stop(paper, "ASTERUSDT", status="filled")
+    crossed_stop("ETHUSDT", market)  # a paper MARK_PRICE order
+    assert contract_symbols_among({"BTCUSDT", "ETHUSDT", "ASTERUSDT", "XRPUSDT"}) == {"BTCUSDT"}
+    assert contract_symbols_among(set()) == frozenset()

@@ -30,7 +30,7 @@ from execution.services.paper.liquidation import liquidate_crossed
 from execution.services.paper.marking import mark_open_positions, mark_to_market_if_due
 from execution.services.paper.prices import SymbolPrices, add_candles, cached_symbol_prices, current_prices
 from execution.services.paper.stale_intents import cancel_stale_paper_intents
-from execution.services.paper.symbols import paper_symbols
+from execution.services.paper.symbols import contract_symbols_among, paper_symbols
 from execution.services.paper.triggers import claim, find_triggered
 
 __all__ = ["SweepReport", "mark_open_positions", "react_to_prices", "sweep_paper_triggers"]
@@ -101,7 +101,7 @@ def react_to_prices(symbols: set[str], *, now: datetime | None = None) -> SweepR
     report = SweepReport(symbols=len(symbols))
     if not symbols:
         return report
-    contract_symbols = set(paper_symbols().contract & symbols)
+    contract_symbols = set(contract_symbols_among(symbols))  # the batch's symbols only: every second
     prices = cached_symbol_prices(symbols, last_for=contract_symbols, now=now, require_last=False)
     report.skipped_symbols = sorted(symbols - prices.keys())
     _detect_claim_fill(prices, now, report, started=started, reclaim_stale=False)
