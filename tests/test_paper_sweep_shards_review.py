@@ -305,3 +305,37 @@ def test_the_contract_symbols_among_a_batch(market):
     crossed_stop("ETHUSDT", market)  # a paper MARK_PRICE order
     assert contract_symbols_among({"BTCUSDT", "ETHUSDT", "ASTERUSDT", "XRPUSDT"}) == {"BTCUSDT"}
     assert contract_symbols_among(set()) == frozenset()
+
+
+# --------------------------------------------------------------------------- the index migration
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_indexes_are_built_concurrently_on_postgresql_and_plainly_elsewhere():
+    """A plain CREATE INDEX on the pending orders and positions of a running service blocks every
+    write to them (orders, sweeps) for the whole build."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django.test.utils import CaptureQueriesContext
+
+    names = {"pendingorder_contract_symbols", "position_liquidation_lookup"}
+
+    def indexes() -> set[str]:
+        with connection.cursor() as cursor:
+            return {
+                name
+                for table in ("execution_pendingorder", "execution_position")
+                for name in connection.introspection.get_constraints(cursor, table)
+            } & names
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("execution", "0013_parity")])
+    assert indexes() == set()
+    executor.loader.build_graph()
+    with CaptureQueriesContext(connection) as captured:
+        executor.migrate([("execution", "0014_sweep_indexes")])
+    assert indexes() == names
+    creates = [q["sql"] for q in captured.captured_queries if "CREATE INDEX" in q["sql"]]
+    assert len(creates) == 2
+    concurrently = connection.vendor == "postgresql"
+    assert all(("CONCURRENTLY" in sql) == concurrently for sql in creates), creates
