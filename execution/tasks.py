@@ -14,8 +14,8 @@ from execution.services.paper.sweep import sweep_paper_triggers as sweep
 def sweep_paper_triggers(self: Any) -> dict[str, Any]:
     """Beat entry point: one paper sweep (mark to market, funding, liquidations, TP/SL
     triggers). With PAPER_SWEEP_SHARDS = N > 1 on a worker, it enqueues one task per shard
-    (each expiring with the interval, like the beat's own), starting one shard further on each
-    beat and leaving out the shards running now (`paper.shards`); called as a plain function,
+    (each expiring with the interval, like the beat's own), the shard swept longest ago first,
+    leaving out the shards running now (`paper.shards`); called as a plain function,
     or with one shard, it sweeps everything here."""
     from django.conf import settings
 

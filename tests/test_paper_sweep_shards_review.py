@@ -1,6 +1,7 @@
 """Review of the sharded sweep (issue 17, perfsweep): defects a fresh-eyes review proved, each
 with the test that reproduced it (from the review's worktree, unchanged in substance)."""
 
+import itertools
 from collections import deque
 from datetime import timedelta
 from decimal import Decimal
@@ -258,6 +259,89 @@ def test_with_one_shard_the_heartbeat_keeps_its_name(settings, market):
     tasks.sweep_paper_triggers.apply()
     assert list(Heartbeat.objects.values_list("name", flat=True)) == ["paper_sweep"]
     assert check_paper_sweep(timezone.now())["ok"]
+
+
+def test_the_fan_out_puts_the_shard_swept_longest_ago_first(settings):
+    from execution.models import Heartbeat
+    from execution.services.paper.shards import fan_out_order
+
+    now = timezone.now()
+    for shard, age in ((0, 1), (1, 9), (3, 5)):  # shard 2 has never been swept
+        Heartbeat.objects.create(name=f"paper_sweep:{shard}/4", beat_at=now - timedelta(seconds=age))
+    Heartbeat.objects.create(name="paper_sweep:0/2", beat_at=now - timedelta(hours=1))  # another N's
+    assert fan_out_order(4) == [2, 1, 3, 0]
+
+
+def simulate_fan_out(
+    settings, *, shards: int, workers: int, duration: float, beats: int = 60
+) -> dict[int, list[float]]:
+    """The beat, the queue and `workers` worker processes over `beats` intervals (Celery's rules
+    as in the test above), each shard sweep taking `duration` intervals and holding its lease
+    from its start to its end in simulated time: the start times of each shard's sweeps."""
+    from execution.models import Heartbeat
+    from execution.services.health import record_heartbeat, sweep_heartbeat
+    from execution.services.paper.shards import release_lease, take_lease
+
+    settings.PAPER_SWEEP_SHARDS = shards
+    base = timezone.now()
+    interval = settings.PAPER_SWEEP_SECONDS
+    queue: deque[tuple[float, tuple[int, int], float]] = deque()
+    clock = 0.0
+    free_at = [0.0] * workers
+    running: dict[int, tuple[int, str, float]] = {}  # worker -> (shard, lease token, end)
+    starts: dict[int, list[float]] = {shard: [] for shard in range(shards)}
+
+    def finish_runs_ended_by(moment: float) -> None:
+        for worker, (shard, token, end) in list(running.items()):
+            if end <= moment:
+                record_heartbeat(sweep_heartbeat(shard, shards))
+                Heartbeat.objects.filter(name=sweep_heartbeat(shard, shards)).update(
+                    beat_at=base + timedelta(seconds=end)
+                )  # the heartbeat at the simulated time
+                release_lease(shard, shards, token)
+                del running[worker]
+
+    def enqueue(args, expires):
+        queue.append((clock, args, expires))
+
+    with mock.patch.object(tasks.sweep_paper_shard, "apply_async", side_effect=enqueue):
+        for beat in range(beats):
+            clock = beat * interval
+            finish_runs_ended_by(clock)
+            tasks.sweep_paper_triggers.apply()
+            while queue:
+                worker = min(range(workers), key=lambda w: free_at[w])
+                start = max(free_at[worker], queue[0][0])
+                if start >= clock + interval:
+                    break  # the next beat comes first
+                finish_runs_ended_by(start)
+                sent, (shard, _n), expires = queue.popleft()
+                if start > sent + expires:
+                    continue  # expired
+                token = take_lease(shard, shards)
+                if token is None:
+                    continue  # the shard is running: the message returns at once
+                running[worker] = (shard, token, start + duration * interval)
+                free_at[worker] = start + duration * interval
+                starts[shard].append(start / interval)
+    return starts
+
+
+@pytest.mark.parametrize(
+    ("shards", "workers", "duration"),
+    [(2, 1, 1.2), (3, 1, 1.2), (4, 2, 1.5), (4, 1, 0.9), (8, 3, 2.5), (3, 4, 0.5)],
+)
+def test_every_shard_is_swept_in_turn_however_loaded(settings, shards, workers, duration):
+    """Whatever the load, no shard waits much longer than its fair turn: about shards x duration
+    / workers intervals when the workers cannot keep up, one interval when they can. (A plain
+    rotation by one shard per beat failed this: out of step with workers that finish between
+    beats, it made some shards wait 6 intervals where 3.6 were their turn.)"""
+    starts = simulate_fan_out(settings, shards=shards, workers=workers, duration=duration)
+    fair = max(1.0, shards * duration / workers)
+    for shard, times in starts.items():
+        assert times, f"shard {shard} never ran"
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert times[0] <= fair + 1 and max(gaps) <= fair + 1, (shard, times)
 
 
 # --------------------------------------------------------------------------- the price reaction

@@ -3,9 +3,10 @@
 With PAPER_SWEEP_SHARDS = N > 1 the beat enqueues one task per shard each interval, each
 expiring with the interval. Two rules keep every shard swept when the workers cannot keep up:
 
-- The fan-out starts at another shard each beat (a counter in the cache). In a FIFO queue
-  whose messages expire, a fixed order gives the first shards the free workers every time and
-  lets the last shards' messages expire, beat after beat: those shards would never run.
+- The fan-out puts the shard swept longest ago first (its heartbeat), ties broken in an order
+  that starts at another shard each beat (a counter in the cache). In a FIFO queue whose
+  messages expire, a fixed order gives the first shards the free workers every time and lets
+  the last shards' messages expire, beat after beat: those shards would never run.
 - A shard already running is neither queued again nor run twice: its sweep holds a lease (the
   cache's atomic add, SET NX with an expiry on Redis), a second message of the shard returns at
   once, and the fan-out skips the shards whose lease is held. The lease saves the workers'
@@ -23,10 +24,14 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
+
+from execution.models import Heartbeat
+from execution.services.health import sweep_heartbeat
 
 T = TypeVar("T")
 
@@ -44,11 +49,25 @@ def lease_seconds() -> int:
 
 
 def fan_out_order(shards: int) -> list[int]:
-    """The shards in the order the beat enqueues them: each beat starts one shard further on, and
-    the shards running now are left out (they are swept; a second message would only wait)."""
+    """The shards in the order the beat enqueues them: the one swept longest ago first (never
+    swept: first of all), ties in an order that starts one shard further on each beat; the
+    shards running now are left out (they are being swept; a second message would only wait).
+    Oldest first rather than a plain rotation: workers that finish between two beats take
+    the next message at once, out of step with a rotation by one shard per beat, which then
+    hands them shards swept a moment ago while others wait twice their turn."""
     start = _next_start(shards)
     running = running_shards(shards)
-    return [shard for shard in ((start + i) % shards for i in range(shards)) if shard not in running]
+    last = last_swept(shards)
+    rotation = [(start + i) % shards for i in range(shards)]
+    waiting = [shard for shard in rotation if shard not in running]
+    # Never swept sorts first; `sorted` is stable, so ties keep the rotation's order.
+    return sorted(waiting, key=lambda shard: (shard in last, last.get(shard)))
+
+
+def last_swept(shards: int) -> dict[int, datetime]:
+    """When each shard's last sweep finished (its heartbeat; one query)."""
+    names = {sweep_heartbeat(shard, shards): shard for shard in range(shards)}
+    return {names[name]: at for name, at in Heartbeat.objects.filter(name__in=names).values_list("name", "beat_at")}
 
 
 def _next_start(shards: int) -> int:
