@@ -14,16 +14,20 @@ from execution.services.paper.sweep import sweep_paper_triggers as sweep
 def sweep_paper_triggers(self: Any) -> dict[str, Any]:
     """Beat entry point: one paper sweep (mark to market, funding, liquidations, TP/SL
     triggers). With PAPER_SWEEP_SHARDS = N > 1 on a worker, it enqueues one task per shard
-    (each expiring with the interval, like the beat's own); called as a plain function, or with
-    one shard, it sweeps everything here."""
+    (each expiring with the interval, like the beat's own), the shard swept longest ago first,
+    leaving out the shards running now (`paper.shards`); called as a plain function,
+    or with one shard, it sweeps everything here."""
     from django.conf import settings
+
+    from execution.services.paper.shards import fan_out_order
 
     shards = settings.PAPER_SWEEP_SHARDS
     if shards <= 1 or self.request.called_directly:
         return _sweep_shard(0, 1)
-    for shard in range(shards):
+    queued = fan_out_order(shards)
+    for shard in queued:
         sweep_paper_shard.apply_async((shard, shards), expires=settings.PAPER_SWEEP_SECONDS)
-    return {"queued": shards}
+    return {"queued": len(queued), "running": shards - len(queued)}
 
 
 @shared_task(name="execution.sweep_paper_shard", ignore_result=True)
@@ -33,13 +37,20 @@ def sweep_paper_shard(shard: int, shards: int) -> dict[str, Any]:
 
 
 def _sweep_shard(shard: int, shards: int) -> dict[str, Any]:
+    """One shard's sweep under its lease (a second message of a running shard returns at once),
+    then its own heartbeat."""
     from execution.metrics import record_sweep_metrics
-    from execution.services.health import PAPER_SWEEP, record_heartbeat
+    from execution.services.health import record_heartbeat, sweep_heartbeat
+    from execution.services.paper.shards import run_leased
 
-    report = sweep(shard=shard, shards=shards)
+    report = run_leased(shard, shards, lambda: sweep(shard=shard, shards=shards))
+    if report is None:
+        return {"skipped": f"shard {shard}/{shards} is being swept"}
     record_sweep_metrics(report, source="sweep")
     record_heartbeat(
-        PAPER_SWEEP, seconds=report.seconds, detail={"triggered": report.triggered, "shard": f"{shard}/{shards}"}
+        sweep_heartbeat(shard, shards),
+        seconds=report.seconds,
+        detail={"triggered": report.triggered, "shard": f"{shard}/{shards}"},
     )
     return asdict(report)
 

@@ -114,14 +114,21 @@ def test_each_shard_sweeps_its_own_symbols_and_all_shards_make_the_whole_sweep(m
     assert not PendingOrder.objects.filter(status="pending").exists()
 
 
-def test_the_beat_task_enqueues_one_task_per_shard(settings, market):
+def test_the_beat_task_enqueues_one_task_per_shard_starting_one_further_each_beat(settings, market):
     from execution import tasks
 
     settings.PAPER_SWEEP_SHARDS = 3
     with mock.patch.object(tasks.sweep_paper_shard, "apply_async") as send:
-        result = tasks.sweep_paper_triggers.apply().get()
-    assert result == {"queued": 3}
-    assert [c.args[0] for c in send.call_args_list] == [(0, 3), (1, 3), (2, 3)]
+        results = [tasks.sweep_paper_triggers.apply().get() for _beat in range(4)]
+    assert results == [{"queued": 3, "running": 0}] * 4
+    sent = [c.args[0] for c in send.call_args_list]
+    assert [[shard for shard, _n in sent[i : i + 3]] for i in range(0, 12, 3)] == [
+        [0, 1, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [0, 1, 2],
+    ]
+    assert {n for _shard, n in sent} == {3}
     assert {c.kwargs["expires"] for c in send.call_args_list} == {settings.PAPER_SWEEP_SECONDS}
 
 

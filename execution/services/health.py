@@ -101,8 +101,39 @@ def _heartbeat_check(name: str, interval: float, now: datetime) -> Check:
     return result
 
 
+def sweep_heartbeat(shard: int, shards: int) -> str:
+    """The heartbeat of one shard of the paper sweep: `paper_sweep` when it is not sharded,
+    `paper_sweep:K/N` for shard K of N."""
+    return PAPER_SWEEP if shards <= 1 else f"{PAPER_SWEEP}:{shard}/{shards}"
+
+
 def check_paper_sweep(now: datetime) -> Check:
-    return _heartbeat_check(PAPER_SWEEP, settings.PAPER_SWEEP_SECONDS, now)
+    """Every shard of the configured PAPER_SWEEP_SHARDS swept within the limit: one shard that
+    never runs leaves its symbols' stops unwatched, however often the others run."""
+    shards = settings.PAPER_SWEEP_SHARDS
+    if shards <= 1:
+        return _heartbeat_check(PAPER_SWEEP, settings.PAPER_SWEEP_SECONDS, now)
+    names = [sweep_heartbeat(shard, shards) for shard in range(shards)]
+    beats = dict(Heartbeat.objects.filter(name__in=names).values_list("name", "beat_at"))
+    limit = STALE_INTERVALS * settings.PAPER_SWEEP_SECONDS
+    problems = []
+    for name in names:
+        if name not in beats:
+            problems.append(f"{name} has never run")
+        elif (age := (now - beats[name]).total_seconds()) > limit:
+            problems.append(f"{name} last ran {age:.0f} s ago (limit {limit:.0f} s)")
+    ages = [(now - at).total_seconds() for at in beats.values()]
+    result: Check = {
+        "ok": not problems,
+        "shards": shards,
+        "late_shards": len(problems),
+        "oldest_age_seconds": round(max(ages), 1) if ages else None,
+        "limit_seconds": limit,
+    }
+    if problems:
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        result["error"] = "; ".join(problems[:5]) + more
+    return result
 
 
 def check_reconciliation(now: datetime) -> Check:

@@ -30,7 +30,7 @@ from execution.services.paper.liquidation import liquidate_crossed
 from execution.services.paper.marking import mark_open_positions, mark_to_market_if_due
 from execution.services.paper.prices import SymbolPrices, add_candles, cached_symbol_prices, current_prices
 from execution.services.paper.stale_intents import cancel_stale_paper_intents
-from execution.services.paper.symbols import paper_symbols
+from execution.services.paper.symbols import contract_symbols_among, paper_symbols
 from execution.services.paper.triggers import claim, find_triggered
 
 __all__ = ["SweepReport", "mark_open_positions", "react_to_prices", "sweep_paper_triggers"]
@@ -69,6 +69,7 @@ def sweep_paper_triggers(*, now: datetime | None = None, shard: int = 0, shards:
     symbols = set(lists.all)
     contract_symbols = set(lists.contract)
     report.symbols = len(symbols)
+    prices: dict[str, SymbolPrices] = {}
     if symbols:
         prices, report.skipped_symbols = current_prices(symbols, last_for=contract_symbols, now=now)
         add_candles(prices, last_for=contract_symbols, now=now)
@@ -76,9 +77,9 @@ def sweep_paper_triggers(*, now: datetime | None = None, shard: int = 0, shards:
         report.marked = mark_to_market_if_due(prices, now, key=marked_key(shard, shards))
         report.mark_seconds = time.perf_counter() - mark_started
         report.funding_payments = settle_funding(prices, now)
-        _detect_claim_fill(
-            prices, now, report, started=started, reclaim_stale=True, shard_symbols=symbols if shards > 1 else None
-        )
+    # Also with no symbol listed: an order left `triggered` by a dead worker is in no list (it is
+    # not pending, and often has no open position), and only the sweep re-claims it.
+    _detect_claim_fill(prices, now, report, started=started, reclaim_stale=True, shard=shard, shards=shards)
     report.seconds = time.perf_counter() - started
     report.fill_seconds = report.seconds - report.detect_seconds if report.triggered else 0.0
     return report
@@ -100,7 +101,7 @@ def react_to_prices(symbols: set[str], *, now: datetime | None = None) -> SweepR
     report = SweepReport(symbols=len(symbols))
     if not symbols:
         return report
-    contract_symbols = set(paper_symbols().contract & symbols)
+    contract_symbols = set(contract_symbols_among(symbols))  # the batch's symbols only: every second
     prices = cached_symbol_prices(symbols, last_for=contract_symbols, now=now, require_last=False)
     report.skipped_symbols = sorted(symbols - prices.keys())
     _detect_claim_fill(prices, now, report, started=started, reclaim_stale=False)
@@ -116,15 +117,20 @@ def _detect_claim_fill(
     *,
     started: float,
     reclaim_stale: bool,
-    shard_symbols: set[str] | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> None:
     """The steps the sweep and the reaction share: liquidation, the trigger search, the
-    exactly-once claim, and the fills of what this caller claimed."""
-    if not prices:
+    exactly-once claim (with `reclaim_stale`, also the dead workers' claims of this shard), and
+    the fills of what this caller claimed."""
+    if not prices and not reclaim_stale:
         report.detect_seconds = time.perf_counter() - started
         return
-    report.liquidated = liquidate_crossed(prices, now)
-    claimed = claim(find_triggered(prices), now, reclaim_stale=reclaim_stale, symbols=shard_symbols)
+    found: list[int] = []
+    if prices:
+        report.liquidated = liquidate_crossed(prices, now)
+        found = find_triggered(prices)
+    claimed = claim(found, now, reclaim_stale=reclaim_stale, shard=shard, shards=shards)
     report.triggered = len(claimed)
     report.detect_seconds = time.perf_counter() - started
     if claimed:

@@ -11,6 +11,7 @@ processes and machines, unlike Python's `hash`); each shard's sweep sees only it
 from __future__ import annotations
 
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.db import connection
@@ -116,3 +117,33 @@ def _paper_symbols_orm() -> PaperSymbols:
         .distinct()
     )
     return PaperSymbols(pending=frozenset(pending), contract=frozenset(contract), positions=frozenset(positions))
+
+
+# One probe per symbol of the batch on the partial index `pendingorder_contract_symbols`; each
+# stops at its first paper account's order.
+CONTRACT_AMONG_SQL = """
+    SELECT s.symbol FROM unnest(%s::varchar[]) AS s(symbol)
+    WHERE EXISTS (
+        SELECT 1 FROM execution_pendingorder t
+        WHERE t.status = 'pending' AND t.working_type = 'CONTRACT_PRICE' AND t.symbol = s.symbol
+          AND EXISTS (SELECT 1 FROM accounts_account a WHERE a.id = t.account_id AND a.is_paper_trading)
+    )
+"""
+
+
+def contract_symbols_among(symbols: Collection[str]) -> frozenset[str]:
+    """Those of `symbols` with a pending paper CONTRACT_PRICE order (they need the last price):
+    a probe per given symbol, not the lists of every symbol (a price reaction's few symbols)."""
+    if not symbols:
+        return frozenset()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(CONTRACT_AMONG_SQL, [sorted(symbols)])
+            return frozenset(symbol for (symbol,) in cursor.fetchall())
+    rows = PendingOrder.objects.filter(
+        status=PendingOrderStatus.PENDING,
+        working_type=WorkingType.CONTRACT_PRICE,
+        symbol__in=symbols,
+        account__is_paper_trading=True,
+    )
+    return frozenset(rows.order_by().values_list("symbol", flat=True).distinct())

@@ -22,6 +22,7 @@ from django.db.models import Q
 from accounts.audit import claim_transition
 from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus, WorkingType
 from execution.services.paper.prices import SymbolPrices
+from execution.services.paper.symbols import shard_of
 
 
 def crossed_q(low: Decimal, high: Decimal) -> Q:
@@ -160,13 +161,13 @@ def _candidates_orm(prices: dict[str, SymbolPrices]) -> list[PendingOrder]:
 
 
 def claim(
-    candidate_ids: Iterable[int], now: datetime, *, reclaim_stale: bool = True, symbols: set[str] | None = None
+    candidate_ids: Iterable[int], now: datetime, *, reclaim_stale: bool = True, shard: int = 0, shards: int = 1
 ) -> list[int]:
     """pending -> triggered, exactly once across concurrent sweeps (`claim_transition`: rows held
     by another sweep are skipped, rows it moved no longer match); also (`reclaim_stale`)
     re-claims orders left `triggered` by a worker that died before filling them, after
-    PAPER_RECLAIM_SECONDS (no status change: a new deadline), within `symbols` (a shard's)
-    when given."""
+    PAPER_RECLAIM_SECONDS (no status change: a new deadline), those of `shard` of `shards`
+    (`symbols.shard_of`)."""
     candidate_ids = list(candidate_ids)
     with transaction.atomic():
         fresh = [
@@ -180,19 +181,27 @@ def claim(
                 values={"triggered_at": now},
             )
         ]
-        stale = _stale_claims(now, symbols) if reclaim_stale else []
+        stale = _stale_claims(now, shard=shard, shards=shards) if reclaim_stale else []
         if stale:
             PendingOrder.objects.filter(pk__in=stale).update(triggered_at=now, updated_at=now)
     return fresh + stale
 
 
-def _stale_claims(now: datetime, symbols: set[str] | None) -> list[int]:
-    """Orders left `triggered` past PAPER_RECLAIM_SECONDS, held (inside the caller's transaction)."""
-    rows = PendingOrder.objects.select_for_update(skip_locked=True).filter(
+def _stale_claims(now: datetime, *, shard: int, shards: int) -> list[int]:
+    """Orders left `triggered` past PAPER_RECLAIM_SECONDS, of this shard, held (inside the
+    caller's transaction). By the order's own symbol, not the shard's symbol lists: a stale
+    order is neither pending nor, often, in a position's symbol, so no list has its symbol."""
+    stale = PendingOrder.objects.filter(
         status=PendingOrderStatus.TRIGGERED,
         triggered_at__lt=now - timedelta(seconds=settings.PAPER_RECLAIM_SECONDS),
         account__is_paper_trading=True,
     )
-    if symbols is not None:
-        rows = rows.filter(symbol__in=symbols)
-    return list(rows.values_list("pk", flat=True))
+    # `of=("self",)`: the orders' rows only. Locking the accounts' rows too would make the fills
+    # of other shards (which lock their accounts) wait for this claim, or be skipped by it.
+    held = stale.select_for_update(skip_locked=True, of=("self",))
+    if shards <= 1:
+        return list(held.values_list("pk", flat=True))
+    # Listed without a lock first, then only this shard's rows held: holding every shard's
+    # stale rows would make a concurrent re-claim by another shard skip its own.
+    mine = [pk for pk, symbol in stale.values_list("pk", "symbol") if shard_of(symbol, shards) == shard]
+    return list(held.filter(pk__in=mine).values_list("pk", flat=True)) if mine else []
