@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -16,6 +17,8 @@ urlpatterns = [
     # The trader's dashboard (pages only: its data and actions are the API's), and the root URL leads to it.
     path("dashboard/", include("dashboard.urls")),
     path("", RedirectView.as_view(url="/dashboard/", permanent=False), name="root"),
+    # Browsers ask every page's host for /favicon.ico (the admin's pages name none): not a 404.
+    path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
 ]
 
 # Under /api/ Django's own error pages (a URL no route matches, a malformed request) are JSON too.

@@ -2,6 +2,7 @@
 halt / resume / reduce-only. Each: happy path, another owner's object 404, anonymous 401, bad
 input 400 writing nothing, a denial 409 with its code."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -162,6 +163,8 @@ def test_amend_refusals_are_409_invalid_protection_and_keep_the_legs(world, body
     response = world["api"].patch(f"/api/positions/{position.pk}/protection/", body, format="json")
     assert response.status_code == 409 and response.data["code"] == "INVALID_PROTECTION", response.data
     assert counts() == before
+    # Prices as people write them (the mark is stored with ten decimals): no storage zeros.
+    assert not re.search(r"\d\.\d*0\b", str(response.data["detail"])), response.data
 
 
 @pytest.mark.parametrize("body", [{}, {"stop_loss": "-1"}, {"stop_loss": "x"}, {"working_type": "LAST"}])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -136,3 +137,13 @@ def test_seed_demo_equity_refuses_a_live_account():
         call_command("seed_demo_equity", account=account.pk)
     assert not EquitySnapshot.objects.exists()
     assert Account.objects.get(pk=account.pk).trading_state == "active"
+
+
+def test_favicon_is_served_not_a_404(client):
+    """Browsers ask for /favicon.ico on every page (the admin names none): a console error otherwise."""
+    answer = client.get("/favicon.ico")
+    assert answer.status_code == 301 and answer["Location"].endswith("/dashboard/favicon.svg")
+    from django.contrib.staticfiles import finders
+
+    found = finders.find("dashboard/favicon.svg")
+    assert found and "<svg" in Path(found).read_text()

@@ -113,10 +113,17 @@ def test_make_run_says_up_when_up_the_printed_order_fills_and_ctrl_c_stops_every
         ).json()
         assert len(seeded["results"]) == 1 and "simulated" in seeded["results"][0]["message"]
 
-        order_command = re.search(r"^\s+(scripts/demo-order \d+)\s*$", text, re.M)
+        # As printed, it reaches this run's simulator (not the default port's).
+        order_command = re.search(rf"^\s+(SIM_PORT={sim} scripts/demo-order \d+)\s*$", text, re.M)
         assert order_command, text
+        without_port = {k: v for k, v in env.items() if k != "SIM_PORT"}
         placed = subprocess.run(
-            order_command.group(1).split(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            ["bash", "-c", order_command.group(1)],
+            cwd=ROOT,
+            env=without_port,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert placed.returncode == 0, placed.stdout + placed.stderr
         assert "[filled]" in placed.stdout and "stop_loss: trigger" in placed.stdout
@@ -144,6 +151,10 @@ def group_alive(pgid: int) -> bool:
 
 def test_a_taken_port_fails_at_once_naming_the_port_and_its_variable(tmp_path):
     web, sim, sim_ws = free_ports(3)
+    # A running service's metrics files (its web process sums them): a refused run leaves them be.
+    metrics = tmp_path / "var" / "prometheus"
+    metrics.mkdir(parents=True)
+    (metrics / "counter_123.db").write_bytes(b"running service")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", web))
         taken.listen()
@@ -161,3 +172,4 @@ def test_a_taken_port_fails_at_once_naming_the_port_and_its_variable(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"port {web}" in lines[0] and "PORT=" in lines[0]
+    assert (metrics / "counter_123.db").read_bytes() == b"running service"

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import batched_events, record_event, transition
+from accounts.display import plain_decimal
 from accounts.models import Account, TradingState
 from accounts.services import reset_paper_wallet, set_trading_state
 from execution.exceptions import (
@@ -178,13 +179,16 @@ def _check_amend(*, position: Position, take_profit: Decimal | None, stop_loss: 
     if stop_loss is not None and (stop_loss - mark) * sign >= 0:
         where = "below" if sign > 0 else "above"
         raise RiskCheckFailed(
-            "INVALID_PROTECTION", f"stop_loss {stop_loss} must be {where} the mark price {mark} for a {position.side}"
+            "INVALID_PROTECTION",
+            f"stop_loss {plain_decimal(stop_loss)} must be {where} the mark price {plain_decimal(mark)}"
+            f" for a {position.side}",
         )
     if take_profit is not None and (take_profit - mark) * sign <= 0:
         where = "above" if sign > 0 else "below"
         raise RiskCheckFailed(
             "INVALID_PROTECTION",
-            f"take_profit {take_profit} must be {where} the mark price {mark} for a {position.side}",
+            f"take_profit {plain_decimal(take_profit)} must be {where} the mark price {plain_decimal(mark)}"
+            f" for a {position.side}",
         )
     if stop_loss is not None:
         refuse_stop_beyond_liquidation(

@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from accounts.display import plain_decimal
 from accounts.models import Account, MarginType, TradingState
 from execution.aster.rules import SYMBOL_RE, SymbolRules
 from execution.exceptions import PolicyDenied, RiskCheckFailed
@@ -155,13 +156,15 @@ def check_protection(plan: PlannedOrder, mark_price: Decimal) -> None:
         where = "below" if sign > 0 else "above"
         raise RiskCheckFailed(
             "INVALID_PROTECTION",
-            f"stop_loss {plan.stop_loss} must be {where} the mark price {mark_price} for a {plan.resulting_side}",
+            f"stop_loss {plain_decimal(plan.stop_loss)} must be {where} the mark price {plain_decimal(mark_price)}"
+            f" for a {plan.resulting_side}",
         )
     if plan.take_profit is not None and (plan.take_profit - mark_price) * sign <= 0:
         where = "above" if sign > 0 else "below"
         raise RiskCheckFailed(
             "INVALID_PROTECTION",
-            f"take_profit {plan.take_profit} must be {where} the mark price {mark_price} for a {plan.resulting_side}",
+            f"take_profit {plain_decimal(plan.take_profit)} must be {where} the mark price {plain_decimal(mark_price)}"
+            f" for a {plan.resulting_side}",
         )
 
 
@@ -185,7 +188,8 @@ def refuse_stop_beyond_liquidation(*, side: str, stop_loss: Decimal, liquidation
         where = "above" if side == "LONG" else "below"
         raise RiskCheckFailed(
             "INVALID_PROTECTION",
-            f"stop_loss {stop_loss} is at or beyond the liquidation price {liquidation_price:.2f} of the {side}; "
+            f"stop_loss {plain_decimal(stop_loss)} is at or beyond the liquidation price {liquidation_price:.2f}"
+            f" of the {side}; "
             f"it must be {where} it",
             details={"liquidation_price": str(liquidation_price)},
         )
