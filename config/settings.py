@@ -428,6 +428,10 @@ if not 0 <= METRICS_PORT <= 65535:
 ASTER_WS_URL = env.str("ASTER_WS_URL", default="wss://fstream.asterdex.com").rstrip("/")
 # No frame for this long: the connection is presumed dead and replaced (the mark stream pushes every 1 s).
 STREAM_IDLE_SECONDS = _seconds_setting("STREAM_IDLE_SECONDS", 10.0)
+# The stream process marks open positions (paper and live) to the cached marks this often, after
+# each pass (a pass over many positions delays the next: it never overlaps itself). The exchange
+# pushes marks every 1 s, so positions (and the dashboard) are true within about a second.
+STREAM_MARK_SECONDS = _seconds_setting("STREAM_MARK_SECONDS", 1.0)
 # The exchange closes a connection after 24 h; the process opens its successor before then.
 STREAM_ROLLOVER_SECONDS = _seconds_setting("STREAM_ROLLOVER_SECONDS", 23 * 3600.0)
 # Reconnects back off exponentially (with jitter) from 0.5 s up to this.

@@ -208,3 +208,12 @@ def test_a_restarted_market_stream_gets_a_new_connection(monkeypatch: pytest.Mon
     first_closed, second_closed, streams = asyncio.run(scenario())
     assert first_closed and second_closed  # the second closed by the cancellation
     assert streams == {"!markPrice@arr@1s", "btcusdt@aggTrade"}  # subscribed before the first connect
+
+
+def test_positions_are_marked_every_second_by_default(settings) -> None:
+    """The stream marks positions at the exchange's own 1 s mark cadence (STREAM_MARK_SECONDS), not
+    at the sweep's PAPER_MARK_SECONDS: the API and the dashboard show a mark at most about 1 s old."""
+    assert settings.STREAM_MARK_SECONDS == 1.0
+    assert settings.PAPER_MARK_SECONDS > 1.0
+    stream = MarketStream(supervisor=StreamSupervisor(), board=StatusBoard(holder="t:1"), url="ws://127.0.0.1:9")
+    assert stream.mark_seconds == 1.0

@@ -113,7 +113,7 @@ class MarketStream:
         self.name = f"market@{board.holder}"
         self.health: StreamHealth = board.stream(self.name, kind=StreamKind.MARKET)
         self.subscription_seconds = subscription_seconds
-        self.mark_seconds = mark_seconds if mark_seconds is not None else settings.PAPER_MARK_SECONDS
+        self.mark_seconds = mark_seconds if mark_seconds is not None else settings.STREAM_MARK_SECONDS
         self.symbols_seconds = symbols_seconds if symbols_seconds is not None else settings.ASTER_EXCHANGE_INFO_TTL
         self.counters = MarketCounters()
         self.known_symbols: frozenset[str] | None = None  # None until exchangeInfo was read: accept all
