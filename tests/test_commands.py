@@ -1,3 +1,4 @@
+import re
 from io import StringIO
 
 import pytest
@@ -35,6 +36,8 @@ def test_execute_order_places_a_paper_order_with_protection(market, paper_accoun
     assert "BUY 0.01" in output and "[filled]" in output
     assert "take_profit: trigger 70000 [pending]" in output
     assert Trade.objects.count() == 1
+    # Figures as people write them: no storage zeros (the fill's price and fee have ten decimals).
+    assert not re.search(r"\d\.\d*0\b", output), output
 
 
 @pytest.mark.parametrize(

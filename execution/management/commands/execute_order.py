@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.display import plain_decimal
 from accounts.models import Account
 from execution.exceptions import ExecutionError, RiskCheckFailed
 from execution.services import ExecutionService
@@ -55,18 +56,19 @@ class Command(BaseCommand):
 
     def _print(self, summary: dict[str, Any], *, replayed: bool) -> None:
         prefix = "already executed (same idempotency key): " if replayed else ""
+        n = plain_decimal  # figures as people write them: 65204.6, not 65204.6000000000
         self.stdout.write(
-            f"{prefix}{summary['side']} {summary['quantity']} @ {summary['price']} fee {summary['fee']} "
-            f"realized {summary['realized_pnl']} [{summary['status']}] {summary['trade']}"
+            f"{prefix}{summary['side']} {n(summary['quantity'])} @ {n(summary['price'])} fee {n(summary['fee'])} "
+            f"realized {n(summary['realized_pnl'])} [{summary['status']}] {summary['trade']}"
         )
         position = summary["position"]
         if position:
             self.stdout.write(
-                f"position: {position['side']} {position['quantity']} @ {position['entry_price']} "
-                f"[{position['status']}] liquidation {position['liquidation_price']}"
+                f"position: {position['side']} {n(position['quantity'])} @ {n(position['entry_price'])} "
+                f"[{position['status']}] liquidation {n(position['liquidation_price'])}"
             )
         for kind, price, status in summary["pending_orders"]:
-            self.stdout.write(f"{kind}: trigger {price} [{status}]")
+            self.stdout.write(f"{kind}: trigger {n(price)} [{status}]")
 
 
 def describe(result: ExecutionResult) -> dict[str, Any]:
