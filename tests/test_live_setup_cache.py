@@ -1,6 +1,7 @@
-"""The live adapter's set-up flags (position and asset modes, margin type, leverage) and the
-short balance are held in the process: no cache round trip per order, and forgotten when they
-may no longer be true."""
+"""The live adapter's set-up memory: the position and asset modes and the short balance are
+held in the process (no cache round trip per order); the margin type and leverage per symbol
+are the venue's values as the last process that set them wrote them (shared: one round trip),
+and everything is forgotten when it may no longer be true."""
 
 import pytest
 import responses
@@ -38,14 +39,14 @@ def setup_calls(venue):
     return [call for call in venue.calls() if call in SETUP_CALLS]
 
 
-def test_the_set_up_is_checked_once_then_remembered_in_the_process(venue):
+def test_the_set_up_is_checked_once_then_remembered(venue):
     account = LiveV1AccountFactory(margin_type="ISOLATED")
     order(account)
     first = setup_calls(venue)
     assert sorted(set(first)) == sorted(SETUP_CALLS)
     order(account, side="SELL")
     order(account)
-    assert setup_calls(venue) == first  # nothing more: the flags are held here
+    assert setup_calls(venue) == first  # nothing more: the flags are remembered
     assert venue.calls().count(("GET", "/fapi/v2/balance")) == 1  # reused for LIVE_BALANCE_CACHE_SECONDS
 
 

@@ -6,20 +6,96 @@
    back whole at the flush, so a mark-to-market committed in between was silently reverted.
 """
 
+import json
 import threading
 from decimal import Decimal
+from urllib.parse import parse_qsl
 
 import pytest
+import responses
 from django.db import connection
 from django.utils import timezone
 
 from execution.models import Position
 from execution.services import ExecutionService
+from execution.services.adapters import live as live_module
 from execution.services.adapters import paper as paper_module
 from execution.services.paper.marking import mark_positions
-from tests.factories import PaperAccountFactory
+from execution.services.setup_cache import ProcessCache
+from tests.factories import LiveV1AccountFactory, PaperAccountFactory
+from tests.market import BASE
+from tests.test_live_execution import FakeLiveVenue, no_sleep
 
 NEW_MARK = Decimal("70000")
+
+
+@pytest.fixture
+def venue():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield FakeLiveVenue(rsps)
+
+
+def _venue_leverage(venue, state):
+    def set_leverage(request):
+        state["leverage"] = int(dict(parse_qsl(request.body))["leverage"])
+        return 200, {}, json.dumps({"leverage": state["leverage"], "maxNotionalValue": "250000", "symbol": "BTCUSDT"})
+
+    venue.rsps.remove(responses.POST, f"{BASE}/fapi/v1/leverage")
+    venue.rsps.add_callback(responses.POST, f"{BASE}/fapi/v1/leverage", callback=set_leverage)
+
+
+def _venue_margin_type(venue, state):
+    def set_margin_type(request):
+        state["margin"] = dict(parse_qsl(request.body))["marginType"]
+        return 200, {}, json.dumps({"code": 200, "msg": "success"})
+
+    venue.rsps.remove(responses.POST, f"{BASE}/fapi/v1/marginType")
+    venue.rsps.add_callback(responses.POST, f"{BASE}/fapi/v1/marginType", callback=set_margin_type)
+
+
+@pytest.mark.django_db
+def test_two_processes_each_remember_their_own_leverage_and_the_venue_drifts(venue, monkeypatch):
+    state = {"leverage": None, "orders_at": []}
+    _venue_leverage(venue, state)
+    process_a, process_b = ProcessCache(), ProcessCache()
+    account = LiveV1AccountFactory()
+
+    def order(cache, leverage, side):
+        monkeypatch.setattr(live_module, "SETUP", cache)
+        ExecutionService(account, sleep=no_sleep).execute_market_order(
+            symbol="BTCUSDT", side=side, quantity="0.01", leverage=leverage
+        )
+        state["orders_at"].append((leverage, state["leverage"]))
+
+    order(process_a, 5, "BUY")  # worker A sets 5
+    order(process_b, 10, "SELL")  # worker B sets 10
+    order(process_a, 5, "BUY")  # worker A remembers 5: not set again
+    # Each order must have gone out with the venue at the leverage the order (and its risk
+    # checks, margin and liquidation price) assumed.
+    assert state["orders_at"] == [(5, 5), (10, 10), (5, 5)]
+
+
+@pytest.mark.django_db
+def test_two_processes_and_a_margin_type_changed_between_their_orders(venue, monkeypatch):
+    """The same for the margin type: an account switched to cross by one worker's order is set
+    back to isolated by the other's next order (the account row says which it is)."""
+    state = {"margin": None, "orders_at": []}
+    _venue_margin_type(venue, state)
+    process_a, process_b = ProcessCache(), ProcessCache()
+    account = LiveV1AccountFactory(margin_type="ISOLATED")
+
+    def order(cache, margin_type, side):
+        monkeypatch.setattr(live_module, "SETUP", cache)
+        account.margin_type = margin_type
+        ExecutionService(account, sleep=no_sleep).execute_market_order(
+            symbol="BTCUSDT", side=side, quantity="0.01", leverage=5
+        )
+        state["orders_at"].append((margin_type, state["margin"]))
+
+    order(process_a, "ISOLATED", "BUY")
+    order(process_b, "CROSSED", "SELL")
+    order(process_a, "ISOLATED", "BUY")
+    assert state["orders_at"] == [("ISOLATED", "ISOLATED"), ("CROSSED", "CROSSED"), ("ISOLATED", "ISOLATED")]
 
 
 @pytest.mark.postgres

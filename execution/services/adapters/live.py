@@ -46,7 +46,7 @@ from execution.services.brackets import DEFAULT_TIERS, tiers_from_exchange
 from execution.services.exchange import client_for_account
 from execution.services.parity.market_orders import shadowed
 from execution.services.position_math import MaintenanceTier, q
-from execution.services.setup_cache import SETUP
+from execution.services.setup_cache import SETUP, SHARED_SETUP
 
 logger = logging.getLogger(__name__)
 SETUP_TTL = 3600
@@ -216,9 +216,10 @@ class LiveExecutionAdapter(ExecutionAdapter):
         """The next order reads the balance again (after a refusal that may be about margin)."""
         SETUP.delete(self._balance_key())
 
-    def forget_setup(self) -> None:
-        """The next order checks the account's modes, margin type and leverage again."""
+    def forget_setup(self, symbol: str) -> None:
+        """The next order checks the account's modes, and `symbol`'s margin type and leverage, again."""
         SETUP.delete_prefix(f"live:setup:{self.account.pk}:")
+        SHARED_SETUP.delete_many(self._symbol_setup_keys(symbol))
 
     def _tiers(self, symbol: str, tiers: tuple[MaintenanceTier, ...] | None) -> tuple[MaintenanceTier, ...]:
         """The symbol's leverage brackets (`tiers`: the cached ones, if any), cached an hour."""
@@ -235,20 +236,26 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     # ------------------------------------------------------------------ account set-up
 
+    def _symbol_setup_keys(self, symbol: str) -> tuple[str, str]:
+        prefix = f"live:setup:{self.account.pk}:{symbol}"
+        return f"{prefix}:margin", f"{prefix}:leverage"
+
     def ensure_setup(self, symbol: str, leverage: int) -> None:
-        """The account's margin type once, leverage when it differs (cached). The position mode
-        is settled before the reserve step (pre_trade_data)."""
-        prefix = f"live:setup:{self.account.pk}"
-        margin_key, leverage_key = f"{prefix}:{symbol}:margin", f"{prefix}:{symbol}:leverage"
-        done = {margin_key: SETUP.get(margin_key), leverage_key: SETUP.get(leverage_key)}
+        """The account's margin type and the order's leverage on `symbol`, each set unless the
+        venue already holds it. What the venue holds is read from the flags every process
+        writes after it sets one (SHARED_SETUP, one round trip): a value another worker set
+        since this one's last order is seen, never a stale memory of this process (see
+        setup_cache). The position mode is settled before the reserve step (pre_trade_data)."""
+        margin_key, leverage_key = self._symbol_setup_keys(symbol)
+        held = SHARED_SETUP.get_many([margin_key, leverage_key])
+        margin_type = str(self.account.margin_type)
         try:
-            if done.get(margin_key) != self.account.margin_type:
-                margin_type = self.account.margin_type
+            if held.get(margin_key) != margin_type:
                 self._setup_step(lambda: self.client.set_margin_type(symbol, margin_type), what=f"{symbol} margin type")
-                SETUP.set(margin_key, self.account.margin_type, ttl=SETUP_TTL)
-            if done.get(leverage_key) != leverage:
+                SHARED_SETUP.set(margin_key, margin_type, ttl=SETUP_TTL)
+            if held.get(leverage_key) != str(leverage):
                 self.client.set_leverage(symbol, leverage)
-                SETUP.set(leverage_key, leverage, ttl=SETUP_TTL)
+                SHARED_SETUP.set(leverage_key, str(leverage), ttl=SETUP_TTL)
         except AsterError as exc:
             raise exchange_error(exc, what=f"account set-up for {symbol}") from exc
 
@@ -285,7 +292,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
         except AsterError as exc:
             self.forget_balance()
             if exc.code in SETUP_DRIFT_CODES:  # the venue account is not set up as remembered
-                self.forget_setup()
+                self.forget_setup(order.symbol)
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
         settled = self._settled(remote_order(result))
         if settled.is_open:
