@@ -30,6 +30,7 @@ from django.utils import timezone
 from accounts.models import Account, ExecutionEvent
 from accounts.row_sql import (
     current_queue,
+    insert_returning_key,
     insert_sql,
     insert_values,
     mark_saved,
@@ -347,8 +348,7 @@ def create_audited(
     values = insert_values(obj, new_row_fields(type(obj)))
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
-            cursor.execute(insert_sql(type(obj), connection.vendor), values)
-            mark_saved(obj, cursor.fetchone()[0])
+            mark_saved(obj, insert_returning_key(cursor, type(obj), values))
             event.subject_id = obj.pk
             event.save()
             return event

@@ -62,23 +62,33 @@ def mark_saved(obj: models.Model, pk: int) -> None:
 
 
 @lru_cache(maxsize=64)
-def insert_sql(model: type[models.Model], vendor: str) -> str:
-    """INSERT of one new row, RETURNING its key (PostgreSQL; SQLite >= 3.35)."""
+def insert_sql(model: type[models.Model], vendor: str, returning: bool = True) -> str:
+    """INSERT of one new row, RETURNING its key when `returning` (PostgreSQL; SQLite >= 3.35:
+    see `insert_returning_key` for the databases without it)."""
     fields = new_row_fields(model)
     pk = model._meta.pk
     assert pk is not None
-    return (
+    sql = (
         f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"VALUES ({', '.join('%s' for _ in fields)}) RETURNING {qn(pk.column)}"
+        f"VALUES ({', '.join('%s' for _ in fields)})"
     )
+    return f"{sql} RETURNING {qn(pk.column)}" if returning else sql
+
+
+def insert_returning_key(cursor: Any, model: type[models.Model], values: list[Any]) -> int:
+    """INSERT one new row of `model` (its prepared `values`) and return its key: by RETURNING
+    where the database has it (`can_return_columns_from_insert`: PostgreSQL, SQLite >= 3.35),
+    else the cursor's `lastrowid` (an older SQLite: the row's key, as the ORM takes it there)."""
+    returning = bool(connection.features.can_return_columns_from_insert)
+    cursor.execute(insert_sql(model, connection.vendor, returning), values)
+    return int(cursor.fetchone()[0]) if returning else int(cursor.lastrowid)
 
 
 def insert_row(obj: M) -> M:
     """INSERT one new row and give `obj` its key."""
     values = insert_values(obj, new_row_fields(type(obj)))
     with connection.cursor() as cursor:
-        cursor.execute(insert_sql(type(obj), connection.vendor), values)
-        mark_saved(obj, cursor.fetchone()[0])
+        mark_saved(obj, insert_returning_key(cursor, type(obj), values))
     return obj
 
 
@@ -275,7 +285,7 @@ def take_keys(objs: Sequence[models.Model]) -> bool:
 
 def save_new(obj: M) -> M:
     """Insert a new row: queued when it has a key taken ahead (`take_keys`) or one is
-    available, else at once (RETURNING its key)."""
+    available, else at once (`insert_row`)."""
     queue = current_queue()
     if queue is not None and (obj.pk is not None or take_keys([obj])):
         fields = obj._meta.concrete_fields

@@ -128,3 +128,39 @@ def test_a_mark_committed_during_a_paper_order_is_not_reverted(market, monkeypat
     position = Position.objects.get(account=account, status="open")
     assert position.quantity == Decimal("0.02")
     assert position.mark_price == NEW_MARK, f"the committed mark was reverted to {position.mark_price}"
+
+
+@pytest.mark.django_db
+def test_a_new_row_takes_its_key_without_returning_where_the_database_has_none(monkeypatch):
+    """4. RETURNING needs SQLite >= 3.35: where the database cannot return columns from an
+    INSERT, the key is the cursor's lastrowid (PostgreSQL always has RETURNING; psycopg has no
+    lastrowid, so this runs on SQLite)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.audit import create_audited
+    from accounts.row_sql import insert_row
+    from execution.models import ExecutionEvent, Trade
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the fallback is SQLite's: PostgreSQL always has RETURNING")
+    account = PaperAccountFactory()
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+
+    def trade(client_order_id):
+        return Trade(
+            account=account,
+            symbol="BTCUSDT",
+            side="BUY",
+            requested_quantity=Decimal("0.01"),
+            quantity=Decimal("0.01"),
+            client_order_id=client_order_id,
+        )
+
+    with CaptureQueriesContext(connection) as captured:
+        first = insert_row(trade("r-1"))
+        second = trade("r-2")
+        event = create_audited(second, account=account)
+    assert not [q["sql"] for q in captured.captured_queries if "RETURNING" in q["sql"]]
+    assert Trade.objects.get(pk=first.pk).client_order_id == "r-1"
+    assert Trade.objects.get(pk=second.pk).client_order_id == "r-2"
+    assert ExecutionEvent.objects.get(pk=event.pk).subject_id == second.pk
