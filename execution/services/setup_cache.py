@@ -39,7 +39,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -88,11 +87,11 @@ class ProcessCache:
 SETUP = ProcessCache()
 
 
-@lru_cache(maxsize=4)
-def _redis_client(url: str) -> Any:
-    import redis
+def _redis_client() -> Any:
+    """The process's client for the service's raw Redis keys (the price cache's: one pool)."""
+    from execution.services.price_cache import _redis
 
-    return redis.Redis.from_url(url, decode_responses=True)
+    return _redis()
 
 
 class SharedSetup:
@@ -107,19 +106,19 @@ class SharedSetup:
     def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         """The flags found, in one round trip (MGET)."""
         if settings.REDIS_URL:
-            values = _redis_client(settings.REDIS_URL).mget([self._key(k) for k in keys])
+            values = _redis_client().mget([self._key(k) for k in keys])
             return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
         return {k: str(v) for k, v in cache.get_many(list(keys)).items()}
 
     def set(self, key: str, value: str, *, ttl: int) -> None:
         if settings.REDIS_URL:
-            _redis_client(settings.REDIS_URL).set(self._key(key), value, ex=ttl)
+            _redis_client().set(self._key(key), value, ex=ttl)
         else:
             cache.set(key, value, timeout=ttl)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if settings.REDIS_URL:
-            _redis_client(settings.REDIS_URL).delete(*[self._key(k) for k in keys])
+            _redis_client().delete(*[self._key(k) for k in keys])
         else:
             cache.delete_many(list(keys))
 
