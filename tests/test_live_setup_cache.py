@@ -109,3 +109,33 @@ def test_the_process_cache_expires_and_deletes_by_prefix():
     store.delete_prefix("live:setup:1:")
     assert store.get("live:setup:1:a") is None and store.get("live:setup:12:a") == "y"
     assert SETUP is not store
+
+
+def test_the_symbol_set_up_is_a_lease_shared_by_orders_at_the_held_value_and_exclusive_for_a_change():
+    """Runs on Redis when REDIS_URL is set, in the process otherwise."""
+    from execution.services.setup_cache import BUSY, CHANGE, IN_FLIGHT_TTL, OK, SymbolSetup
+
+    now = [1_000_000.0]
+    store = SymbolSetup(clock=lambda: now[0])
+    key = "live:setup:test:BTCUSDT"
+    first = store.claim(key, "ISOLATED:5")
+    assert (first.status, first.held) == (CHANGE, "")
+    assert store.claim(key, "ISOLATED:5").status == BUSY  # being set
+    store.settle(key, first, "ISOLATED:5")
+    second = store.claim(key, "ISOLATED:5")
+    assert (second.status, second.held) == (OK, "ISOLATED:5")  # shared
+    assert store.claim(key, "ISOLATED:10").status == BUSY  # two orders in flight on 5
+    store.release(key, first)
+    assert store.claim(key, "ISOLATED:10").status == BUSY  # still one
+    store.release(key, second)
+    change = store.claim(key, "ISOLATED:10")
+    assert (change.status, change.held) == (CHANGE, "ISOLATED:5")
+    store.abandon(key)  # the venue refused: unknown, anyone may set it
+    again = store.claim(key, "ISOLATED:5")
+    assert (again.status, again.held) == (CHANGE, "")
+    store.settle(key, again, "ISOLATED:5")
+    assert store.claim(key, "ISOLATED:10").status == BUSY
+    now[0] += IN_FLIGHT_TTL + 1  # the worker holding it died: its claim lapses
+    assert store.claim(key, "ISOLATED:10").status == CHANGE
+    store.forget(key)
+    assert store.claim(key, "ISOLATED:10").held == ""

@@ -98,6 +98,45 @@ def test_two_processes_and_a_margin_type_changed_between_their_orders(venue, mon
     assert state["orders_at"] == [("ISOLATED", "ISOLATED"), ("CROSSED", "CROSSED"), ("ISOLATED", "ISOLATED")]
 
 
+@pytest.mark.django_db
+def test_an_order_at_another_leverage_waits_while_one_is_in_flight_in_another_process(venue, monkeypatch):
+    """The shared flag alone leaves a window: between A's read of "the venue holds 5" and A's
+    order reaching the venue, B could set 10. While A's order is in flight on 5, B's order at
+    10 must not change it (it waits, then is refused SETUP_BUSY, unsent); once A is answered,
+    B sets 10."""
+    from execution.exceptions import ExecutionError
+
+    state = {"leverage": None, "orders_at": [], "b": None}
+    _venue_leverage(venue, state)
+    process_a, process_b = ProcessCache(), ProcessCache()
+    account = LiveV1AccountFactory()
+    new_order = venue._new_order
+
+    def order(cache, leverage, side):
+        monkeypatch.setattr(live_module, "SETUP", cache)
+        ExecutionService(account, sleep=no_sleep).execute_market_order(
+            symbol="BTCUSDT", side=side, quantity="0.01", leverage=leverage
+        )
+
+    def a_in_flight(request):
+        if state["b"] is None:  # A's order is at the venue: B's order at 10 comes now
+            state["orders_at"].append(("A", 5, state["leverage"]))
+            try:
+                order(process_b, 10, "SELL")
+                state["b"] = "sent"
+            except ExecutionError as exc:
+                state["b"] = exc.code
+            monkeypatch.setattr(live_module, "SETUP", process_a)
+        return new_order(request)
+
+    venue.rsps.remove(responses.POST, f"{BASE}/fapi/v1/order")
+    venue.rsps.add_callback(responses.POST, f"{BASE}/fapi/v1/order", callback=a_in_flight)
+    order(process_a, 5, "BUY")
+    assert state["b"] == "SETUP_BUSY" and state["leverage"] == 5  # nothing set under A's order
+    order(process_b, 10, "SELL")  # A was answered: B sets 10
+    assert state["leverage"] == 10
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_mark_committed_during_a_paper_order_is_not_reverted(market, monkeypatch):
