@@ -14,8 +14,9 @@ prefix (REDIS_KEY_PREFIX=bench-live) and only those are deleted.
 - `cached`: a feeder thread writes the simulator's marks into the price cache every second
   (what the stream process does), so the mark comes from the cache, and the balance is reused
   for LIVE_BALANCE_CACHE_SECONDS; the venue account's position and asset modes are held in the
-  process, its margin type and leverage per symbol in the shared cache (one MGET per order in
-  the Redis runs, Django's in-process cache in the others);
+  process, its margin type and leverage per symbol in the shared lease (setup_cache.SymbolSetup:
+  one script call before the wire and one after the answer in the Redis runs, in the process
+  in the others);
 and each of them with the price cache and the weight budget in Redis (`+redis`) or not (the
 table, and a per-process budget). The bare request only signs.
 
