@@ -258,8 +258,9 @@ def transition(
         # moved meanwhile raises `stale` there, inside the transaction (which rolls back whole).
         model: type[models.Model] = type(obj)
         key = tuple(names)
-        sql = update_sql(model, key, connection.vendor, compare_status=True)
-        queue.add(sql, [*update_values(obj, key), obj.pk, from_status], error=lambda: stale)
+        if not queue.merge_into_insert(obj, from_status=from_status):  # a row new in this queue: one INSERT
+            sql = update_sql(model, key, connection.vendor, compare_status=True)
+            queue.add(sql, [*update_values(obj, key), obj.pk, from_status], error=lambda: stale)
         if batch is not None:
             batch.append(event)
         else:

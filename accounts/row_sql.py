@@ -204,6 +204,27 @@ class WriteQueue:
     def __init__(self, keys: dict[type[models.Model], list[int]]) -> None:
         self.keys = {model: list(found) for model, found in keys.items()}
         self.statements: list[tuple[str, list[Any], Callable[[], Exception] | None]] = []
+        # New rows queued here: (model, key) -> (their statement's index, the status written).
+        self._inserted: dict[tuple[type[models.Model], Any], tuple[int, Any]] = {}
+
+    def add_insert(self, obj: models.Model, sql: str, params: list[Any]) -> None:
+        self._inserted[(type(obj), obj.pk)] = (len(self.statements), getattr(obj, "status", None))
+        self.add(sql, params)
+
+    def merge_into_insert(self, obj: models.Model, *, from_status: Any = None) -> bool:
+        """An update of a row inserted earlier in this queue becomes part of its INSERT (the
+        row's values as they are now): one statement fewer, same rows. Only when the INSERT
+        wrote `from_status` (a transition's compare-and-set then matches surely: nobody else
+        can see the row before the flush). False: not queued here, the caller queues an UPDATE."""
+        found = self._inserted.get((type(obj), obj.pk))
+        if found is None or (from_status is not None and found[1] != from_status):
+            return False
+        index, _ = found
+        sql, _params, error = self.statements[index]
+        values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in obj._meta.concrete_fields]
+        self.statements[index] = (sql, values, error)
+        self._inserted[(type(obj), obj.pk)] = (index, getattr(obj, "status", None))
+        return True
 
     def take_keys(self, model: type[models.Model], count: int) -> list[int] | None:
         available = self.keys.get(model, [])
@@ -222,6 +243,7 @@ class WriteQueue:
         connection.ensure_connection()
         raw = connection.connection
         statements, self.statements = self.statements, []
+        self._inserted.clear()
         cursors = [connection.cursor() for _ in statements]
         try:
             with connection.wrap_database_errors, raw.pipeline():
@@ -290,7 +312,7 @@ def save_new(obj: M) -> M:
     if queue is not None and (obj.pk is not None or take_keys([obj])):
         fields = obj._meta.concrete_fields
         values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-        queue.add(insert_with_key_sql(type(obj), connection.vendor), values)
+        queue.add_insert(obj, insert_with_key_sql(type(obj), connection.vendor), values)
         mark_saved(obj, obj.pk)
         return obj
     if queue is not None:
@@ -309,6 +331,8 @@ def save_fields(obj: models.Model, fields: Sequence[str]) -> None:
     names = tuple(fields)
     if "status" in names:
         raise ValueError("a status changes only through accounts.audit (transition)")
+    if queue.merge_into_insert(obj):
+        return
     model = type(obj)
     queue.add(
         update_sql(model, names, connection.vendor, compare_status=False),
