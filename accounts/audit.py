@@ -30,6 +30,7 @@ from django.utils import timezone
 from accounts.models import Account, ExecutionEvent
 from accounts.row_sql import (
     current_queue,
+    insert_returning_key,
     insert_sql,
     insert_values,
     mark_saved,
@@ -257,8 +258,9 @@ def transition(
         # moved meanwhile raises `stale` there, inside the transaction (which rolls back whole).
         model: type[models.Model] = type(obj)
         key = tuple(names)
-        sql = update_sql(model, key, connection.vendor, compare_status=True)
-        queue.add(sql, [*update_values(obj, key), obj.pk, from_status], error=lambda: stale)
+        if not queue.merge_into_insert(obj, from_status=from_status):  # a row new in this queue: one INSERT
+            sql = update_sql(model, key, connection.vendor, compare_status=True)
+            queue.add(sql, [*update_values(obj, key), obj.pk, from_status], error=lambda: stale)
         if batch is not None:
             batch.append(event)
         else:
@@ -347,8 +349,7 @@ def create_audited(
     values = insert_values(obj, new_row_fields(type(obj)))
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
-            cursor.execute(insert_sql(type(obj), connection.vendor), values)
-            mark_saved(obj, cursor.fetchone()[0])
+            mark_saved(obj, insert_returning_key(cursor, type(obj), values))
             event.subject_id = obj.pk
             event.save()
             return event

@@ -62,23 +62,33 @@ def mark_saved(obj: models.Model, pk: int) -> None:
 
 
 @lru_cache(maxsize=64)
-def insert_sql(model: type[models.Model], vendor: str) -> str:
-    """INSERT of one new row, RETURNING its key (PostgreSQL; SQLite >= 3.35)."""
+def insert_sql(model: type[models.Model], vendor: str, returning: bool = True) -> str:
+    """INSERT of one new row, RETURNING its key when `returning` (PostgreSQL; SQLite >= 3.35:
+    see `insert_returning_key` for the databases without it)."""
     fields = new_row_fields(model)
     pk = model._meta.pk
     assert pk is not None
-    return (
+    sql = (
         f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"VALUES ({', '.join('%s' for _ in fields)}) RETURNING {qn(pk.column)}"
+        f"VALUES ({', '.join('%s' for _ in fields)})"
     )
+    return f"{sql} RETURNING {qn(pk.column)}" if returning else sql
+
+
+def insert_returning_key(cursor: Any, model: type[models.Model], values: list[Any]) -> int:
+    """INSERT one new row of `model` (its prepared `values`) and return its key: by RETURNING
+    where the database has it (`can_return_columns_from_insert`: PostgreSQL, SQLite >= 3.35),
+    else the cursor's `lastrowid` (an older SQLite: the row's key, as the ORM takes it there)."""
+    returning = bool(connection.features.can_return_columns_from_insert)
+    cursor.execute(insert_sql(model, connection.vendor, returning), values)
+    return int(cursor.fetchone()[0]) if returning else int(cursor.lastrowid)
 
 
 def insert_row(obj: M) -> M:
     """INSERT one new row and give `obj` its key."""
     values = insert_values(obj, new_row_fields(type(obj)))
     with connection.cursor() as cursor:
-        cursor.execute(insert_sql(type(obj), connection.vendor), values)
-        mark_saved(obj, cursor.fetchone()[0])
+        mark_saved(obj, insert_returning_key(cursor, type(obj), values))
     return obj
 
 
@@ -194,6 +204,27 @@ class WriteQueue:
     def __init__(self, keys: dict[type[models.Model], list[int]]) -> None:
         self.keys = {model: list(found) for model, found in keys.items()}
         self.statements: list[tuple[str, list[Any], Callable[[], Exception] | None]] = []
+        # New rows queued here: (model, key) -> (their statement's index, the status written).
+        self._inserted: dict[tuple[type[models.Model], Any], tuple[int, Any]] = {}
+
+    def add_insert(self, obj: models.Model, sql: str, params: list[Any]) -> None:
+        self._inserted[(type(obj), obj.pk)] = (len(self.statements), getattr(obj, "status", None))
+        self.add(sql, params)
+
+    def merge_into_insert(self, obj: models.Model, *, from_status: Any = None) -> bool:
+        """An update of a row inserted earlier in this queue becomes part of its INSERT (the
+        row's values as they are now): one statement fewer, same rows. Only when the INSERT
+        wrote `from_status` (a transition's compare-and-set then matches surely: nobody else
+        can see the row before the flush). False: not queued here, the caller queues an UPDATE."""
+        found = self._inserted.get((type(obj), obj.pk))
+        if found is None or (from_status is not None and found[1] != from_status):
+            return False
+        index, _ = found
+        sql, _params, error = self.statements[index]
+        values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in obj._meta.concrete_fields]
+        self.statements[index] = (sql, values, error)
+        self._inserted[(type(obj), obj.pk)] = (index, getattr(obj, "status", None))
+        return True
 
     def take_keys(self, model: type[models.Model], count: int) -> list[int] | None:
         available = self.keys.get(model, [])
@@ -212,6 +243,7 @@ class WriteQueue:
         connection.ensure_connection()
         raw = connection.connection
         statements, self.statements = self.statements, []
+        self._inserted.clear()
         cursors = [connection.cursor() for _ in statements]
         try:
             with connection.wrap_database_errors, raw.pipeline():
@@ -275,12 +307,12 @@ def take_keys(objs: Sequence[models.Model]) -> bool:
 
 def save_new(obj: M) -> M:
     """Insert a new row: queued when it has a key taken ahead (`take_keys`) or one is
-    available, else at once (RETURNING its key)."""
+    available, else at once (`insert_row`)."""
     queue = current_queue()
     if queue is not None and (obj.pk is not None or take_keys([obj])):
         fields = obj._meta.concrete_fields
         values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-        queue.add(insert_with_key_sql(type(obj), connection.vendor), values)
+        queue.add_insert(obj, insert_with_key_sql(type(obj), connection.vendor), values)
         mark_saved(obj, obj.pk)
         return obj
     if queue is not None:
@@ -299,6 +331,8 @@ def save_fields(obj: models.Model, fields: Sequence[str]) -> None:
     names = tuple(fields)
     if "status" in names:
         raise ValueError("a status changes only through accounts.audit (transition)")
+    if queue.merge_into_insert(obj):
+        return
     model = type(obj)
     queue.add(
         update_sql(model, names, connection.vendor, compare_status=False),

@@ -13,7 +13,10 @@ prefix (REDIS_KEY_PREFIX=bench-live) and only those are deleted.
   (premiumIndex) and the balance for every order;
 - `cached`: a feeder thread writes the simulator's marks into the price cache every second
   (what the stream process does), so the mark comes from the cache, and the balance is reused
-  for LIVE_BALANCE_CACHE_SECONDS; the venue account's set-up flags are held in the process;
+  for LIVE_BALANCE_CACHE_SECONDS; the venue account's position and asset modes are held in the
+  process, its margin type and leverage per symbol in the shared lease (setup_cache.SymbolSetup:
+  one script call before the wire and one after the answer in the Redis runs, in the process
+  in the others);
 and each of them with the price cache and the weight budget in Redis (`+redis`) or not (the
 table, and a per-process budget). The bare request only signs.
 
@@ -123,6 +126,8 @@ def clear_price_cache(redis_url: str) -> None:
     if redis_url:
         client = price_cache._redis()
         keys = list(client.scan_iter(match=price_cache.redis_key("*")))
+        # The shared set-up flags too (a previous run's would name a leverage this simulator never set).
+        keys += list(client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:live:setup:*"))
         client.delete(price_cache.redis_index_key(), *keys)
     PriceCacheEntry.objects.all().delete()
 

@@ -1,6 +1,7 @@
-"""The live adapter's set-up flags (position and asset modes, margin type, leverage) and the
-short balance are held in the process: no cache round trip per order, and forgotten when they
-may no longer be true."""
+"""The live adapter's set-up memory: the position and asset modes and the short balance are
+held in the process (no cache round trip per order); the margin type and leverage per symbol
+are the venue's values as the last process that set them wrote them (shared: one round trip),
+and everything is forgotten when it may no longer be true."""
 
 import pytest
 import responses
@@ -38,14 +39,14 @@ def setup_calls(venue):
     return [call for call in venue.calls() if call in SETUP_CALLS]
 
 
-def test_the_set_up_is_checked_once_then_remembered_in_the_process(venue):
+def test_the_set_up_is_checked_once_then_remembered(venue):
     account = LiveV1AccountFactory(margin_type="ISOLATED")
     order(account)
     first = setup_calls(venue)
     assert sorted(set(first)) == sorted(SETUP_CALLS)
     order(account, side="SELL")
     order(account)
-    assert setup_calls(venue) == first  # nothing more: the flags are held here
+    assert setup_calls(venue) == first  # nothing more: the flags are remembered
     assert venue.calls().count(("GET", "/fapi/v2/balance")) == 1  # reused for LIVE_BALANCE_CACHE_SECONDS
 
 
@@ -108,3 +109,33 @@ def test_the_process_cache_expires_and_deletes_by_prefix():
     store.delete_prefix("live:setup:1:")
     assert store.get("live:setup:1:a") is None and store.get("live:setup:12:a") == "y"
     assert SETUP is not store
+
+
+def test_the_symbol_set_up_is_a_lease_shared_by_orders_at_the_held_value_and_exclusive_for_a_change():
+    """Runs on Redis when REDIS_URL is set, in the process otherwise."""
+    from execution.services.setup_cache import BUSY, CHANGE, IN_FLIGHT_TTL, OK, SymbolSetup
+
+    now = [1_000_000.0]
+    store = SymbolSetup(clock=lambda: now[0])
+    key = "live:setup:test:BTCUSDT"
+    first = store.claim(key, "ISOLATED:5")
+    assert (first.status, first.held) == (CHANGE, "")
+    assert store.claim(key, "ISOLATED:5").status == BUSY  # being set
+    store.settle(key, first, "ISOLATED:5")
+    second = store.claim(key, "ISOLATED:5")
+    assert (second.status, second.held) == (OK, "ISOLATED:5")  # shared
+    assert store.claim(key, "ISOLATED:10").status == BUSY  # two orders in flight on 5
+    store.release(key, first)
+    assert store.claim(key, "ISOLATED:10").status == BUSY  # still one
+    store.release(key, second)
+    change = store.claim(key, "ISOLATED:10")
+    assert (change.status, change.held) == (CHANGE, "ISOLATED:5")
+    store.abandon(key)  # the venue refused: unknown, anyone may set it
+    again = store.claim(key, "ISOLATED:5")
+    assert (again.status, again.held) == (CHANGE, "")
+    store.settle(key, again, "ISOLATED:5")
+    assert store.claim(key, "ISOLATED:10").status == BUSY
+    now[0] += IN_FLIGHT_TTL + 1  # the worker holding it died: its claim lapses
+    assert store.claim(key, "ISOLATED:10").status == CHANGE
+    store.forget(key)
+    assert store.claim(key, "ISOLATED:10").held == ""

@@ -253,10 +253,11 @@ def test_order_path_query_count_does_not_grow_with_history(market, paper_account
         service.execute_market_order(symbol="BTCUSDT", side="BUY", quantity="0.01", leverage=5)
         service.close_position("BTCUSDT")
     # A paper order with TP/SL is one transaction (was two, of 13 statements): on PostgreSQL the
-    # account lock and one read (pipelined), then 8 writes sent in one pipeline (the intent, its
-    # event, the position, the wallet, the fill, two legs already linked, the events): 10
-    # statements in 2 round trips. SQLite: no lock statement, 9. Plus the SAVEPOINT/RELEASE that
-    # the test's transaction adds, plus the cached mark's read when the price cache is the table.
+    # account lock, the lock of the position it books on and one read (pipelined), then 7 writes
+    # sent in one pipeline (the intent with its fill, its event, the position, the wallet, two
+    # legs already linked, the events): 10 statements in 2 round trips. SQLite: no lock
+    # statements, 9. Plus the SAVEPOINT/RELEASE that the test's transaction adds, plus the cached
+    # mark's read when the price cache is the table.
     statements = 10 if connection.vendor == "postgresql" else 9
     with django_assert_max_num_queries(statements + 2 + (0 if settings.REDIS_URL else 1)):
         service.execute_market_order(
@@ -301,7 +302,9 @@ def test_a_paper_order_with_tp_sl_is_one_transaction_of_two_round_trips_on_postg
         if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT"))
     ]
     round_trips = len(statements) - sum(size - 1 for size in pipelines if size)
-    assert pipelines == [2, 8]  # the lock and the read; the writes
+    # The account's and the position's locks and the read; the writes (the intent's INSERT
+    # carries its fill: the transition to filled is merged into it).
+    assert pipelines == [3, 7]
     assert round_trips == 2 + (0 if settings.REDIS_URL else 1)
     events = list(ExecutionEvent.objects.filter(subject_type="trade", subject_id=result.trade.pk).order_by("id"))
     assert [e.kind for e in events] == ["trade.submitting", "trade.filled"]

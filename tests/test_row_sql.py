@@ -90,6 +90,38 @@ def test_deferred_writes_use_keys_taken_ahead_and_send_everything_at_the_end():
     assert Position.objects.get(pk=position.pk).entry_price == Decimal("100")
 
 
+@pytest.mark.postgres
+def test_a_row_inserted_and_then_changed_in_one_queue_is_one_insert_of_its_last_values():
+    """The paper order inserts its intent and moves it to filled in one queue: one INSERT with
+    the filled values (the transition's events both written), not an INSERT and an UPDATE."""
+    account = PaperAccountFactory()
+    state = lock_for_reserve(account.pk, balance_as_of=None, keys_for=(True, 0))
+    with transaction.atomic(), deferred_writes(state.keys) as queue, batched_events():
+        trade = Trade(
+            account=account,
+            symbol="BTCUSDT",
+            side="BUY",
+            requested_quantity=Decimal("0.01"),
+            quantity=Decimal("0.01"),
+            client_order_id="merged-1",
+        )
+        create_audited(trade, account=account)
+        created_at = trade.created_at
+        trade.price, trade.fee = Decimal("65000"), Decimal("0.26")
+        transition(trade, to_status="filled", account=account, update_fields=["price", "fee"])
+        assert queue is not None
+        assert [sql.split(" ")[0] for sql, _, _ in queue.statements] == ["INSERT"]  # the events follow at the end
+    stored = Trade.objects.get(pk=trade.pk)
+    assert (stored.status, stored.price, stored.fee, stored.created_at) == (
+        "filled",
+        Decimal("65000"),
+        Decimal("0.26"),
+        created_at,
+    )
+    events = ExecutionEvent.objects.filter(subject_type="trade", subject_id=trade.pk).order_by("id")
+    assert [(e.from_status, e.to_status) for e in events] == [("", "submitting"), ("submitting", "filled")]
+
+
 def test_update_row_writes_what_save_would_and_refuses_a_status():
     account = PaperAccountFactory()
     account.paper_realized_pnl = Decimal("-1.25")

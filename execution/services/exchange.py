@@ -18,7 +18,7 @@ from execution.aster.client import AsterClient, ExchangeInfoCache
 from execution.aster.ratelimit import LocalWeightBudget, RedisWeightBudget, WeightBudget
 from execution.aster.signing import Credentials, v1_credentials, v3_credentials
 from execution.exceptions import ExecutionError
-from execution.services.setup_cache import SETUP
+from execution.services.setup_cache import SETUP, SYMBOL_SETUP
 
 _lock = threading.Lock()
 
@@ -92,6 +92,7 @@ def reset_exchange_clients() -> None:
     """Forget cached clients and budgets, and what live adapters remember of venue accounts
     (settings changed, e.g. in tests)."""
     SETUP.clear()
+    SYMBOL_SETUP.clear_local()
     _public_client.cache_clear()
     _budget_for.cache_clear()
     _info_cache_for.cache_clear()

@@ -15,12 +15,16 @@ see what the lock's previous holder committed (two orders would both spend the s
 both open the same position). The second statement starts after the first one returned its
 lock, so it sees everything committed before.
 
+A paper order (reserve, fill and booking in one transaction) also locks the open position it
+books on, between the two: a third statement in the same round trip.
+
 SQLite has no row locks (its transactions take the database's write lock up front): there the
 lock statement is skipped and the read runs alone.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -56,20 +60,39 @@ class ReserveState:
     keys: dict[type[models.Model], list[int]] = field(default_factory=dict)  # taken ahead (keys_for)
 
 
-def _locked_read(account_id: int, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Lock the account row, then run `sql` in a statement of its own (see the module's note):
-    one round trip on PostgreSQL (pipeline mode), the read alone on SQLite. Goes through
-    Django's cursors, so query logging and execute wrappers see both statements."""
+def _locked_read(
+    account_id: int, sql: str, params: list[Any], *, position_symbol: str | None = None
+) -> list[tuple[Any, ...]]:
+    """Lock the account row (and, with `position_symbol`, the account's open position in that
+    symbol), then run `sql` in a statement of its own (see the module's note): one round trip
+    on PostgreSQL (pipeline mode), the read alone on SQLite. Goes through Django's cursors, so
+    query logging and execute wrappers see every statement."""
     if not connection.features.has_select_for_update:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
-    lock = f"SELECT 1 FROM {qn(Account._meta.db_table)} WHERE id = %s FOR UPDATE"
+    locks: list[tuple[str, list[Any]]] = [
+        (f"SELECT 1 FROM {qn(Account._meta.db_table)} WHERE id = %s FOR UPDATE", [account_id])
+    ]
+    if position_symbol is not None:
+        # After the account's lock (the order every writer takes them in), before the read: a
+        # mark committed by the marker (which takes no account lock) while this lock waited is
+        # what the read sees, and the marker's next write waits for this transaction.
+        locks.append(
+            (
+                f"SELECT 1 FROM {qn(Position._meta.db_table)} WHERE account_id = %s AND symbol = %s "
+                "AND status = %s FOR UPDATE",
+                [account_id, position_symbol, PositionStatus.OPEN],
+            )
+        )
     connection.ensure_connection()
     raw = connection.connection
-    with connection.cursor() as locking, connection.cursor() as reading:
+    with ExitStack() as cursors:
+        locking = [cursors.enter_context(connection.cursor()) for _ in locks]
+        reading = cursors.enter_context(connection.cursor())
         with connection.wrap_database_errors, raw.pipeline():
-            locking.execute(lock, [account_id])
+            for cursor, (lock, lock_params) in zip(locking, locks, strict=True):
+                cursor.execute(lock, lock_params)
             reading.execute(sql, params)
         with connection.wrap_database_errors:
             return list(reading.fetchall())
@@ -111,14 +134,22 @@ def _taken(values: tuple[Any, ...]) -> dict[type[models.Model], list[int]]:
 
 
 def lock_for_reserve(
-    account_id: int, *, balance_as_of: datetime | None, keys_for: tuple[bool, int] | None = None
+    account_id: int,
+    *,
+    balance_as_of: datetime | None,
+    keys_for: tuple[bool, int] | None = None,
+    books_in: str | None = None,
 ) -> ReserveState:
     """Lock the account and read its open positions, the margin its unbooked intents hold
     (those in flight; with a venue balance read at `balance_as_of`, also those filled since)
     and, for an account with a cooldown, when its last entry was made. One round trip.
 
     `keys_for` (may open a position, legs): on PostgreSQL also take ahead the keys of the rows
-    a paper order may insert in this same transaction (its intent, a position, its legs)."""
+    a paper order may insert in this same transaction (its intent, a position, its legs).
+    `books_in` (a symbol): the transaction will also book a fill there (paper), so the open
+    position in it is locked too, as `lock_for_apply` does: the ledger writes the position back
+    with the mark it read, and a mark-to-market committed after an unlocked read would be
+    reverted (the marker takes no account lock)."""
     trades = qn(Trade._meta.db_table)
     in_flight, in_flight_params = _in(TRADE_IN_FLIGHT)
     unbooked = f"t.status IN ({in_flight})"
@@ -152,7 +183,7 @@ def lock_for_reserve(
         PositionStatus.OPEN,
         account_id,
     ]
-    rows = _locked_read(account_id, sql, params)
+    rows = _locked_read(account_id, sql, params, position_symbol=books_in)
     if not rows:
         raise Account.DoesNotExist(f"account {account_id} does not exist")
     width = _ACCOUNT.width

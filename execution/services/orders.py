@@ -362,7 +362,10 @@ class ExecutionService:
         try:
             with transaction.atomic():
                 state = lock_for_reserve(
-                    self.account.pk, balance_as_of=pre_trade.balance_as_of, keys_for=(not request.reduce_only, legs)
+                    self.account.pk,
+                    balance_as_of=pre_trade.balance_as_of,
+                    keys_for=(not request.reduce_only, legs),
+                    books_in=request.symbol,  # the position it books on is locked: a new mark survives
                 )
                 with deferred_writes(state.keys):
                     intent = self._reserve_locked(state, request, snapshot, pre_trade, client_order_id, reason)

@@ -46,7 +46,7 @@ from execution.services.brackets import DEFAULT_TIERS, tiers_from_exchange
 from execution.services.exchange import client_for_account
 from execution.services.parity.market_orders import shadowed
 from execution.services.position_math import MaintenanceTier, q
-from execution.services.setup_cache import SETUP
+from execution.services.setup_cache import BUSY, OK, SETUP, SYMBOL_SETUP, SetupClaim, setup_value
 
 logger = logging.getLogger(__name__)
 SETUP_TTL = 3600
@@ -62,6 +62,10 @@ MODE_RETRY_SECONDS = 30
 # (position side, leverage, margin type): its set-up flags are forgotten and checked again.
 SETUP_DRIFT_CODES = frozenset({-4060, -4061, -4062, -2027, -2028, -4047, -4048})
 MODE_OK = "one-way, single-asset or cross"
+# An order that wants another margin type or leverage than an order in flight on the symbol
+# waits this long between looks, this many times (3 s), then is refused SETUP_BUSY, unsent.
+SETUP_BUSY_WAIT = 0.02
+SETUP_BUSY_TRIES = 150
 FILL_POLLS = (0.2, 0.5, 1.0)
 RATE_LIMIT_TRIES = 3
 T = TypeVar("T")
@@ -216,9 +220,10 @@ class LiveExecutionAdapter(ExecutionAdapter):
         """The next order reads the balance again (after a refusal that may be about margin)."""
         SETUP.delete(self._balance_key())
 
-    def forget_setup(self) -> None:
-        """The next order checks the account's modes, margin type and leverage again."""
+    def forget_setup(self, symbol: str) -> None:
+        """The next order checks the account's modes, and `symbol`'s margin type and leverage, again."""
         SETUP.delete_prefix(f"live:setup:{self.account.pk}:")
+        SYMBOL_SETUP.forget(self._symbol_setup_key(symbol))
 
     def _tiers(self, symbol: str, tiers: tuple[MaintenanceTier, ...] | None) -> tuple[MaintenanceTier, ...]:
         """The symbol's leverage brackets (`tiers`: the cached ones, if any), cached an hour."""
@@ -235,22 +240,50 @@ class LiveExecutionAdapter(ExecutionAdapter):
 
     # ------------------------------------------------------------------ account set-up
 
-    def ensure_setup(self, symbol: str, leverage: int) -> None:
-        """The account's margin type once, leverage when it differs (cached). The position mode
-        is settled before the reserve step (pre_trade_data)."""
-        prefix = f"live:setup:{self.account.pk}"
-        margin_key, leverage_key = f"{prefix}:{symbol}:margin", f"{prefix}:{symbol}:leverage"
-        done = {margin_key: SETUP.get(margin_key), leverage_key: SETUP.get(leverage_key)}
+    def _symbol_setup_key(self, symbol: str) -> str:
+        return f"live:setup:{self.account.pk}:{symbol}"
+
+    def ensure_setup(self, symbol: str, leverage: int) -> SetupClaim:
+        """The account's margin type and the order's leverage on `symbol`, each set unless the
+        venue already holds it, and held there until the order is answered (`release_setup`).
+
+        What the venue holds is shared by every process (SYMBOL_SETUP: one round trip): a value
+        another worker set since this one's last order is seen, never a stale memory of this
+        process; and while this order is in flight on a value, no other worker changes it (an
+        order that wants another value waits, then is refused SETUP_BUSY with nothing sent). The
+        position mode is settled before the reserve step (pre_trade_data)."""
+        key = self._symbol_setup_key(symbol)
+        margin_type = str(self.account.margin_type)
+        wanted = setup_value(margin_type, leverage)
+        for _ in range(SETUP_BUSY_TRIES):
+            claim = SYMBOL_SETUP.claim(key, wanted)
+            if claim.status != BUSY:
+                break
+            self._sleep(SETUP_BUSY_WAIT)
+        else:
+            raise ExecutionError(
+                f"{symbol}: another order is in flight at another margin type or leverage; not sent",
+                code="SETUP_BUSY",
+            )
+        if claim.status == OK:
+            return claim
+        held_margin, _, held_leverage = claim.held.partition(":")
         try:
-            if done.get(margin_key) != self.account.margin_type:
-                margin_type = self.account.margin_type
+            if held_margin != margin_type:
                 self._setup_step(lambda: self.client.set_margin_type(symbol, margin_type), what=f"{symbol} margin type")
-                SETUP.set(margin_key, self.account.margin_type, ttl=SETUP_TTL)
-            if done.get(leverage_key) != leverage:
+            if held_leverage != str(leverage):
                 self.client.set_leverage(symbol, leverage)
-                SETUP.set(leverage_key, leverage, ttl=SETUP_TTL)
         except AsterError as exc:
+            SYMBOL_SETUP.abandon(key)
             raise exchange_error(exc, what=f"account set-up for {symbol}") from exc
+        except BaseException:
+            SYMBOL_SETUP.abandon(key)
+            raise
+        SYMBOL_SETUP.settle(key, claim, wanted)
+        return claim
+
+    def release_setup(self, symbol: str, claim: SetupClaim) -> None:
+        SYMBOL_SETUP.release(self._symbol_setup_key(symbol), claim)
 
     def _setup_step(self, step: Callable[[], None], *, what: str) -> None:
         try:
@@ -263,15 +296,26 @@ class LiveExecutionAdapter(ExecutionAdapter):
     # ------------------------------------------------------------------ orders
 
     def execute_market_order(self, order: MarketOrder) -> Fill:
-        # Parity: paper's shadow of this fill, its book read started before the set-up and the
-        # send (never fails the order; recorded after the protection, by the order service).
-        return shadowed(
-            self.account,
-            order,
-            self._send_market_order,
-            now_ms=self.client.now_ms,
-            prepare=lambda: self.ensure_setup(order.symbol, order.leverage),
-        )
+        claims: list[SetupClaim] = []
+
+        def prepare() -> None:
+            claims.append(self.ensure_setup(order.symbol, order.leverage))
+
+        try:
+            # Parity: paper's shadow of this fill, its book read started before the set-up and the
+            # send (never fails the order; recorded after the protection, by the order service).
+            fill = shadowed(self.account, order, self._send_market_order, now_ms=self.client.now_ms, prepare=prepare)
+        except OrderOutcomeUnknown:
+            # It may still execute at the venue on this set-up: the claim is left to lapse
+            # (IN_FLIGHT_TTL) instead of letting another order change the leverage under it.
+            raise
+        except BaseException:
+            for claim in claims:
+                self.release_setup(order.symbol, claim)
+            raise
+        for claim in claims:
+            self.release_setup(order.symbol, claim)
+        return fill
 
     def _send_market_order(self, order: MarketOrder) -> Fill:
         def send() -> OrderResult:
@@ -291,7 +335,7 @@ class LiveExecutionAdapter(ExecutionAdapter):
         except AsterError as exc:
             self.forget_balance()
             if exc.code in SETUP_DRIFT_CODES:  # the venue account is not set up as remembered
-                self.forget_setup()
+                self.forget_setup(order.symbol)
             raise exchange_error(exc, what=f"MARKET {order.side} {order.quantity} {order.symbol}") from exc
         settled = self._settled(remote_order(result))
         if settled.is_open:
