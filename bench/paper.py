@@ -23,18 +23,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench"
 # Any Redis key this bench writes (REDIS_URL set: the price cache) is under its own prefix.
 os.environ.setdefault("REDIS_KEY_PREFIX", "bench-paper")
 
-from harness import emit_row, setup_django, summary
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
+from harness import emit_row, ensure_database, setup_django, summary
 
 ensure_database()
 setup_django()

@@ -34,20 +34,10 @@ from typing import Any
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench")
 os.environ.pop("REDIS_URL", None)  # never a shared Redis: the cache is this process's memory
 
-from harness import emit_row, setup_django
+from harness import emit_row, ensure_database, setup_django
 
 SYMBOLS = 200
 QUANTITY = Decimal("0.1")
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 ensure_database()

@@ -37,18 +37,7 @@ os.environ.setdefault("ASTER_WEIGHT_LIMIT_1M", "100000000")  # measure the work,
 os.environ.setdefault("SECRET_KEY", "bench-user-stream-not-a-secret")
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", "Wb2Yv0vA3m0P7bn2bq1s9o3b4Zl5Y8rT6Kx1uQeJm0c=")
 
-from harness import ROOT, emit_row, percentile, setup_django, simulator_process
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
+from harness import ROOT, emit_row, ensure_database, percentile, setup_django, simulator_process
 
 ensure_database()
 setup_django()

@@ -12,7 +12,6 @@ Screenshots of the main states go to var/test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,7 +21,6 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from tests.conftest import chromium_path
 from tests.factories import PaperAccountFactory, UserFactory
 
 # PostgreSQL: the live server answers the page's parallel requests from several threads, which the
@@ -32,27 +30,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(t
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 PASSWORD = "a-long-browser-password"
 TIMEOUT_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for the module. Playwright's sync API keeps an event loop in this thread, so
-    Django's ORM calls in the tests would be refused as "async"; they are plain sync calls here."""
-    from playwright.sync_api import sync_playwright
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    playwright = sync_playwright().start()
-    try:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 class PageProblems:

@@ -2,18 +2,14 @@
 each list's table is no wider than the space the page gives it, with rows whose figures are as
 long as real ones (10-decimal PnL, long account names and symbols).
 
-Like the service tests: skipped with a reason where no browser is installed, a failure in CI
-(REQUIRE_SERVICES set). Screenshots go to var/test-artifacts/ (not committed).
+Marked `browser` (tests/browser/conftest.py launches the one Chromium): skipped with a reason where
+no browser is installed, a failure in CI (REQUIRE_SERVICES set). Screenshots go to var/test-artifacts/ (not committed).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -24,9 +20,9 @@ from execution.models import PendingOrder, Position, Trade
 from tests.factories import PaperAccountFactory
 from tests.test_admin_render import make_rows
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 WIDTH = 1440
 LISTS = [
     "accounts/account",
@@ -45,38 +41,6 @@ LISTS = [
     "decisions/decision",
     "execution/parityrecord",
 ]
-
-
-def chromium() -> str | None:
-    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    path = chromium()
-    if sync_playwright is None or path is None:
-        reason = "needs Playwright and Chromium: apt-get install chromium (or set CHROMIUM_PATH)"
-        if os.environ.get("REQUIRE_SERVICES"):
-            pytest.fail(f"REQUIRE_SERVICES is set but this test {reason}", pytrace=False)
-        pytest.skip(reason)
-    # Playwright's sync API runs an event loop in this thread: Django's ORM would refuse to run.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-    finally:
-        playwright.stop()
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def make_wide_rows() -> None:
