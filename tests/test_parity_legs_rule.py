@@ -39,7 +39,7 @@ def test_a_wick_seen_only_in_the_minute_candle_completes_the_shadow_at_the_candl
     minute_open = order.update_time_ms // 60_000 * 60_000
     closed_at = datetime.fromtimestamp((minute_open + 60_000) / 1000, tz=UTC)
     with time_machine.travel(closed_at + timedelta(seconds=2), tick=True):
-        stream_mark("69900", minute_open + 62_000)  # the next minute: the wick's candle is complete
+        stream_mark("69900.1", minute_open + 62_000)  # the next minute: the wick's candle is complete
     record.refresh_from_db()
     assert record.shadow_at == closed_at  # paper's rule sees the candle once it is complete
     assert record.trigger_delay_ms == minute_open + 60_000 - order.update_time_ms
