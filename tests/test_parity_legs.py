@@ -72,9 +72,10 @@ def test_a_stop_fired_at_a_mark_is_timed_against_the_next_stream_mark(sim, live)
     stream_mark("59900", next_tick)
     record.refresh_from_db()
     assert 0 < record.trigger_delay_ms <= STREAM_INTERVAL_MS
-    assert record.shadow_price == Decimal("59900") and record.live_price == Decimal("59899.5")
+    assert record.live_price == Decimal("59899.5")
     assert record.trigger_price_diff == Decimal("-0.5")  # the stop sold half a tick-spread below the mark
-    assert record.slippage_bps == (Decimal("0.5") / Decimal("59900") * 10000).quantize(Decimal("0.0001"))
+    # Paper fills on the book it reads at its reaction (the simulator's static book): as live.
+    assert record.shadow_price == Decimal("59899.5") and record.slippage_bps == 0 and record.note == ""
     assert record.side == "SELL" and record.quantity == Decimal("0.02") and record.live_fee > 0
 
 
@@ -87,6 +88,8 @@ def test_a_mark_already_cached_completes_the_record_at_once(sim, live):
     record = ParityRecord.objects.get(kind="take_profit")
     assert record.trigger_delay_ms == 0 and record.shadow_price == Decimal("70100")
     assert record.live_price == Decimal("70099.5") and record.slippage_bps > 0
+    # No network on the user-data event path: no book, the shadow is the price paper fired at.
+    assert record.note == legs.NO_BOOK_EVENT_PATH and record.book_age_ms is None
 
 
 def test_a_mark_that_does_not_cross_leaves_the_record_waiting(sim, live):

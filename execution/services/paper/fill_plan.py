@@ -16,7 +16,7 @@ from execution.aster.replies import OrderBook
 from execution.models import PendingOrder, PendingOrderStatus, Position
 from execution.services.paper.book import levels_for, walk_book
 from execution.services.paper.prices import SymbolPrices
-from execution.services.paper.triggers import is_crossed
+from execution.services.paper.triggers import TriggerOrder, is_crossed
 from execution.services.position_math import FillOutcome, Holding, apply_fill, q
 
 FILLED = "filled"
@@ -69,16 +69,28 @@ def plan_trigger_fill(
     if position is None or position.pk != order.position_id:
         return TriggerFill(outcome=CANCELLED, message="its position is already closed")
     quantity = min(order.quantity or position.quantity, position.quantity)
-    filled, quote = walk_book(levels_for(book, order.side), quantity)
-    if filled < quantity:
+    filled, price = trigger_fill_price(order=order, book=book, quantity=quantity, entry=entry)
+    if price is None:
         return TriggerFill(outcome=FAILED, message=f"the visible book holds {filled}; {quantity} could not be filled")
-    price = q(quote / filled)
-    if entry is not None and not is_crossed(order, entry.price(order.working_type)):
-        # Seen only in a candle: the price has come back. Fill no better than the trigger.
-        price = min(price, order.trigger_price) if order.side == "SELL" else max(price, order.trigger_price)
     effect = apply_fill(
         Holding(position.side, position.quantity, position.entry_price), side=order.side, quantity=quantity, price=price
     )
     return TriggerFill(
         outcome=FILLED, quantity=quantity, price=price, fee=q(quantity * price * fee_rate), effect=effect
     )
+
+
+def trigger_fill_price(
+    *, order: TriggerOrder, book: OrderBook, quantity: Decimal, entry: SymbolPrices | None
+) -> tuple[Decimal, Decimal | None]:
+    """(filled, price) of a triggered order's `quantity` on `book`: the walk's VWAP, no better
+    than the trigger when the order was seen crossed only in a candle; price None when the
+    visible book holds less than `quantity`."""
+    filled, quote = walk_book(levels_for(book, order.side), quantity)
+    if filled < quantity:
+        return filled, None
+    price = q(quote / filled)
+    if entry is not None and not is_crossed(order, entry.price(order.working_type)):
+        # Seen only in a candle: the price has come back. Fill no better than the trigger.
+        price = min(price, order.trigger_price) if order.side == "SELL" else max(price, order.trigger_price)
+    return filled, price

@@ -150,11 +150,10 @@ def add_candles(prices: dict[str, SymbolPrices], *, last_for: set[str], now: dat
 
 def candles(symbol: str, *, mark: bool, now: datetime) -> list[Candle]:
     """The completed candles of the last few minutes, fetched at most once a minute per symbol."""
-    minute = int(now.timestamp() // 60)
-    key = f"paper-sweep:candles:{'mark' if mark else 'last'}:{symbol}"
-    cached = cache.get(key)
-    if cached is not None and cached[0] == minute:
-        return list(cached[1])
+    cached = cached_candles(symbol, mark=mark, now=now)
+    if cached is not None:
+        return cached
+    minute, key = int(now.timestamp() // 60), _candles_key(symbol, mark=mark)
     client = public_client()
     try:
         call = client.mark_price_klines if mark else client.klines
@@ -170,3 +169,15 @@ def candles(symbol: str, *, mark: bool, now: datetime) -> list[Candle]:
     ]
     cache.set(key, (minute, completed), timeout=120)
     return completed
+
+
+def cached_candles(symbol: str, *, mark: bool, now: datetime) -> list[Candle] | None:
+    """The candles `candles` read this minute (no network); None when not read this minute."""
+    cached = cache.get(_candles_key(symbol, mark=mark))
+    if cached is not None and cached[0] == int(now.timestamp() // 60):
+        return list(cached[1])
+    return None
+
+
+def _candles_key(symbol: str, *, mark: bool) -> str:
+    return f"paper-sweep:candles:{'mark' if mark else 'last'}:{symbol}"

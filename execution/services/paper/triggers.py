@@ -21,7 +21,7 @@ from django.db.models import Q
 
 from accounts.audit import claim_transition
 from execution.models import PendingOrder, PendingOrderKind, PendingOrderStatus, WorkingType
-from execution.services.paper.prices import SymbolPrices
+from execution.services.paper.prices import Candle, SymbolPrices
 from execution.services.paper.symbols import shard_of
 
 
@@ -79,10 +79,13 @@ def is_triggered(order: TriggerOrder, entry: SymbolPrices) -> bool:
         return False
     if is_crossed(order, entry.price(order.working_type)):
         return True
-    return any(
-        candle.open_time >= order.created_at and (is_crossed(order, candle.low) or is_crossed(order, candle.high))
-        for candle in entry.candles(order.working_type)
-    )
+    return any(crossed_in_candle(order, candle) for candle in entry.candles(order.working_type))
+
+
+def crossed_in_candle(order: TriggerOrder, candle: Candle) -> bool:
+    """The candle part of `is_triggered`: a candle that started after the order was created and
+    whose range reached its trigger."""
+    return candle.open_time >= order.created_at and (is_crossed(order, candle.low) or is_crossed(order, candle.high))
 
 
 # The open end of a one-sided range: above any trigger price a money field can hold.
