@@ -7,6 +7,7 @@ client per process so that exchangeInfo's cache and keep-alive connections are s
 
 from __future__ import annotations
 
+import atexit
 import threading
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -29,7 +30,9 @@ def _budget_for(base_url: str, redis_url: str, limit: int, key_prefix: str) -> W
         import redis
 
         host = urlsplit(base_url).netloc or base_url
-        return RedisWeightBudget(redis.Redis.from_url(redis_url), prefix=f"{key_prefix}:aster:{host}", limit=limit)
+        client = redis.Redis.from_url(redis_url)
+        atexit.register(client.close)  # before the interpreter tears down (no "Exception ignored" at exit)
+        return RedisWeightBudget(client, prefix=f"{key_prefix}:aster:{host}", limit=limit)
     return LocalWeightBudget(limit=limit)
 
 

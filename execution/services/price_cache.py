@@ -15,6 +15,7 @@ they fall back to REST or refuse with STALE_PRICE.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -257,6 +258,9 @@ def _redis_pair() -> tuple[redis.Redis, Script]:
         pair = _redis_clients.get(url)
         if pair is None:
             client = redis.Redis.from_url(url, decode_responses=True)
+            # Closed before the interpreter tears its modules down (else redis-py's __del__ prints
+            # an "Exception ignored" traceback at every exit of a process that used it).
+            atexit.register(client.close)
             pair = _redis_clients[url] = (client, client.register_script(_STORE_SCRIPT))
         return pair
 
