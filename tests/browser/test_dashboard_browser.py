@@ -23,9 +23,7 @@ from django.core.management import call_command
 
 from tests.factories import PaperAccountFactory, UserFactory
 
-# PostgreSQL: the live server answers the page's parallel requests from several threads, which the
-# in-memory SQLite test database (one connection shared by every thread) cannot serve: they hang.
-pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 PASSWORD = "a-long-browser-password"
