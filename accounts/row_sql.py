@@ -15,12 +15,14 @@ here: `accounts.audit` is the one place that changes a status (`update_row` refu
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 M = TypeVar("M", bound=models.Model)
 Converter = Callable[[Any, Any, Any], Any]
@@ -44,9 +46,47 @@ def new_row_fields(model: type[models.Model]) -> Fields:
     return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
 
+# Fields whose `get_db_prep_save` returns a value of this exact type unchanged on PostgreSQL
+# (its backend adapts decimals and aware datetimes as they are), and None as None.
+_AS_IS: dict[type[models.Field[Any, Any]], type] = {
+    models.CharField: str,
+    models.TextField: str,
+    models.BooleanField: bool,
+    models.DateTimeField: datetime,
+    models.DecimalField: Decimal,
+}  # not the integer fields: Django wraps their values in typed Int2/Int4/Int8 for server-side binding
+
+
+def prepared_values(obj: models.Model, fields: Iterable[models.Field[Any, Any]], *, add: bool) -> list[Any]:
+    """`f.get_db_prep_save(f.pre_save(obj, add))` for each field, as `save()` prepares them,
+    without Django's per-value preparation where it is the identity (PostgreSQL: a str, bool,
+    finite Decimal, aware datetime or None in a plain field of that kind). Anything else, a NaN
+    or a naive datetime included, takes Django's own path (which refuses or converts it)."""
+    db = connections[DEFAULT_DB_ALIAS]  # once, not through the proxy per value
+    fast = db.vendor == "postgresql"
+    values = []
+    for field in fields:
+        value = field.pre_save(obj, add)
+        kind = _AS_IS.get(type(field)) if fast else None
+        values.append(value if kind is not None and _as_is(value, kind) else field.get_db_prep_save(value, db))
+    return values
+
+
+def _as_is(value: Any, kind: type) -> bool:
+    if value is None:
+        return True
+    if type(value) is not kind:  # exactly: a subclass may prepare otherwise
+        return False
+    if isinstance(value, Decimal):
+        return value.is_finite()  # a NaN or an infinity: Django refuses it
+    if isinstance(value, datetime):
+        return value.tzinfo is not None  # naive: Django converts it, with a warning
+    return True
+
+
 def insert_values(obj: models.Model, fields: Fields) -> list[Any]:
     """Prepared values of a new row; sets `auto_now`/`auto_now_add` values on `obj` as `save()` would."""
-    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    return prepared_values(obj, fields, add=True)
 
 
 def insert_columns(obj: models.Model) -> tuple[list[models.Field[Any, Any]], list[Any]]:
@@ -116,7 +156,7 @@ def update_sql(model: type[models.Model], names: tuple[str, ...], vendor: str, *
 
 
 def update_values(obj: models.Model, names: tuple[str, ...]) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in update_fields_of(type(obj), names)]
+    return prepared_values(obj, update_fields_of(type(obj), names), add=False)
 
 
 def update_row(obj: models.Model, fields: Sequence[str]) -> None:
@@ -221,7 +261,7 @@ class WriteQueue:
             return False
         index, _ = found
         sql, _params, error = self.statements[index]
-        values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in obj._meta.concrete_fields]
+        values = prepared_values(obj, obj._meta.concrete_fields, add=False)
         self.statements[index] = (sql, values, error)
         self._inserted[(type(obj), obj.pk)] = (index, getattr(obj, "status", None))
         return True
@@ -311,7 +351,7 @@ def save_new(obj: M) -> M:
     queue = current_queue()
     if queue is not None and (obj.pk is not None or take_keys([obj])):
         fields = obj._meta.concrete_fields
-        values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+        values = prepared_values(obj, fields, add=True)
         queue.add_insert(obj, insert_with_key_sql(type(obj), connection.vendor), values)
         mark_saved(obj, obj.pk)
         return obj

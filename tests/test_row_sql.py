@@ -1,13 +1,15 @@
 """The order path's raw statements: audited writes in one round trip, deferred writes, and the
 same rows as the ORM would write (PostgreSQL and SQLite)."""
 
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from accounts.audit import InvalidTransition, batched_events, create_audited, transition
-from accounts.row_sql import deferred_writes, save_fields, save_new, update_row
+from accounts.row_sql import deferred_writes, prepared_values, save_fields, save_new, update_row
 from execution.models import ExecutionEvent, Position, Trade
 from execution.services.order_sql import lock_for_apply, lock_for_reserve
 from tests.factories import PaperAccountFactory
@@ -168,3 +170,45 @@ def test_a_row_without_a_key_taken_ahead_goes_after_what_was_queued_before_it():
         )
     assert Position.objects.get(pk=old.pk).status == "closed"
     assert Position.objects.get(pk=new.pk).status == "open"
+
+
+@pytest.mark.parametrize("model", [Trade, Position, ExecutionEvent])
+def test_prepared_values_equal_what_django_prepares(model):
+    """The fast path (PostgreSQL) skips Django's per-value preparation only where it is the
+    identity: for every field of the order path's rows, the values are Django's."""
+    account = PaperAccountFactory()
+    trade = make_trade(account, reserved_margin=Decimal("12.5"), take_profit=Decimal("70000"))
+    position = Position.objects.create(
+        account=account,
+        symbol="BTCUSDT",
+        side="LONG",
+        quantity=Decimal("0.01"),
+        entry_price=Decimal("65000"),
+        leverage=5,
+    )
+    obj = {Trade: trade, Position: position, ExecutionEvent: ExecutionEvent.objects.filter(account=account).first()}[
+        model
+    ]
+    fields = obj._meta.concrete_fields
+    django_values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in fields]
+    values = prepared_values(obj, fields, add=False)
+    for field, ours, theirs in zip(fields, values, django_values, strict=True):
+        if field.name == "updated_at":  # auto_now: a new now() on every call
+            continue
+        assert (type(ours), str(ours)) == (type(theirs), str(theirs)), field.name
+
+
+def test_prepared_values_leave_a_nan_or_a_naive_datetime_to_django():
+    """A NaN is refused and a naive datetime converted (or warned about) as the ORM would: the
+    fast path does not take them."""
+    account = PaperAccountFactory()
+    trade = make_trade(account)
+    trade.reserved_margin = Decimal("NaN")
+    with pytest.raises(ValidationError):
+        prepared_values(trade, [Trade._meta.get_field("reserved_margin")], add=False)
+    trade.filled_at = datetime(2026, 1, 1, 12, 0)  # naive
+    field = Trade._meta.get_field("filled_at")
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        expected = field.get_db_prep_save(trade.filled_at, connection)
+    with pytest.warns(RuntimeWarning, match="naive datetime"):
+        assert prepared_values(trade, [field], add=False) == [expected]
