@@ -221,6 +221,8 @@ LOGIN_REDIRECT_URL = "dashboard:home"
 # The live accounts' parity panel reads GET /api/accounts/{id}/parity/ (issue 18): on once that exists.
 DASHBOARD_PARITY_PANEL = env.bool("DASHBOARD_PARITY_PANEL", default=True)
 DASHBOARD_POLL_MS = env.int("DASHBOARD_POLL_MS", default=1500)
+if not 250 <= DASHBOARD_POLL_MS <= 60_000:  # faster would hammer the API; slower is not "live"
+    raise ImproperlyConfigured(f"DASHBOARD_POLL_MS must be 250..60000 ms, got {DASHBOARD_POLL_MS}.")
 
 REDIS_URL = env.str("REDIS_URL", default="")
 

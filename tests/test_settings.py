@@ -200,3 +200,20 @@ def test_paper_sweep_shards_out_of_range_is_refused():
     result = run_manage("check", DEBUG="1", PAPER_SWEEP_SHARDS="0")
     assert result.returncode != 0
     assert "PAPER_SWEEP_SHARDS must be 1..1024" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DASHBOARD_POLL_MS", "0", "DASHBOARD_POLL_MS must be 250..60000 ms"),
+        ("DASHBOARD_POLL_MS", "100000", "DASHBOARD_POLL_MS must be 250..60000 ms"),
+        ("PARITY_MAX_BOOK_AGE_MS", "0", "PARITY_MAX_BOOK_AGE_MS must be a positive number of ms"),
+        ("STREAM_MARK_SECONDS", "0", "STREAM_MARK_SECONDS must be a finite number of seconds > 0"),
+        ("STREAM_MARK_SECONDS", "soon", "STREAM_MARK_SECONDS must be a number of seconds"),
+        ("PARITY_BOOK_WAIT_SECONDS", "-1", "PARITY_BOOK_WAIT_SECONDS must be a finite number of seconds >= 0"),
+    ],
+)
+def test_this_waves_settings_refuse_bad_values_at_start_up(name, value, message):
+    result = run_manage("check", DEBUG="1", **{name: value})
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
