@@ -139,3 +139,43 @@ def test_the_symbol_set_up_is_a_lease_shared_by_orders_at_the_held_value_and_exc
     assert store.claim(key, "ISOLATED:10").status == CHANGE
     store.forget(key)
     assert store.claim(key, "ISOLATED:10").held == ""
+
+
+@pytest.mark.redis
+def test_an_unreachable_set_up_store_before_the_send_refuses_the_order_unsent(venue, monkeypatch):
+    """The shared set-up store (Redis) unreachable before the wire: a clear refusal, the intent
+    rejected (not left `submitting` for reconciliation), and no order at the venue."""
+    import redis
+
+    from execution.exceptions import ExecutionError
+    from execution.models import Trade
+    from execution.services import setup_cache
+
+    # Redis in use (the weight budget works), but the set-up store's connection is refused.
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0")
+    monkeypatch.setattr(setup_cache, "_redis_client", lambda: dead)
+    account = LiveV1AccountFactory()
+    with pytest.raises(ExecutionError) as refused:
+        order(account)
+    assert refused.value.code == "SETUP_UNAVAILABLE"
+    assert "not sent" in refused.value.message
+    assert ("POST", "/fapi/v1/order") not in venue.calls()
+    assert Trade.objects.get().status == "rejected"
+
+
+def test_an_unreachable_set_up_store_after_the_answer_still_books_the_fill(venue, monkeypatch):
+    """The store down when the order's claim is released (the order is filled at the venue): the
+    fill is booked as usual; the claim lapses after IN_FLIGHT_TTL."""
+    import redis
+
+    from execution.models import Trade
+    from execution.services.setup_cache import SYMBOL_SETUP
+
+    def down(*args, **kwargs):
+        raise redis.ConnectionError("Connection refused.")
+
+    monkeypatch.setattr(SYMBOL_SETUP, "release", down)
+    account = LiveV1AccountFactory()
+    result = order(account)
+    assert result.trade.status == "filled"
+    assert Trade.objects.get().status == "filled"

@@ -34,14 +34,21 @@ What keeps a remembered value right:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import RedisError
+
+from execution.exceptions import ExecutionError
+
+logger = logging.getLogger(__name__)
 
 MISSING = object()
 
@@ -147,6 +154,29 @@ return 1
 """
 
 
+@contextmanager
+def _before_the_send(key: str) -> Iterator[None]:
+    """The store unreachable before the order goes out: a refusal with nothing sent (the intent
+    is rejected at once, not left in flight for reconciliation)."""
+    try:
+        yield
+    except RedisError as exc:
+        raise ExecutionError(
+            f"{key}: the shared set-up store is unreachable ({type(exc).__name__}); not sent",
+            code="SETUP_UNAVAILABLE",
+        ) from exc
+
+
+@contextmanager
+def _best_effort(what: str, key: str) -> Iterator[None]:
+    """After the answer (or on a failure path) the store is only tidied: unreachable, what was
+    written lapses by itself (IN_FLIGHT_TTL, HELD_TTL). Never let it hide the order's outcome."""
+    try:
+        yield
+    except RedisError as exc:
+        logger.warning("set-up store unreachable on %s of %s (%s); it lapses by itself", what, key, exc)
+
+
 class SymbolSetup:
     """The margin type and leverage the venue holds for each (account, symbol), shared by every
     process, with the orders in flight on it: a reader/writer lease.
@@ -186,10 +216,11 @@ class SymbolSetup:
         token = uuid.uuid4().hex
         now = self._clock()
         if settings.REDIS_URL:
-            claim_script, _ = self._redis_scripts()
-            status, held = claim_script(
-                keys=self._keys(key), args=[wanted, token, now, now + IN_FLIGHT_TTL, int(IN_FLIGHT_TTL), HELD_TTL]
-            )
+            with _before_the_send(key):
+                claim_script, _ = self._redis_scripts()
+                status, held = claim_script(
+                    keys=self._keys(key), args=[wanted, token, now, now + IN_FLIGHT_TTL, int(IN_FLIGHT_TTL), HELD_TTL]
+                )
             return SetupClaim(int(status), str(held), token)
         with self._lock:
             state = self._state(key, now)
@@ -222,10 +253,11 @@ class SymbolSetup:
         is in flight on it."""
         now = self._clock()
         if settings.REDIS_URL:
-            _, settle_script = self._redis_scripts()
-            settle_script(
-                keys=self._keys(key), args=[held, claim.token, now + IN_FLIGHT_TTL, int(IN_FLIGHT_TTL), HELD_TTL]
-            )
+            with _before_the_send(key):
+                _, settle_script = self._redis_scripts()
+                settle_script(
+                    keys=self._keys(key), args=[held, claim.token, now + IN_FLIGHT_TTL, int(IN_FLIGHT_TTL), HELD_TTL]
+                )
             return
         with self._lock:
             state = self._state(key, now)
@@ -235,7 +267,8 @@ class SymbolSetup:
     def abandon(self, key: str) -> None:
         """A change failed: what the venue holds is unknown; others may set it."""
         if settings.REDIS_URL:
-            _redis_client().hdel(self._keys(key)[0], "held", "changing_until")
+            with _best_effort("abandon", key):
+                _redis_client().hdel(self._keys(key)[0], "held", "changing_until")
             return
         with self._lock:
             self._local.pop(key, None)
@@ -243,7 +276,8 @@ class SymbolSetup:
     def release(self, key: str, claim: SetupClaim) -> None:
         """The claim's order was answered: it no longer needs the value to stay."""
         if settings.REDIS_URL:
-            _redis_client().zrem(self._keys(key)[1], claim.token)
+            with _best_effort("release", key):
+                _redis_client().zrem(self._keys(key)[1], claim.token)
             return
         with self._lock:
             state = self._local.get(key)

@@ -283,7 +283,14 @@ class LiveExecutionAdapter(ExecutionAdapter):
         return claim
 
     def release_setup(self, symbol: str, claim: SetupClaim) -> None:
-        SYMBOL_SETUP.release(self._symbol_setup_key(symbol), claim)
+        """After the answer: a failure to release must not hide the order's outcome (a fill not
+        booked would leave the position unprotected); an unreleased claim lapses by itself."""
+        try:
+            SYMBOL_SETUP.release(self._symbol_setup_key(symbol), claim)
+        except Exception:
+            logger.warning(
+                "account %s: %s set-up claim not released; it lapses", self.account.pk, symbol, exc_info=True
+            )
 
     def _setup_step(self, step: Callable[[], None], *, what: str) -> None:
         try:
